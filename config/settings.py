@@ -1,0 +1,151 @@
+"""The worker's settings: one pydantic-settings model, read from ``CALLBACK_WORKER_*`` environment variables.
+
+AWS region, endpoints and credentials are deliberately absent: they come from the standard AWS environment
+(``AWS_REGION``, ``AWS_ENDPOINT_URL_SQS``, ``AWS_ENDPOINT_URL_SAGEMAKER``, credentials chain) so that the worker runs
+the same way as every other AWS program in the same pod or task.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+ENV_PREFIX = "CALLBACK_WORKER_"
+#: SQS allows a message to stay invisible for at most 12 hours.
+MAX_VISIBILITY_TIMEOUT = 43_200
+#: SQS long polls wait at most 20 seconds.
+MAX_WAIT_TIME = 20
+
+
+class Settings(BaseSettings):
+    """Settings of ``callback-worker run``. Each field is read from ``CALLBACK_WORKER_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    queue_url: Annotated[str, Field(min_length=1, description="URL of the SQS queue the callback steps send to.")]
+    handler: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            description="Name of the handler for messages that do not name one. Unset: every message must name "
+            "its handler in the routing argument.",
+        ),
+    ]
+    handler_argument: Annotated[
+        str,
+        Field(
+            default="handler",
+            min_length=1,
+            description="Step argument whose value, when present, names the handler for that message.",
+        ),
+    ]
+    concurrency: Annotated[
+        int, Field(default=10, ge=1, le=100_000, description="Maximum number of messages handled at once.")
+    ]
+    visibility_timeout: Annotated[
+        int,
+        Field(
+            default=60,
+            ge=10,
+            le=MAX_VISIBILITY_TIMEOUT,
+            description="Seconds a received message stays hidden; the lease is renewed while its handler runs.",
+        ),
+    ]
+    max_attempts: Annotated[
+        int,
+        Field(
+            default=3,
+            ge=1,
+            le=100,
+            description="Handler calls that may crash before the step is answered with a Failure.",
+        ),
+    ]
+    retry_backoff: Annotated[
+        float,
+        Field(
+            default=2.0,
+            ge=0,
+            le=3600,
+            description="Base delay in seconds before a crashed handler is called again; doubles per attempt.",
+        ),
+    ]
+    shutdown_grace: Annotated[
+        float,
+        Field(
+            default=30.0,
+            ge=0,
+            le=3600,
+            description="Seconds in-flight handlers may finish after SIGTERM before they are cancelled.",
+        ),
+    ]
+    health_port: Annotated[
+        int, Field(default=0, ge=0, le=65_535, description="Port of /healthz, /readyz and /metrics; 0 turns it off.")
+    ]
+    log_format: Annotated[
+        Literal["json", "console"], Field(default="json", description="`json` for machines, `console` for people.")
+    ]
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], Field(default="INFO", description="Lowest level logged.")
+    ]
+    wait_time: Annotated[
+        int,
+        Field(
+            default=MAX_WAIT_TIME,
+            ge=0,
+            le=MAX_WAIT_TIME,
+            description="Seconds a receive long-polls for messages before it returns empty.",
+        ),
+    ]
+    pollers: Annotated[
+        int,
+        Field(
+            default=1,
+            ge=1,
+            le=100,
+            description="Receive calls kept open at once; more help throughput when handlers are fast.",
+        ),
+    ]
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("queue_url")
+    @classmethod
+    def _queue_url_is_url(cls, value: str) -> str:
+        if not value.startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL such as https://sqs.us-east-1.amazonaws.com/123456789012/q")
+        return value
+
+
+def env_name(field_name: str) -> str:
+    """The environment variable that sets ``field_name``."""
+    return f"{ENV_PREFIX}{field_name.upper()}"
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment, or raise :class:`ConfigurationError` naming the first bad setting."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        name = env_name(str(error["loc"][0])) if error["loc"] else ENV_PREFIX + "*"
+        if error["type"] == "missing":
+            raise ConfigurationError(f"missing setting {name}: {_describe(str(error['loc'][0]))}") from None
+        raise ConfigurationError(f"invalid setting {name}={error.get('input')!r}: {error['msg']}") from None
+
+
+def _describe(field_name: str) -> str:
+    info = Settings.model_fields[field_name]
+    return info.description or "required"

@@ -1,0 +1,1 @@
+"""Built-in callback handlers, registered through the ``callback_worker.handlers`` entry-point group."""

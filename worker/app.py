@@ -1,0 +1,116 @@
+"""Wiring the daemon from settings: AWS clients from the standard environment, handlers, queue check, run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import NoRegionError
+
+from config.settings import Settings, env_name
+from worker.dispatch import RetryPolicy
+from worker.errors import ConfigurationError
+from worker.handler import Handler
+from worker.logs import get_logger
+from worker.report import Reporter
+from worker.retrying import Backoff, error_code, is_transient
+from worker.runtime import FATAL_RECEIVE_CODES, Worker, stop_on_signals
+from worker.sqs import Queue
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sagemaker import SageMakerClient
+    from types_aiobotocore_sqs import SQSClient
+
+log = get_logger("worker.app")
+
+#: How long start-up keeps trying to reach the queue before giving up.
+STARTUP_ATTEMPTS = 8
+
+
+def client_config(concurrency: int) -> AioConfig:
+    """Client settings shared by the worker's SQS and SageMaker clients.
+
+    botocore's own retries stay on (standard mode) for single-call blips; the worker adds its own, longer retries on
+    top where an answer must get through. Parameter validation is off: the worker checks every limit itself, and
+    botocore's checks (minimum lengths only) cost CPU on every call.
+    """
+    return AioConfig(
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=max(10, min(concurrency, 200)),
+        parameter_validation=False,
+        connect_timeout=10,
+        read_timeout=30,
+    )
+
+
+@asynccontextmanager
+async def aws_clients(concurrency: int) -> AsyncIterator[tuple[SQSClient, SageMakerClient]]:
+    """SQS and SageMaker clients configured from the standard AWS environment."""
+    session = get_session()
+    config = client_config(concurrency)
+    async with AsyncExitStack() as stack:
+        try:
+            sqs = await stack.enter_async_context(session.create_client("sqs", config=config))
+            sagemaker = await stack.enter_async_context(session.create_client("sagemaker", config=config))
+        except NoRegionError:
+            raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from None
+        yield sqs, sagemaker
+
+
+async def check_queue(queue: Queue) -> dict[str, Any]:
+    """The queue's attributes; ConfigurationError if the queue cannot be used at all."""
+    backoff = Backoff(base=0.5, cap=5.0)
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await queue.attributes()
+        except Exception as exc:
+            code = error_code(exc)
+            if code in FATAL_RECEIVE_CODES or not is_transient(exc) or attempt >= STARTUP_ATTEMPTS:
+                raise ConfigurationError(
+                    f"{env_name('queue_url')}={queue.url!r} cannot be used: {code}: {exc}"
+                ) from exc
+            log.warning("queue not reachable yet; retrying", error=f"{code}: {exc}")
+            await backoff.sleep()
+
+
+def describe_redrive(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """Log fields describing the queue's redrive policy, if it has one."""
+    raw = attributes.get("RedrivePolicy")
+    if not raw:
+        return {"redrive_policy": None}
+    policy = json.loads(raw)
+    return {"max_receive_count": policy.get("maxReceiveCount"), "dead_letter_queue": policy.get("deadLetterTargetArn")}
+
+
+async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: asyncio.Event | None = None) -> None:
+    """Run the worker until SIGTERM/SIGINT (or ``stop``), then drain and return."""
+    stop = stop or asyncio.Event()
+    async with aws_clients(settings.concurrency) as (sqs, sagemaker):
+        queue = Queue(
+            sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time
+        )
+        attributes = await check_queue(queue)
+        redrive = describe_redrive(attributes)
+        if not attributes.get("RedrivePolicy"):
+            log.warning("the queue has no redrive policy: a message without a callback token is received forever")
+        worker = Worker(
+            queue=queue,
+            reporter=Reporter(sagemaker),
+            handlers=handlers,
+            default_handler=settings.handler,
+            handler_argument=settings.handler_argument,
+            concurrency=settings.concurrency,
+            retry=RetryPolicy(settings.max_attempts, settings.retry_backoff),
+            shutdown_grace=settings.shutdown_grace,
+            pollers=settings.pollers,
+        )
+        log.info("queue ready", handlers=sorted(handlers), default_handler=settings.handler, **redrive)
+        with stop_on_signals(stop):
+            await worker.run(stop)

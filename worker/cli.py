@@ -1,0 +1,99 @@
+"""The ``callback-worker`` console script: run, handlers, emulate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import threading
+from collections.abc import Sequence
+
+from config.settings import Settings, env_name, load_settings
+from worker.errors import ConfigurationError, PluginError
+from worker.logs import configure_logging
+from worker.registry import discover, load_handlers
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.command(args)
+    except (ConfigurationError, PluginError) as exc:
+        print(f"callback-worker: {exc}", file=sys.stderr)  # noqa: T201 - the one line an operator reads
+        return 2
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callback-worker", description="Complete Amazon SageMaker Pipelines callback steps from an SQS queue."
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    run = commands.add_parser("run", help="run the daemon (settings from CALLBACK_WORKER_* environment variables)")
+    run.set_defaults(command=_run)
+    listing = commands.add_parser("handlers", help="list the discovered handlers and where each comes from")
+    listing.set_defaults(command=_handlers)
+    emulate = commands.add_parser("emulate", help="serve the local SageMaker Pipelines emulator")
+    _add_emulator(emulate)
+    demo = commands.add_parser("demo", help="run an end-to-end demo on loopback (no AWS account, no Docker)")
+    demo.set_defaults(command=_demo)
+    return parser
+
+
+def _run(_: argparse.Namespace) -> int:
+    settings = load_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    loaded = load_handlers()
+    handlers = {name: item.handler for name, item in loaded.items()}
+    _check_default_handler(settings, sorted(handlers))
+    from worker.app import run_daemon  # noqa: PLC0415 - keeps `handlers` and `emulate` free of AWS imports
+
+    asyncio.run(run_daemon(settings, handlers))
+    return _exit_now(0)
+
+
+def _check_default_handler(settings: Settings, available: list[str]) -> None:
+    if settings.handler is not None and settings.handler not in available:
+        raise ConfigurationError(
+            f"invalid setting {env_name('handler')}={settings.handler!r}: no such handler; "
+            f"available: {', '.join(available) or 'none'}"
+        )
+
+
+def _handlers(_: argparse.Namespace) -> int:
+    sources = discover()
+    load_handlers()  # a handler that does not load is reported, not listed
+    width = max((len(source.name) for source in sources), default=4)
+    for source in sources:
+        print(f"{source.name:<{width}}  {source.describe()}")  # noqa: T201 - command output
+    return 0
+
+
+def _add_emulator(parser: argparse.ArgumentParser) -> None:
+    from worker.emulator import cli as emulator_cli  # noqa: PLC0415 - the emulator is not part of the daemon
+
+    emulator_cli.add_arguments(parser)
+    parser.set_defaults(command=emulator_cli.run)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from worker.demo import run_demo  # noqa: PLC0415 - needs the optional `demo` extra (moto)
+
+    code: int = run_demo(args)
+    return code
+
+
+def _exit_now(code: int) -> int:
+    """Exit at once if sync handler threads are still running (they cannot be cancelled, only abandoned)."""
+    if any(thread.name.startswith("callback-handler") and thread.is_alive() for thread in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

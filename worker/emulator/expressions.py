@@ -1,0 +1,230 @@
+"""Expressions in pipeline definitions (as the SageMaker Python SDK writes them), compiled and evaluated.
+
+A value in a definition is either a constant (kept with its JSON type), an object or array of values, or one
+of these expressions:
+
+- ``{"Get": "Parameters.<name>"}`` - a pipeline parameter, typed as declared;
+- ``{"Get": "Steps.<step>.OutputParameters['<output>']"}`` - a callback step's output, typed as declared (a
+  reference to a step is also a dependency on it);
+- ``{"Get": "Execution.<variable>"}`` - ``PipelineExecutionId``, ``PipelineExecutionArn``, ``PipelineName``,
+  ``PipelineArn``, ``StartDateTime`` or ``CurrentDateTime`` (text);
+- ``{"Get": "PipelineExperimentConfig.ExperimentName"}`` / ``.TrialName`` - the resolved experiment config;
+- ``{"Std:Join": {"On": "/", "Values": [...]}}`` - the values as text (see :func:`values.to_text`) joined.
+
+Anything else that looks like an expression (a ``Get`` of another path, ``Std:JsonGet``, ...) is refused
+with a :class:`DefinitionError` that names it and where it is.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from worker.emulator.errors import DefinitionError
+from worker.emulator.values import JsonValue, Scalar, to_text
+
+EXECUTION_VARIABLES = frozenset(
+    {
+        "PipelineExecutionId",
+        "PipelineExecutionArn",
+        "PipelineName",
+        "PipelineArn",
+        "StartDateTime",
+        "CurrentDateTime",
+    }
+)
+EXPERIMENT_PROPERTIES = frozenset({"ExperimentName", "TrialName"})
+
+_NAME = r"[A-Za-z0-9\-_]+"
+_PARAMETER = re.compile(rf"Parameters\.({_NAME})")
+_STEP_OUTPUT = re.compile(rf"Steps\.({_NAME})\.OutputParameters\[(['\"])(.+?)\2\]")
+_STEP_ANY = re.compile(rf"Steps\.({_NAME})\..*")
+_EXECUTION = re.compile(r"Execution\.(\w+)")
+_EXPERIMENT = re.compile(r"PipelineExperimentConfig\.(\w+)")
+
+
+class Namespace(enum.StrEnum):
+    """What a ``Get`` refers to."""
+
+    PARAMETERS = "Parameters"
+    STEPS = "Steps"
+    EXECUTION = "Execution"
+    EXPERIMENT = "PipelineExperimentConfig"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One ``Get`` inside a definition: its namespace, the name it reads, and where it is (for messages)."""
+
+    namespace: Namespace
+    name: str
+    output: str | None
+    path: str
+
+
+class Context(Protocol):
+    """What evaluating an expression needs from the running execution."""
+
+    def parameter(self, name: str) -> Scalar:
+        """The value of parameter ``name`` for this execution."""
+        ...
+
+    def step_output(self, step: str, output: str) -> Scalar:
+        """The typed value that step ``step`` reported for ``output``."""
+        ...
+
+    def execution_variable(self, name: str) -> str:
+        """The value of ``Execution.<name>``."""
+        ...
+
+    def experiment_property(self, name: str) -> str:
+        """The resolved ``PipelineExperimentConfig.<name>``."""
+        ...
+
+
+class Expr(Protocol):
+    """A compiled definition value."""
+
+    def evaluate(self, context: Context) -> JsonValue:
+        """The JSON value for one execution."""
+        ...
+
+    def references(self) -> Iterator[Reference]:
+        """Every ``Get`` inside, in definition order."""
+        ...
+
+
+@dataclass(frozen=True)
+class Const:
+    """A constant; evaluates to itself."""
+
+    value: JsonValue
+
+    def evaluate(self, context: Context) -> JsonValue:
+        return self.value
+
+    def references(self) -> Iterator[Reference]:
+        return iter(())
+
+
+@dataclass(frozen=True)
+class ObjectExpr:
+    """A JSON object whose member values are expressions."""
+
+    members: tuple[tuple[str, Expr], ...]
+
+    def evaluate(self, context: Context) -> JsonValue:
+        return {key: value.evaluate(context) for key, value in self.members}
+
+    def references(self) -> Iterator[Reference]:
+        for _, value in self.members:
+            yield from value.references()
+
+
+@dataclass(frozen=True)
+class ListExpr:
+    """A JSON array whose items are expressions."""
+
+    items: tuple[Expr, ...]
+
+    def evaluate(self, context: Context) -> JsonValue:
+        return [item.evaluate(context) for item in self.items]
+
+    def references(self) -> Iterator[Reference]:
+        for item in self.items:
+            yield from item.references()
+
+
+@dataclass(frozen=True)
+class Get:
+    """A ``{"Get": ...}`` reference."""
+
+    reference: Reference
+
+    def evaluate(self, context: Context) -> JsonValue:
+        ref = self.reference
+        if ref.namespace is Namespace.PARAMETERS:
+            return context.parameter(ref.name)
+        if ref.namespace is Namespace.STEPS:
+            return context.step_output(ref.name, ref.output or "")
+        if ref.namespace is Namespace.EXECUTION:
+            return context.execution_variable(ref.name)
+        return context.experiment_property(ref.name)
+
+    def references(self) -> Iterator[Reference]:
+        yield self.reference
+
+
+@dataclass(frozen=True)
+class Join:
+    """``Std:Join``: the values' text joined with ``on``."""
+
+    on: str
+    values: tuple[Expr, ...]
+
+    def evaluate(self, context: Context) -> JsonValue:
+        return self.on.join(to_text(value.evaluate(context)) for value in self.values)
+
+    def references(self) -> Iterator[Reference]:
+        for value in self.values:
+            yield from value.references()
+
+
+def compile_value(node: JsonValue, path: str) -> Expr:
+    """Compile one definition value found at ``path`` (used in error messages) into an :class:`Expr`."""
+    if isinstance(node, list):
+        return ListExpr(tuple(compile_value(item, f"{path}[{index}]") for index, item in enumerate(node)))
+    if not isinstance(node, dict):
+        return Const(node)
+    functions = [key for key in node if key == "Get" or key.startswith("Std:")]
+    if not functions:
+        return ObjectExpr(tuple((key, compile_value(value, f"{path}.{key}")) for key, value in node.items()))
+    if len(node) != 1:
+        raise DefinitionError(f"{path}: the expression {functions[0]!r} must be the only key of its object")
+    if "Get" in node:
+        return _compile_get(node["Get"], path)
+    if "Std:Join" in node:
+        return _compile_join(node["Std:Join"], path)
+    raise DefinitionError(f"{path}: the function {functions[0]!r} is not supported in Callback pipelines")
+
+
+def _compile_get(target: JsonValue, path: str) -> Get:
+    if not isinstance(target, str):
+        raise DefinitionError(f"{path}: 'Get' takes a string such as 'Parameters.Name'")
+    return Get(parse_reference(target, path))
+
+
+def parse_reference(target: str, path: str) -> Reference:
+    """Parse the text of a ``Get``; raise :class:`DefinitionError` if it reads nothing supported."""
+    if match := _PARAMETER.fullmatch(target):
+        return Reference(Namespace.PARAMETERS, match[1], None, path)
+    if match := _STEP_OUTPUT.fullmatch(target):
+        return Reference(Namespace.STEPS, match[1], match[3], path)
+    if match := _STEP_ANY.fullmatch(target):
+        raise DefinitionError(
+            f"{path}: {target!r} is not supported; only Steps.{match[1]}.OutputParameters['<name>'] "
+            "of a Callback step can be read"
+        )
+    if (match := _EXECUTION.fullmatch(target)) and match[1] in EXECUTION_VARIABLES:
+        return Reference(Namespace.EXECUTION, match[1], None, path)
+    if (match := _EXPERIMENT.fullmatch(target)) and match[1] in EXPERIMENT_PROPERTIES:
+        return Reference(Namespace.EXPERIMENT, match[1], None, path)
+    raise DefinitionError(f"{path}: cannot resolve {{'Get': {target!r}}}")
+
+
+def _compile_join(spec: JsonValue, path: str) -> Join:
+    where = f"{path}.Std:Join"
+    values = spec.get("Values") if isinstance(spec, dict) else None
+    if not isinstance(spec, dict) or not isinstance(values, list):
+        raise DefinitionError(f"{where}: takes an object with a 'Values' array and an optional 'On'")
+    on = spec.get("On", "")
+    if not isinstance(on, str):
+        raise DefinitionError(f"{where}.On: must be a string")
+    unknown = sorted(set(spec) - {"On", "Values"})
+    if unknown:
+        raise DefinitionError(f"{where}: unknown keys {unknown}")
+    items = (compile_value(value, f"{where}.Values[{index}]") for index, value in enumerate(values))
+    return Join(on, tuple(items))

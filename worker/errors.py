@@ -1,0 +1,38 @@
+"""The worker's error tree: one root, one subclass per kind of trouble.
+
+Handler-facing control flow (:class:`worker.handler.Fail`, :class:`worker.handler.Retry`) lives apart from these:
+those are how a handler speaks, these are how the worker reports that something is wrong.
+"""
+
+from __future__ import annotations
+
+
+class WorkerError(Exception):
+    """Root of every error the worker raises on purpose."""
+
+
+class ConfigurationError(WorkerError):
+    """A setting is missing or invalid; start-up stops with this message."""
+
+
+class PluginError(WorkerError):
+    """A handler plugin could not be loaded, or two plugins claim one name."""
+
+
+class MalformedMessage(WorkerError):
+    """An SQS body that is not a usable callback message.
+
+    ``token`` is set when the body carried a well-formed callback token despite its other faults: such a message can
+    still be answered with a Failure that says what was wrong. Without a token nothing can be answered, and the
+    message is left to the queue's redrive policy.
+    """
+
+    def __init__(self, reason: str, *, token: str | None = None, pipeline_execution_arn: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.token = token
+        self.pipeline_execution_arn = pipeline_execution_arn
+
+
+class OutputError(WorkerError):
+    """A handler's outputs cannot be sent to SageMaker (wrong type, too many, too long)."""

@@ -1,0 +1,62 @@
+"""Calling handlers: async ones on the event loop, sync ones in a thread, results checked on the way out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from worker.handler import CallbackContext, Handler, HandlerResult, StopHook
+
+
+def is_async(function: object) -> bool:
+    """True if calling ``function`` returns a coroutine (an ``async def`` function or ``__call__``)."""
+    if inspect.iscoroutinefunction(function):
+        return True
+    call = getattr(function, "__call__", None)  # noqa: B004 - the method itself is inspected, not callability
+    return inspect.iscoroutinefunction(call)
+
+
+class Invoker:
+    """Runs handlers and stop hooks; sync ones go to a thread pool sized for the worker's concurrency."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def call(self, handler: Handler, context: CallbackContext) -> HandlerResult:
+        """The handler's result for ``context``; a :class:`Retry` or :class:`Fail` raised inside propagates."""
+        result: Any = await self._run(handler, context)
+        return result  # type: ignore[no-any-return]
+
+    async def stop(self, handler: Handler, context: CallbackContext) -> bool:
+        """Run ``handler.on_stop(context)`` if the handler has one. Returns whether it did."""
+        if not isinstance(handler, StopHook):
+            return False
+        await self._run(handler.on_stop, context)
+        return True
+
+    def shutdown(self) -> None:
+        """Stop accepting sync work; threads still running are not waited for."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _run(self, function: Callable[[CallbackContext], Any], context: CallbackContext) -> Any:
+        if is_async(function):
+            return await function(context)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="callback-handler")
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, function, context)
+        result = await loop.run_in_executor(self._executor, call)
+        if inspect.isawaitable(result):
+            return await _await(result)
+        return result
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable

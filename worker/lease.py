@@ -1,0 +1,118 @@
+"""Leases: every in-flight message stays hidden while its handler runs.
+
+One ticker renews, in batched calls, every lease that would run out before the next tick. SQS lets a message stay
+hidden for at most 12 hours from its first receipt and rejects (does not clamp) a longer request, so each renewal
+asks for ``min(visibility_timeout, what is left of the 12 hours)``. When what is left no longer covers two ticks the
+lease is *exhausted*: its ``on_exhausted`` callback runs, and the dispatcher cancels the handler and answers the step
+with a Failure while the message is still hidden — rather than let it reappear and start the work a second time.
+Handlers that wait longer than that should return :class:`~worker.handler.Retry`, whose continuation is a new
+message with a new 12-hour budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from worker.logs import get_logger
+from worker.sqs import BatchEntryError, Queue, ReceivedMessage, settle
+
+#: SQS's ceiling on how long a message may stay hidden, counted from its first receipt.
+MAX_HIDDEN_SECONDS = 12 * 60 * 60
+
+log = get_logger("worker.lease")
+
+
+@dataclass(eq=False)
+class Lease:
+    """One in-flight delivery and when it would become visible again."""
+
+    message: ReceivedMessage
+    visible_until: float
+    """Epoch seconds at which SQS would show the message again without a renewal."""
+    budget_end: float
+    """Epoch seconds after which SQS refuses to keep the message hidden."""
+    on_exhausted: Callable[[], None] | None = None
+    """Called once when the 12-hour budget no longer covers two ticks."""
+    lost: bool = False
+    """Set when SQS refused a renewal: the message may be delivered elsewhere."""
+
+
+class LeaseKeeper:
+    """Holds the leases of all in-flight messages and renews them together, once per tick."""
+
+    def __init__(self, queue: Queue, visibility_timeout: int, clock: Callable[[], float] = time.time) -> None:
+        self.queue = queue
+        self.visibility_timeout = visibility_timeout
+        self.tick = max(1.0, visibility_timeout / 3)
+        self.clock = clock
+        self.leases: dict[str, Lease] = {}
+        self.renewals = 0
+        """Entries renewed so far (for metrics and benchmarks)."""
+        self.renewal_calls = 0
+
+    def add(self, message: ReceivedMessage) -> Lease:
+        """Start tracking a message just received with the keeper's visibility timeout."""
+        now = self.clock()
+        lease = Lease(
+            message,
+            visible_until=now + self.visibility_timeout,
+            budget_end=message.first_receive_time + MAX_HIDDEN_SECONDS,
+        )
+        self.leases[message.receipt_handle] = lease
+        return lease
+
+    def remove(self, lease: Lease) -> None:
+        """Stop renewing (the message is deleted or deliberately left to reappear)."""
+        self.leases.pop(lease.message.receipt_handle, None)
+
+    async def run(self) -> None:
+        """Renew forever, once per tick (cancel to stop)."""
+        while True:
+            await asyncio.sleep(self.tick)
+            await self.renew_due()
+
+    async def renew_due(self) -> None:
+        """Renew every lease that would expire before the next tick, plus a tick of margin."""
+        now = self.clock()
+        horizon = now + 2 * self.tick
+        due = [lease for lease in self.leases.values() if lease.visible_until <= horizon and not lease.lost]
+        renewals = []
+        for lease in due:
+            remaining = int(lease.budget_end - now)
+            if remaining <= 2 * self.tick and lease.on_exhausted is not None:
+                lease.on_exhausted()
+                lease.on_exhausted = None
+            timeout = min(self.visibility_timeout, remaining)
+            if timeout > 0:
+                renewals.append((lease, timeout))
+        if not renewals:
+            return
+        self.renewal_calls += -(-len(renewals) // 10)
+        errors = await settle([self.queue.set_visibility(lease.message.receipt_handle, t) for lease, t in renewals])
+        for (lease, timeout), error in zip(renewals, errors, strict=True):
+            self._settle_one(lease, now + timeout, error)
+
+    def _settle_one(self, lease: Lease, visible_until: float, error: BaseException | None) -> None:
+        if error is None:
+            lease.visible_until = visible_until
+            self.renewals += 1
+        elif isinstance(error, BatchEntryError):
+            lease.lost = True
+            log.warning(
+                "lease lost; the message may be delivered again",
+                message_id=lease.message.message_id,
+                error=error.code,
+            )
+        else:
+            log.warning("lease renewal failed; retrying next tick", error=f"{type(error).__name__}: {error}")
+
+    async def release(self, leases: list[Lease]) -> None:
+        """Make these messages visible again at once (visibility 0), for another consumer to take."""
+        errors = await settle([self.queue.set_visibility(lease.message.receipt_handle, 0) for lease in leases])
+        for lease, error in zip(leases, errors, strict=True):
+            self.remove(lease)
+            if error is not None:
+                log.warning("could not release message", message_id=lease.message.message_id, error=str(error))

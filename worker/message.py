@@ -1,0 +1,165 @@
+"""Parsing an SQS body into a :class:`CallbackMessage`, or a :class:`~worker.errors.MalformedMessage` saying why not.
+
+The body a CallbackStep sends is ``{"token", "pipelineExecutionArn", "arguments", "status"}``. Keys are matched
+case-insensitively (the API text also writes ``Status``); ``arguments`` keep their JSON types. A body the worker
+re-queued itself for a :class:`~worker.handler.Retry` or a crash retry carries one more key, ``CONTINUATION_KEY``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from worker.errors import MalformedMessage
+from worker.handler import JSONValue
+
+TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{10}")
+EXECUTION_ARN_PATTERN = re.compile(
+    r"arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:\d{12}:pipeline/(?P<pipeline>[^/]+)/execution/(?P<execution>[^/]+)"
+)
+#: The key under which the worker stores its own continuation data in a re-queued body.
+CONTINUATION_KEY = "callbackWorkerContinuation"
+_STRING_PREVIEW = 80
+
+
+class Status(StrEnum):
+    """Why SageMaker sent the message."""
+
+    EXECUTING = "Executing"
+    STOPPING = "Stopping"
+
+
+@dataclass(frozen=True, slots=True)
+class Continuation:
+    """Where a re-queued callback left off."""
+
+    attempt: int = 1
+    continuations: int = 0
+    state: JSONValue = None
+    not_before: float = 0.0
+    origin_message_id: str = ""
+
+    def to_json(self) -> dict[str, JSONValue]:
+        return {
+            "attempt": self.attempt,
+            "continuations": self.continuations,
+            "state": self.state,
+            "notBefore": self.not_before,
+            "originMessageId": self.origin_message_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackMessage:
+    """A callback message whose every field has been checked."""
+
+    token: str
+    pipeline_execution_arn: str
+    pipeline_name: str
+    execution_id: str
+    arguments: dict[str, JSONValue]
+    status: Status
+    continuation: Continuation = field(default_factory=Continuation)
+
+    def to_body(self, continuation: Continuation) -> str:
+        """The body of a re-queued copy of this message carrying ``continuation``."""
+        return json.dumps(
+            {
+                "token": self.token,
+                "pipelineExecutionArn": self.pipeline_execution_arn,
+                "arguments": self.arguments,
+                "status": self.status.value,
+                CONTINUATION_KEY: continuation.to_json(),
+            },
+            separators=(",", ":"),
+            ensure_ascii=False,
+        )
+
+
+def parse_message(body: str) -> CallbackMessage:
+    """Parse one SQS body. Raises :class:`MalformedMessage`, with ``token`` set when the token itself is valid."""
+    document = _load_object(body)
+    fields = {key.lower(): value for key, value in document.items()}
+    token = fields.get("token")
+    if not isinstance(token, str) or not TOKEN_PATTERN.fullmatch(token):
+        raise MalformedMessage(f"'token' is missing or not 10 letters and digits ({_describe(token)})")
+    arn = fields.get("pipelineexecutionarn")
+    try:
+        return _build(token, arn, fields)
+    except MalformedMessage as exc:
+        exc.token = token
+        exc.pipeline_execution_arn = arn if isinstance(arn, str) else None
+        raise
+
+
+def _load_object(body: str) -> dict[str, Any]:
+    try:
+        document = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise MalformedMessage(f"body is not JSON: {type(exc).__name__}: {str(exc)[:_STRING_PREVIEW]}") from None
+    if not isinstance(document, dict):
+        raise MalformedMessage(f"body is JSON {type(document).__name__}, not an object")
+    return document
+
+
+def _build(token: str, arn: object, fields: dict[str, Any]) -> CallbackMessage:
+    if not isinstance(arn, str):
+        raise MalformedMessage(f"'pipelineExecutionArn' is missing or not a string ({_describe(arn)})")
+    match = EXECUTION_ARN_PATTERN.fullmatch(arn)
+    if match is None:
+        raise MalformedMessage(f"'pipelineExecutionArn' is not a pipeline execution ARN ({_describe(arn)})")
+    arguments = fields.get("arguments", {})
+    if arguments is None:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        raise MalformedMessage(f"'arguments' is {type(arguments).__name__}, not an object")
+    return CallbackMessage(
+        token=token,
+        pipeline_execution_arn=arn,
+        pipeline_name=match["pipeline"],
+        execution_id=match["execution"],
+        arguments=arguments,
+        status=_status(fields.get("status", Status.EXECUTING.value)),
+        continuation=_continuation(fields.get(CONTINUATION_KEY.lower())),
+    )
+
+
+def _status(value: object) -> Status:
+    if isinstance(value, str):
+        for status in Status:
+            if value.lower() == status.value.lower():
+                return status
+    raise MalformedMessage(f"'status' must be Executing or Stopping ({_describe(value)})")
+
+
+def _continuation(value: object) -> Continuation:
+    if value is None:
+        return Continuation()
+    if not isinstance(value, dict):
+        raise MalformedMessage(f"'{CONTINUATION_KEY}' is not an object")
+    attempt = value.get("attempt", 1)
+    continuations = value.get("continuations", 0)
+    not_before = value.get("notBefore", 0.0)
+    origin = value.get("originMessageId", "")
+    if not (_is_int(attempt) and attempt >= 1 and _is_int(continuations) and continuations >= 0):
+        raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad attempt or continuation count")
+    if not isinstance(not_before, int | float) or isinstance(not_before, bool) or not isinstance(origin, str):
+        raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad notBefore or originMessageId")
+    return Continuation(attempt, continuations, value.get("state"), float(not_before), origin)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _describe(value: object) -> str:
+    """A short, safe description of a bad value: its type and a bounded preview, never a whole token."""
+    if value is None:
+        return "absent"
+    if isinstance(value, str):
+        preview = value[:_STRING_PREVIEW] + ("..." if len(value) > _STRING_PREVIEW else "")
+        return f"got a {len(value)}-character string {preview!r}"
+    return f"got {type(value).__name__}"

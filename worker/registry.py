@@ -1,0 +1,115 @@
+"""Handler discovery through the ``callback_worker.handlers`` entry-point group, and routing of messages to handlers.
+
+Discovery reads entry points without importing them, sorts them, then loads each inside its own ``try`` so that a
+broken plugin stops start-up with its name and distribution. Two entry points with one name are fatal: silently
+keeping one of them would route messages to whichever happened to be found first.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+
+from worker.errors import PluginError
+from worker.handler import Handler, JSONValue
+
+ENTRY_POINT_GROUP = "callback_worker.handlers"
+
+
+@dataclass(frozen=True, slots=True)
+class HandlerSource:
+    """Where a handler came from, for ``callback-worker handlers`` and for error messages."""
+
+    name: str
+    value: str
+    distribution: str
+    version: str
+
+    def describe(self) -> str:
+        return f"{self.value} ({self.distribution} {self.version})"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedHandler:
+    """A handler ready to be called, with its origin."""
+
+    handler: Handler
+    source: HandlerSource
+
+
+def discover(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None) -> list[HandlerSource]:
+    """The group's entry points, sorted by name, without importing them. Duplicate names raise PluginError."""
+    wanted = set(allow) if allow is not None else None
+    found: dict[str, HandlerSource] = {}
+    for entry_point in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
+        if wanted is not None and entry_point.name not in wanted:
+            continue
+        source = _source(entry_point)
+        if source.name in found and found[source.name] != source:
+            first = found[source.name]
+            raise PluginError(
+                f"handler name {source.name!r} is registered twice: {first.describe()} and {source.describe()}"
+            )
+        found[source.name] = source
+    return list(found.values())
+
+
+def load_handlers(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None) -> dict[str, LoadedHandler]:
+    """Import and build every discovered handler. Any failure raises PluginError naming the plugin."""
+    loaded: dict[str, LoadedHandler] = {}
+    for source in discover(group, allow):
+        loaded[source.name] = LoadedHandler(_build(source), source)
+    return loaded
+
+
+def _source(entry_point: EntryPoint) -> HandlerSource:
+    dist = entry_point.dist
+    return HandlerSource(
+        name=entry_point.name,
+        value=entry_point.value,
+        distribution=dist.name if dist is not None else "unknown distribution",
+        version=dist.version if dist is not None else "?",
+    )
+
+
+def _build(source: HandlerSource) -> Handler:
+    entry_point = EntryPoint(name=source.name, value=source.value, group=ENTRY_POINT_GROUP)
+    try:
+        target = entry_point.load()
+        handler = target() if inspect.isclass(target) else target
+    except Exception as exc:
+        raise PluginError(
+            f"handler {source.name!r} from {source.describe()} failed to load: {type(exc).__name__}: {exc}"
+        ) from exc
+    if not callable(handler):
+        raise PluginError(f"handler {source.name!r} from {source.describe()} is {type(handler).__name__}, not callable")
+    return handler  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Router:
+    """Chooses a handler name for a message: its routing argument if present, else the default."""
+
+    handlers: Mapping[str, Handler]
+    default: str | None
+    argument: str
+
+    def route(self, arguments: Mapping[str, JSONValue]) -> tuple[str, Handler | None]:
+        """The chosen name and its handler, or ``None`` when no handler of that name exists."""
+        chosen = arguments.get(self.argument, self.default)
+        name = chosen if isinstance(chosen, str) else str(chosen)
+        if chosen is None:
+            return "", None
+        return name, self.handlers.get(name)
+
+    def unknown_reason(self, name: str) -> str:
+        """The failure reason for a message routed to a handler that does not exist."""
+        available = ", ".join(sorted(self.handlers)) or "none"
+        if not name:
+            return (
+                f"no handler chosen: the step has no '{self.argument}' argument and no default handler is set; "
+                f"available: {available}"
+            )
+        return f"no handler named {name!r}; available: {available}"

@@ -1,0 +1,73 @@
+"""Classifying AWS errors as transient, and jittered exponential backoff for retrying them."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+
+THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "RequestThrottled",
+        "ServiceUnavailable",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "AWS.SimpleQueueService.ThrottledException",
+        "KMS.ThrottlingException",
+    }
+)
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a ClientError, else the exception's class name."""
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "")) or type(exc).__name__
+    return type(exc).__name__
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for throttling, 5xx and connection trouble: errors worth retrying unchanged."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return error_code(exc) in THROTTLING_CODES or int(status) >= 500
+    return isinstance(exc, HTTPClientError | ConnectionError | aiohttp.ClientError | TimeoutError | OSError)
+
+
+def is_aws_error(exc: BaseException) -> bool:
+    """True for every error an AWS call can raise (transient or not)."""
+    return isinstance(exc, ClientError | BotoCoreError | aiohttp.ClientError | TimeoutError | OSError)
+
+
+@dataclass
+class Backoff:
+    """Full-jitter exponential backoff: ``uniform(0, min(cap, base * 2**n))`` for the n-th consecutive failure."""
+
+    base: float = 0.2
+    cap: float = 20.0
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        delay = min(self.cap, self.base * 2**self.failures)
+        self.failures = min(self.failures + 1, 32)
+        return self.rng.uniform(delay / 2, delay)
+
+    async def sleep(self) -> None:
+        await asyncio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self.failures = 0

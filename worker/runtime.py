@@ -1,0 +1,205 @@
+"""The supervisor: pollers that receive only into free slots, the lease ticker, signals, and the two-phase drain.
+
+Stop sequence: stop receiving at once (open long polls are cancelled), let in-flight handlers finish within the
+grace period, cancel what is left, and make every unfinished message visible again (visibility 0) so that another
+replica takes it immediately rather than after the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from worker.dispatch import Dispatcher, RetryPolicy
+from worker.handler import Handler
+from worker.invoke import Invoker
+from worker.lease import LeaseKeeper
+from worker.logs import get_logger
+from worker.registry import Router
+from worker.report import Reporter
+from worker.retrying import Backoff, error_code, is_transient
+from worker.sqs import MAX_RECEIVE, Queue
+
+log = get_logger("worker.runtime")
+
+#: Receive errors that no amount of waiting will fix: the queue URL or the permissions are wrong.
+FATAL_RECEIVE_CODES = frozenset(
+    {
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "AccessDeniedException",
+        "InvalidAddress",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+    }
+)
+
+
+class Slots:
+    """Free handler slots; pollers take up to ten at a time and receive only that many messages."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.free = capacity
+        self._changed = asyncio.Event()
+        self._changed.set()
+
+    async def take(self, most: int) -> int:
+        """Wait for at least one free slot; take up to ``most``."""
+        while self.free == 0:
+            self._changed.clear()
+            await self._changed.wait()
+        taken = min(most, self.free)
+        self.free -= taken
+        return taken
+
+    def give(self, count: int = 1) -> None:
+        self.free += count
+        self._changed.set()
+
+    @property
+    def in_use(self) -> int:
+        return self.capacity - self.free
+
+
+@dataclass
+class Health:
+    """What /healthz and /readyz report."""
+
+    started: float = field(default_factory=time.monotonic)
+    last_poll: float = 0.0
+    last_poll_wall: float = 0.0
+    ready: bool = False
+    draining: bool = False
+    sqs_reachable: bool = False
+
+
+class Worker:
+    """The daemon: receives messages and hands each to the dispatcher, within the configured concurrency."""
+
+    def __init__(
+        self,
+        *,
+        queue: Queue,
+        reporter: Reporter,
+        handlers: Mapping[str, Handler],
+        default_handler: str | None,
+        handler_argument: str,
+        concurrency: int,
+        retry: RetryPolicy,
+        shutdown_grace: float,
+        pollers: int = 1,
+    ) -> None:
+        self.queue = queue
+        self.slots = Slots(concurrency)
+        self.leases = LeaseKeeper(queue, queue.visibility_timeout)
+        self.invoker = Invoker(threads=concurrency)
+        self.dispatcher = Dispatcher(
+            queue=queue,
+            leases=self.leases,
+            reporter=reporter,
+            router=Router(handlers, default_handler, handler_argument),
+            invoker=self.invoker,
+            retry=retry,
+        )
+        self.shutdown_grace = shutdown_grace
+        self.pollers = pollers
+        self.health = Health()
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then drain. Raises WorkerError-free; fatal queue errors propagate."""
+        background: list[asyncio.Task[None]] = [asyncio.create_task(self.leases.run())]
+        pollers = [asyncio.create_task(self._poll(index)) for index in range(self.pollers)]
+        self.health.ready = True
+        log.info("worker started", concurrency=self.slots.capacity, pollers=self.pollers)
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            done, _ = await asyncio.wait([stopper, *pollers], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper:
+                    task.result()  # a poller ended: surface its fatal error
+        finally:
+            self.health.ready = False
+            self.health.draining = True
+            for task in [stopper, *pollers]:
+                task.cancel()
+            await asyncio.gather(*pollers, stopper, return_exceptions=True)
+            await self._drain()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self.queue.close()
+            self.invoker.shutdown()
+            log.info("worker stopped", **dict(self.dispatcher.stats))
+
+    async def _poll(self, index: int) -> None:
+        backoff = Backoff(base=0.5, cap=30.0)
+        while True:
+            wanted = await self.slots.take(MAX_RECEIVE)
+            try:
+                messages = await self.queue.receive(wanted)
+            except asyncio.CancelledError:
+                self.slots.give(wanted)
+                raise
+            except Exception as exc:  # noqa: BLE001 - the poller outlives every receive error; fatal ones are logged
+                self.slots.give(wanted)
+                self._receive_failed(exc, index)
+                await backoff.sleep()
+                continue
+            backoff.reset()
+            self.health.last_poll = time.monotonic()
+            self.health.last_poll_wall = time.time()
+            self.health.sqs_reachable = True
+            self.slots.give(wanted - len(messages))
+            for message in messages:
+                task = asyncio.create_task(self.dispatcher.handle(message))
+                self.tasks.add(task)
+                task.add_done_callback(self._done)
+
+    def _receive_failed(self, exc: Exception, index: int) -> None:
+        code = error_code(exc)
+        self.health.sqs_reachable = False
+        if code in FATAL_RECEIVE_CODES:
+            log.error("cannot receive from the queue; check the queue URL and permissions", error=code, poller=index)
+        elif is_transient(exc):
+            log.warning("receive failed; backing off", error=f"{code}: {exc}", poller=index)
+        else:
+            log.error("receive failed; backing off", error=f"{code}: {exc}", poller=index)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        self.slots.give()
+
+    async def _drain(self) -> None:
+        if self.tasks:
+            log.info("draining", in_flight=len(self.tasks), grace=self.shutdown_grace)
+            _, pending = await asyncio.wait(set(self.tasks), timeout=self.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("grace period over; cancelling unfinished handlers", cancelled=len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
+        leftover = list(self.leases.leases.values())
+        if leftover:
+            await self.leases.release(leftover)
+            log.info("released unfinished messages", count=len(leftover))
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[asyncio.Event]:
+    """Set ``stop`` on SIGTERM or SIGINT while inside the block (inside the running loop)."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        yield stop
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,207 @@
+"""The queue: long-poll receives, and deletes and visibility changes coalesced into batches of at most ten.
+
+Batch calls can fail per entry; each caller learns the fate of its own entry, as :class:`BatchEntryError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+#: ReceiveMessage returns at most ten messages.
+MAX_RECEIVE = 10
+#: DeleteMessageBatch and ChangeMessageVisibilityBatch take at most ten entries.
+MAX_BATCH = 10
+#: SendMessage's DelaySeconds is at most fifteen minutes.
+MAX_DELAY_SECONDS = 900
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedMessage:
+    """One delivery of one SQS message."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+    first_receive_time: float
+    """Epoch seconds of the message's first receipt by anyone (the 12 h visibility budget counts from it)."""
+    sent_time: float
+
+    @classmethod
+    def from_api(cls, raw: Any, now: float) -> ReceivedMessage:
+        attributes = raw.get("Attributes", {})
+        return cls(
+            message_id=raw["MessageId"],
+            receipt_handle=raw["ReceiptHandle"],
+            body=raw.get("Body", ""),
+            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+            first_receive_time=int(attributes.get("ApproximateFirstReceiveTimestamp", now * 1000)) / 1000,
+            sent_time=int(attributes.get("SentTimestamp", now * 1000)) / 1000,
+        )
+
+
+class BatchEntryError(Exception):
+    """One entry of a batch call failed."""
+
+    def __init__(self, code: str, message: str, *, sender_fault: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.sender_fault = sender_fault
+
+
+FlushFunction = Callable[[list[dict[str, Any]]], Awaitable[Any]]
+
+
+class Batcher:
+    """Coalesces single-entry requests into batch calls; each :meth:`submit` resolves with its own entry's fate."""
+
+    def __init__(self, flush: FlushFunction, linger: float = 0.005) -> None:
+        self._flush = flush
+        self._linger = linger
+        self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
+        self._scheduled: asyncio.Task[None] | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._counter = 0
+
+    async def submit(self, entry: dict[str, Any]) -> None:
+        """Queue ``entry`` (without ``Id``) for the next batch; raise its error if it fails."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._counter += 1
+        self._pending.append(({**entry, "Id": str(self._counter)}, future))
+        if len(self._pending) >= MAX_BATCH:
+            self._send_full_batches()
+        elif self._scheduled is None:
+            self._scheduled = asyncio.create_task(self._after_linger())
+        await future
+
+    async def close(self) -> None:
+        """Send whatever is pending and wait for every batch in flight."""
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self._send_all()
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    async def _after_linger(self) -> None:
+        await asyncio.sleep(self._linger)
+        self._scheduled = None
+        self._send_all()
+
+    def _send_full_batches(self) -> None:
+        while len(self._pending) >= MAX_BATCH:
+            self._start(self._pending[:MAX_BATCH])
+            del self._pending[:MAX_BATCH]
+
+    def _send_all(self) -> None:
+        self._send_full_batches()
+        if self._pending:
+            self._start(self._pending)
+            self._pending = []
+
+    def _start(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        task = asyncio.create_task(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[tuple[dict[str, Any], asyncio.Future[None]]]) -> None:
+        try:
+            response = await self._flush([entry for entry, _ in batch])
+        except Exception as exc:  # noqa: BLE001 - every caller sees the transport error and decides
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        failed = {item["Id"]: item for item in response.get("Failed", [])}
+        for entry, future in batch:
+            if future.done():
+                continue
+            failure = failed.get(entry["Id"])
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(
+                    BatchEntryError(
+                        failure.get("Code", "Unknown"),
+                        failure.get("Message", ""),
+                        sender_fault=bool(failure.get("SenderFault")),
+                    )
+                )
+
+
+class Queue:
+    """One SQS queue as the worker uses it."""
+
+    def __init__(self, client: SQSClient, url: str, *, visibility_timeout: int, wait_time: int) -> None:
+        self.client = client
+        self.url = url
+        self.visibility_timeout = visibility_timeout
+        self.wait_time = wait_time
+        self._deletes = Batcher(self._delete_batch)
+        self._visibility = Batcher(self._visibility_batch)
+
+    async def attributes(self) -> dict[str, str]:
+        """The queue's attributes (also a cheap reachability check)."""
+        response = await self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["All"])
+        return {str(key): value for key, value in response.get("Attributes", {}).items()}
+
+    async def receive(self, max_messages: int) -> list[ReceivedMessage]:
+        """One long poll for up to ``max_messages`` (≤ 10) messages."""
+        response = await self.client.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=min(max_messages, MAX_RECEIVE),
+            WaitTimeSeconds=self.wait_time,
+            VisibilityTimeout=self.visibility_timeout,
+            MessageSystemAttributeNames=[
+                "ApproximateReceiveCount",
+                "ApproximateFirstReceiveTimestamp",
+                "SentTimestamp",
+            ],
+        )
+        now = time.time()
+        return [ReceivedMessage.from_api(raw, now) for raw in response.get("Messages", [])]
+
+    async def delete(self, receipt_handle: str) -> None:
+        """Delete one message (batched with others). Raises BatchEntryError or the transport error."""
+        await self._deletes.submit({"ReceiptHandle": receipt_handle})
+
+    async def set_visibility(self, receipt_handle: str, seconds: int) -> None:
+        """Hide one message for ``seconds`` more seconds (0: visible now), batched with others."""
+        await self._visibility.submit({"ReceiptHandle": receipt_handle, "VisibilityTimeout": seconds})
+
+    async def send(self, body: str, delay: int = 0) -> str:
+        """Send a new message, visible after ``delay`` seconds (≤ 900). Returns its message id."""
+        response = await self.client.send_message(
+            QueueUrl=self.url, MessageBody=body, DelaySeconds=max(0, min(delay, MAX_DELAY_SECONDS))
+        )
+        return str(response["MessageId"])
+
+    async def close(self) -> None:
+        """Flush pending deletes and visibility changes."""
+        await self._deletes.close()
+        await self._visibility.close()
+
+    async def _delete_batch(self, entries: Sequence[dict[str, Any]]) -> Any:
+        return await self.client.delete_message_batch(QueueUrl=self.url, Entries=list(entries))  # type: ignore[arg-type]
+
+    async def _visibility_batch(self, entries: Sequence[dict[str, Any]]) -> Any:
+        return await self.client.change_message_visibility_batch(
+            QueueUrl=self.url,
+            Entries=list(entries),  # type: ignore[arg-type]
+        )
+
+
+async def settle(awaitables: Sequence[Awaitable[None]]) -> list[BaseException | None]:
+    """Await all, returning each one's exception (or None) in order."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
+    return [result if isinstance(result, BaseException) else None for result in results]
+
+
+__all__ = ["MAX_BATCH", "MAX_DELAY_SECONDS", "MAX_RECEIVE", "BatchEntryError", "Queue", "ReceivedMessage", "settle"]
