@@ -89,28 +89,34 @@ def describe_redrive(attributes: Mapping[str, Any]) -> dict[str, Any]:
     return {"max_receive_count": policy.get("maxReceiveCount"), "dead_letter_queue": policy.get("deadLetterTargetArn")}
 
 
+def build_worker(
+    settings: Settings, handlers: Mapping[str, Handler], sqs: SQSClient, sagemaker: SageMakerClient
+) -> Worker:
+    """A worker for ``settings`` on these clients (not started)."""
+    queue = Queue(sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time)
+    return Worker(
+        queue=queue,
+        reporter=Reporter(sagemaker),
+        handlers=handlers,
+        default_handler=settings.handler,
+        handler_argument=settings.handler_argument,
+        concurrency=settings.concurrency,
+        retry=RetryPolicy(settings.max_attempts, settings.retry_backoff),
+        shutdown_grace=settings.shutdown_grace,
+        pollers=settings.pollers,
+    )
+
+
 async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: asyncio.Event | None = None) -> None:
     """Run the worker until SIGTERM/SIGINT (or ``stop``), then drain and return."""
     stop = stop or asyncio.Event()
     async with aws_clients(settings.concurrency) as (sqs, sagemaker):
-        queue = Queue(
-            sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time
-        )
-        attributes = await check_queue(queue)
-        redrive = describe_redrive(attributes)
+        worker = build_worker(settings, handlers, sqs, sagemaker)
+        attributes = await check_queue(worker.queue)
         if not attributes.get("RedrivePolicy"):
             log.warning("the queue has no redrive policy: a message without a callback token is received forever")
-        worker = Worker(
-            queue=queue,
-            reporter=Reporter(sagemaker),
-            handlers=handlers,
-            default_handler=settings.handler,
-            handler_argument=settings.handler_argument,
-            concurrency=settings.concurrency,
-            retry=RetryPolicy(settings.max_attempts, settings.retry_backoff),
-            shutdown_grace=settings.shutdown_grace,
-            pollers=settings.pollers,
+        log.info(
+            "queue ready", handlers=sorted(handlers), default_handler=settings.handler, **describe_redrive(attributes)
         )
-        log.info("queue ready", handlers=sorted(handlers), default_handler=settings.handler, **redrive)
         with stop_on_signals(stop):
             await worker.run(stop)

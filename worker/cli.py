@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulate = commands.add_parser("emulate", help="serve the local SageMaker Pipelines emulator")
     _add_emulator(emulate)
     demo = commands.add_parser("demo", help="run an end-to-end demo on loopback (no AWS account, no Docker)")
+    demo.add_argument("--verbose", action="store_true", help="also show the worker's own log lines")
     demo.set_defaults(command=_demo)
     return parser
 

@@ -1,0 +1,69 @@
+"""Running the worker in-process for integration tests, against moto SQS and the emulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from config.settings import Settings
+from worker.app import aws_clients, build_worker
+from worker.handler import Handler
+from worker.runtime import Worker
+
+ROLE_ARN = "arn:aws:iam::123456789012:role/pipeline"
+TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+
+
+def test_settings(queue_url: str, **overrides: Any) -> Settings:
+    """Settings for a test worker: short polls so that stopping is quick, everything else as given."""
+    values: dict[str, Any] = {"queue_url": queue_url, "handler": "echo", "wait_time": 1, "visibility_timeout": 30}
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, handlers: Mapping[str, Handler]) -> AsyncIterator[Worker]:
+    """A started worker; leaving the block stops and drains it."""
+    async with aws_clients(settings.concurrency) as (sqs, sagemaker):
+        worker = build_worker(settings, handlers, sqs, sagemaker)
+        stop = asyncio.Event()
+        task = asyncio.create_task(worker.run(stop))
+        try:
+            yield worker
+        finally:
+            stop.set()
+            await task
+
+
+def one_step_definition(queue_url: str, arguments: Mapping[str, Any] | None = None, outputs: Any = None) -> str:
+    """A pipeline with one callback step ``Work`` sending ``arguments`` to ``queue_url``."""
+    step: dict[str, Any] = {
+        "Name": "Work",
+        "Type": "Callback",
+        "SqsQueueUrl": queue_url,
+        "Arguments": dict(arguments or {}),
+        "OutputParameters": outputs or [],
+    }
+    return json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": [step]})
+
+
+async def create_pipeline(sagemaker: Any, definition: str, name: str | None = None) -> str:
+    """Create a pipeline; returns its name."""
+    name = name or f"p-{uuid.uuid4().hex[:10]}"
+    await sagemaker.create_pipeline(PipelineName=name, PipelineDefinition=definition, RoleArn=ROLE_ARN)
+    return name
+
+
+async def wait_for_status(sagemaker: Any, arn: str, statuses: frozenset[str] = TERMINAL, timeout: float = 60) -> str:
+    """Poll DescribePipelineExecution until the status is one of ``statuses``; returns it."""
+    async with asyncio.timeout(timeout):
+        while True:
+            response = await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+            status = str(response["PipelineExecutionStatus"])
+            if status in statuses:
+                return status
+            await asyncio.sleep(0.1)

@@ -1,0 +1,249 @@
+"""``callback-worker demo``: the whole loop on 127.0.0.1 — SQS (moto server), the SageMaker emulator and the worker.
+
+Three executions of a two-step callback pipeline: one that succeeds (the second step reads the first step's
+outputs), one routed to a handler that does not exist (it fails, and says why), and one whose handler waits until
+the pipeline is stopped. No AWS account, no Docker; every endpoint and credential is set here, explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiobotocore.session import get_session
+
+from config.settings import Settings
+from handlers.echo import EchoHandler
+from worker.app import aws_clients, build_worker
+from worker.handler import CallbackContext, Handler
+from worker.logs import configure_logging
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sagemaker import SageMakerClient
+
+DEMO_ENV = {
+    "AWS_ACCESS_KEY_ID": "demo",
+    "AWS_SECRET_ACCESS_KEY": "demo",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    # Anything not pointed at a local server below goes to a closed local port, never to AWS.
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+PIPELINE = "demo-pipeline"
+ROLE_ARN = "arn:aws:iam::123456789012:role/demo-pipeline"
+TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
+
+
+class WaitHandler:
+    """A demo handler that waits until its pipeline is stopped (its task is cancelled by the worker)."""
+
+    def __init__(self, say: Any) -> None:
+        self.say = say
+
+    async def __call__(self, context: CallbackContext) -> dict[str, str]:
+        self.say(f"handler 'wait' is holding step of execution {context.execution_id} (lease kept alive)")
+        await asyncio.sleep(3600)
+        return {}
+
+    def on_stop(self, context: CallbackContext) -> None:
+        self.say(f"handler 'wait' stop hook ran for execution {context.execution_id}")
+
+
+def definition(queue_url: str) -> str:
+    """The demo pipeline: Prepare → Train, both callback steps; Train reads Prepare's outputs."""
+    parameter = {"Get": "Parameters.Handler"}
+    steps = [
+        {
+            "Name": "Prepare",
+            "Type": "Callback",
+            "SqsQueueUrl": queue_url,
+            "Arguments": {
+                "handler": parameter,
+                "dataset": {"Get": "Parameters.Dataset"},
+                "epochs": {"Get": "Parameters.Epochs"},
+                "split": 0.8,
+            },
+            "OutputParameters": [
+                {"OutputName": "dataset", "OutputType": "String"},
+                {"OutputName": "epochs", "OutputType": "Integer"},
+                {"OutputName": "split", "OutputType": "Float"},
+            ],
+        },
+        {
+            "Name": "Train",
+            "Type": "Callback",
+            "SqsQueueUrl": queue_url,
+            "Arguments": {
+                "handler": parameter,
+                "trainData": {"Get": "Steps.Prepare.OutputParameters['dataset']"},
+                "epochs": {"Get": "Steps.Prepare.OutputParameters['epochs']"},
+                "run": {"Std:Join": {"On": "-", "Values": ["run", {"Get": "Execution.PipelineExecutionId"}]}},
+            },
+            "OutputParameters": [
+                {"OutputName": "trainData", "OutputType": "String"},
+                {"OutputName": "epochs", "OutputType": "Integer"},
+                {"OutputName": "run", "OutputType": "String"},
+            ],
+        },
+    ]
+    parameters = [
+        {"Name": "Handler", "Type": "String", "DefaultValue": "echo"},
+        {"Name": "Dataset", "Type": "String", "DefaultValue": "s3://demo-bucket/abalone.csv"},
+        {"Name": "Epochs", "Type": "Integer", "DefaultValue": 3},
+    ]
+    return json.dumps({"Version": "2020-12-01", "Parameters": parameters, "Steps": steps})
+
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    parameters: dict[str, str]
+    expected: str
+    stop_after_start: bool = False
+
+
+SCENARIOS = (
+    Scenario("succeeds", {"Dataset": "s3://demo-bucket/abalone.csv"}, "Succeeded"),
+    Scenario("unknown handler", {"Handler": "no-such-handler"}, "Failed"),
+    Scenario("stopped", {"Handler": "wait"}, "Stopped", stop_after_start=True),
+)
+
+
+class Printer:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def __call__(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:5.1f}s] {text}", flush=True)  # noqa: T201 - the demo talks to a person
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Run the demo; 0 when every execution ended as expected."""
+    os.environ.update(DEMO_ENV)
+    for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        os.environ.pop(variable, None)
+    os.environ["AWS_CONFIG_FILE"] = os.devnull
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    configure_logging("console", "INFO" if getattr(args, "verbose", False) else "WARNING")
+    with moto_sqs() as sqs_url:
+        os.environ["AWS_ENDPOINT_URL_SQS"] = sqs_url
+        return asyncio.run(_demo(sqs_url, Printer()))
+
+
+@contextmanager
+def moto_sqs() -> Iterator[str]:
+    """An in-process moto server on a free loopback port."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional `demo` extra
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per SQS call otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+async def _demo(sqs_url: str, say: Printer) -> int:
+    from worker.emulator.server import EmulatorServer  # noqa: PLC0415 - not part of the daemon
+
+    async with EmulatorServer(host="127.0.0.1", port=0) as emulator:
+        os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = emulator.endpoint_url
+        print("callback-worker demo: SQS, SageMaker and the worker, all on 127.0.0.1 (no AWS account)")  # noqa: T201
+        print(f"  SQS (moto server)        {sqs_url}")  # noqa: T201
+        print(f"  SageMaker (emulator)     {emulator.endpoint_url}")  # noqa: T201
+        queue_url = await _create_queues()
+        settings = Settings(queue_url=queue_url, handler="echo", wait_time=1, visibility_timeout=30, shutdown_grace=5)
+        handlers: dict[str, Handler] = {"echo": EchoHandler(), "wait": WaitHandler(say)}
+        print(f"  queue                    {queue_url} (with a dead-letter queue)")  # noqa: T201
+        print(f"  worker handlers          {', '.join(sorted(handlers))}\n")  # noqa: T201
+        async with aws_clients(settings.concurrency) as (sqs, sagemaker):
+            worker = build_worker(settings, handlers, sqs, sagemaker)
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(stop))
+            try:
+                results = await _run_scenarios(sagemaker, queue_url, say)
+            finally:
+                stop.set()
+                await running
+            await _summary(sagemaker, results, dict(worker.dispatcher.stats))
+    return 0 if all(status == scenario.expected for scenario, _, status in results) else 1
+
+
+async def _create_queues() -> str:
+    async with get_session().create_client("sqs") as sqs:
+        dlq = await sqs.create_queue(QueueName="demo-callbacks-dlq")
+        dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]))["Attributes"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": "5"})
+        queue = await sqs.create_queue(QueueName="demo-callbacks", Attributes={"RedrivePolicy": redrive})
+        return queue["QueueUrl"]
+
+
+async def _run_scenarios(sagemaker: SageMakerClient, queue_url: str, say: Printer) -> list[tuple[Scenario, str, str]]:
+    await sagemaker.create_pipeline(PipelineName=PIPELINE, PipelineDefinition=definition(queue_url), RoleArn=ROLE_ARN)
+    say(f"created pipeline {PIPELINE!r}: Prepare -> Train (callback steps)")
+    started = []
+    for scenario in SCENARIOS:
+        response = await sagemaker.start_pipeline_execution(
+            PipelineName=PIPELINE,
+            PipelineParameters=[{"Name": name, "Value": value} for name, value in scenario.parameters.items()],
+        )
+        arn = response["PipelineExecutionArn"]
+        say(f"started execution {arn.rsplit('/', 1)[-1]} ({scenario.label}; parameters {scenario.parameters})")
+        started.append((scenario, arn))
+    results = await asyncio.gather(*(_follow(sagemaker, scenario, arn, say) for scenario, arn in started))
+    return [(scenario, arn, status) for (scenario, arn), status in zip(started, results, strict=True)]
+
+
+async def _follow(sagemaker: SageMakerClient, scenario: Scenario, arn: str, say: Printer) -> str:
+    execution_id = arn.rsplit("/", 1)[-1]
+    seen: dict[str, str] = {}
+    stop_sent = False
+    async with asyncio.timeout(60):
+        while True:
+            steps = (await sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn))["PipelineExecutionSteps"]
+            for step in steps:
+                name, status = step["StepName"], step["StepStatus"]
+                if seen.get(name) != status:
+                    seen[name] = status
+                    say(f"execution {execution_id}: step {name} {status}")
+            if scenario.stop_after_start and not stop_sent and "Executing" in seen.values():
+                await asyncio.sleep(0.5)
+                await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn)
+                say(f"execution {execution_id}: StopPipelineExecution sent")
+                stop_sent = True
+            status = (await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn))["PipelineExecutionStatus"]
+            if status in TERMINAL:
+                say(f"execution {execution_id}: {status}")
+                return str(status)
+            await asyncio.sleep(0.2)
+
+
+async def _summary(sagemaker: SageMakerClient, results: list[tuple[Scenario, str, str]], stats: dict[str, int]) -> None:
+    print("\nWhat SageMaker saw:")  # noqa: T201
+    for scenario, arn, status in results:
+        described = await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+        mark = "ok" if status == scenario.expected else f"UNEXPECTED (wanted {scenario.expected})"
+        print(f"\n  execution {arn.rsplit('/', 1)[-1]} ({scenario.label}): {status}  [{mark}]")  # noqa: T201
+        if described.get("FailureReason"):
+            print(f"    failure reason: {described['FailureReason']}")  # noqa: T201
+        steps = (await sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn, SortOrder="Ascending"))[
+            "PipelineExecutionSteps"
+        ]
+        for step in steps:
+            callback = step.get("Metadata", {}).get("Callback", {})
+            outputs = ", ".join(f"{o['Name']}={o['Value']}" for o in callback.get("OutputParameters", []))
+            detail = outputs or step.get("FailureReason", "")
+            print(f"    {step['StepName']:<8} {step['StepStatus']:<10} {detail}")  # noqa: T201
+    counts = ", ".join(f"{name} {count}" for name, count in sorted(stats.items()))
+    print(f"\nWorker: {counts}")  # noqa: T201
