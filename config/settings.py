@@ -51,7 +51,7 @@ class Settings(BaseSettings):
         int,
         Field(
             default=60,
-            ge=10,
+            ge=3,
             le=MAX_VISIBILITY_TIMEOUT,
             description="Seconds a received message stays hidden; the lease is renewed while its handler runs.",
         ),

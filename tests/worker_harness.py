@@ -18,7 +18,7 @@ ROLE_ARN = "arn:aws:iam::123456789012:role/pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 
 
-def test_settings(queue_url: str, **overrides: Any) -> Settings:
+def worker_settings(queue_url: str, **overrides: Any) -> Settings:
     """Settings for a test worker: short polls so that stopping is quick, everything else as given."""
     values: dict[str, Any] = {"queue_url": queue_url, "handler": "echo", "wait_time": 1, "visibility_timeout": 30}
     values.update(overrides)
@@ -67,3 +67,22 @@ async def wait_for_status(sagemaker: Any, arn: str, statuses: frozenset[str] = T
             if status in statuses:
                 return status
             await asyncio.sleep(0.1)
+
+
+async def queue_depth(sqs: Any, queue_url: str) -> int:
+    """Visible + in flight + delayed messages of a queue."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    attributes = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names))["Attributes"]
+    return sum(int(attributes[name]) for name in names)
+
+
+async def step_of(sagemaker: Any, arn: str, name: str = "Work") -> dict[str, Any]:
+    """The named step of an execution, as ListPipelineExecutionSteps shows it."""
+    steps = (await sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn))["PipelineExecutionSteps"]
+    return next(step for step in steps if step["StepName"] == name)
+
+
+def outputs_of(step: Mapping[str, Any]) -> dict[str, str]:
+    """A step's recorded callback outputs as a dict."""
+    pairs = step.get("Metadata", {}).get("Callback", {}).get("OutputParameters", [])
+    return {pair["Name"]: pair["Value"] for pair in pairs}
