@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     health_port: Annotated[
         int, Field(default=0, ge=0, le=65_535, description="Port of /healthz, /readyz and /metrics; 0 turns it off.")
     ]
+    health_host: Annotated[
+        str,
+        Field(
+            default="0.0.0.0",  # noqa: S104 - probes reach the pod on its own address
+            min_length=1,
+            description="Address the health port listens on.",
+        ),
+    ]
     log_format: Annotated[
         Literal["json", "console"], Field(default="json", description="`json` for machines, `console` for people.")
     ]

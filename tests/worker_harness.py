@@ -71,7 +71,11 @@ async def wait_for_status(sagemaker: Any, arn: str, statuses: frozenset[str] = T
 
 async def queue_depth(sqs: Any, queue_url: str) -> int:
     """Visible + in flight + delayed messages of a queue."""
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible", "ApproximateNumberOfMessagesDelayed"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "ApproximateNumberOfMessagesDelayed",
+    ]
     attributes = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=names))["Attributes"]
     return sum(int(attributes[name]) for name in names)
 

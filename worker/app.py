@@ -16,6 +16,7 @@ from config.settings import Settings, env_name
 from worker.dispatch import RetryPolicy
 from worker.errors import ConfigurationError
 from worker.handler import Handler
+from worker.health import serve_health
 from worker.logs import get_logger
 from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
@@ -118,5 +119,9 @@ async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: 
         log.info(
             "queue ready", handlers=sorted(handlers), default_handler=settings.handler, **describe_redrive(attributes)
         )
-        with stop_on_signals(stop):
-            await worker.run(stop)
+        async with AsyncExitStack() as stack:
+            if settings.health_port:
+                port = await stack.enter_async_context(serve_health(worker, settings.health_host, settings.health_port))
+                log.info("health endpoints ready", port=port)
+            with stop_on_signals(stop):
+                await worker.run(stop)

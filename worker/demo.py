@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -180,6 +181,10 @@ async def _demo(sqs_url: str, say: Printer) -> int:
     return 0 if all(status == scenario.expected for scenario, _, status in results) else 1
 
 
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
 async def _create_queues() -> str:
     async with get_session().create_client("sqs") as sqs:
         dlq = await sqs.create_queue(QueueName="demo-callbacks-dlq")
@@ -190,12 +195,15 @@ async def _create_queues() -> str:
 
 
 async def _run_scenarios(sagemaker: SageMakerClient, queue_url: str, say: Printer) -> list[tuple[Scenario, str, str]]:
-    await sagemaker.create_pipeline(PipelineName=PIPELINE, PipelineDefinition=definition(queue_url), RoleArn=ROLE_ARN)
+    await sagemaker.create_pipeline(
+        PipelineName=PIPELINE, PipelineDefinition=definition(queue_url), RoleArn=ROLE_ARN, ClientRequestToken=_token()
+    )
     say(f"created pipeline {PIPELINE!r}: Prepare -> Train (callback steps)")
     started = []
     for scenario in SCENARIOS:
         response = await sagemaker.start_pipeline_execution(
             PipelineName=PIPELINE,
+            ClientRequestToken=_token(),
             PipelineParameters=[{"Name": name, "Value": value} for name, value in scenario.parameters.items()],
         )
         arn = response["PipelineExecutionArn"]
@@ -219,13 +227,13 @@ async def _follow(sagemaker: SageMakerClient, scenario: Scenario, arn: str, say:
                     say(f"execution {execution_id}: step {name} {status}")
             if scenario.stop_after_start and not stop_sent and "Executing" in seen.values():
                 await asyncio.sleep(0.5)
-                await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn)
+                await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=_token())
                 say(f"execution {execution_id}: StopPipelineExecution sent")
                 stop_sent = True
-            status = (await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn))["PipelineExecutionStatus"]
-            if status in TERMINAL:
-                say(f"execution {execution_id}: {status}")
-                return str(status)
+            described = await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+            if described["PipelineExecutionStatus"] in TERMINAL:
+                say(f"execution {execution_id}: {described['PipelineExecutionStatus']}")
+                return str(described["PipelineExecutionStatus"])
             await asyncio.sleep(0.2)
 
 

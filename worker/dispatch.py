@@ -24,7 +24,7 @@ from worker.invoke import Invoker
 from worker.lease import Lease, LeaseKeeper
 from worker.logs import current_token, get_logger, redact_token
 from worker.message import CallbackMessage, Continuation, Status, parse_message
-from worker.outcome import Outcome, failure, success
+from worker.outcome import Failure, Outcome, failure, success
 from worker.registry import Router
 from worker.report import Reporter, ReportResult
 from worker.retrying import Backoff, is_transient
@@ -109,7 +109,11 @@ class Dispatcher:
         self.running: dict[str, Running] = {}
         self.answered: OrderedDict[str, None] = OrderedDict()
         self.stats: Counter[str] = Counter()
-        """Counts by event name (received, succeeded, failed, retried, malformed, …), for metrics."""
+        """Counts by event name (received, success, failure, continued, crashed, malformed, …)."""
+        self.reports: Counter[tuple[str, str]] = Counter()
+        """Reports by (outcome, result), for metrics."""
+        self.on_handler_done: Callable[[str, float], None] | None = None
+        """Called with the handler's name and its run time in seconds after every handler call."""
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
@@ -161,6 +165,7 @@ class Dispatcher:
             log.error("no such handler", reason=reason)
             return await self._answer(message.token, failure(reason))
         context = self._context(message, received, name)
+        started = time.monotonic()
         running = Running(asyncio.create_task(self.invoker.call(handler, context)))
         self.running[message.token] = running
         lease.on_exhausted = running.cancel_for_lease
@@ -170,6 +175,8 @@ class Dispatcher:
             lease.on_exhausted = None
             del self.running[message.token]
             running.done.set()
+            if self.on_handler_done is not None:
+                self.on_handler_done(name, time.monotonic() - started)
 
     async def _execute(
         self, message: CallbackMessage, received: ReceivedMessage, context: CallbackContext, running: Running
@@ -306,9 +313,12 @@ class Dispatcher:
     async def _answer(self, token: str, outcome: Outcome) -> Disposition:
         result = await self.reporter.report(token, outcome)
         kind = type(outcome).__name__.lower()
+        self.reports[(kind, result.value)] += 1
         if result is ReportResult.ACCEPTED:
             self.stats[kind] += 1
-            log.info("step answered", outcome=kind, reason=getattr(outcome, "reason", None))
+            log.info(
+                "step answered", outcome=kind, **({"reason": outcome.reason} if isinstance(outcome, Failure) else {})
+            )
         elif result is ReportResult.ALREADY_DONE:
             self.stats["already_done"] += 1
             log.info("step already had an outcome", outcome=kind)

@@ -36,6 +36,15 @@ def _redact_tokens(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return event_dict
 
 
+def _redact_rendered(_: WrappedLogger, __: str, rendered: Any) -> Any:
+    # Runs after the renderer (``rendered`` is its text): also masks the token in nested values and in the
+    # tracebacks the console renderer formats itself.
+    secret = current_token.get()
+    if secret and isinstance(rendered, str):
+        return rendered.replace(secret, redact_token(secret))
+    return rendered
+
+
 def configure_logging(
     log_format: Literal["json", "console"] = "json", level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -53,6 +62,7 @@ def configure_logging(
             structlog.processors.format_exc_info if log_format == "json" else structlog.dev.set_exc_info,
             _redact_tokens,
             renderer,
+            _redact_rendered,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
         logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
@@ -62,5 +72,17 @@ def configure_logging(
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger carrying ``logger=name``."""
-    return structlog.get_logger().bind(logger=name)
+    """A structlog logger carrying ``logger=name``, using the configuration in force when it logs."""
+    return _NamedLogger(name)
+
+
+class _NamedLogger:
+    # structlog.get_logger().bind() at import time would freeze the configuration of import time (the defaults:
+    # stdout, no redaction) into a module-level logger; binding at each call honours configure_logging.
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(structlog.get_logger().bind(logger=self._name), attribute)

@@ -8,6 +8,7 @@ re-queued itself for a :class:`~worker.handler.Retry` or a crash retry carries o
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -146,9 +147,20 @@ def _continuation(value: object) -> Continuation:
     origin = value.get("originMessageId", "")
     if not (_is_int(attempt) and attempt >= 1 and _is_int(continuations) and continuations >= 0):
         raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad attempt or continuation count")
-    if not isinstance(not_before, int | float) or isinstance(not_before, bool) or not isinstance(origin, str):
+    if not _is_finite_number(not_before) or not isinstance(origin, str):
         raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad notBefore or originMessageId")
     return Continuation(attempt, continuations, value.get("state"), float(not_before), origin)
+
+
+def _is_finite_number(value: object) -> bool:
+    # JSON allows integers too large for a float (OverflowError) and Python's parser accepts NaN and Infinity;
+    # an infinite notBefore would re-queue the message forever.
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _is_int(value: object) -> bool:

@@ -20,6 +20,9 @@ MAX_OUTPUT_NAME = 256
 MAX_OUTPUT_VALUE = 1024
 MAX_FAILURE_REASON = 256
 TRUNCATION_MARKER = " [truncated]"
+# An int this wide has more than MAX_OUTPUT_VALUE digits; str() of a much wider one raises ValueError
+# (Python's int-to-str digit limit) instead of giving text that the length check could refuse.
+_MAX_INT_BITS = 3500
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +89,18 @@ def _convert(name: object, value: object) -> tuple[str, str | None]:
         return "", f"name is {len(name)} characters; SageMaker accepts at most {MAX_OUTPUT_NAME}"
     text = output_text(value)
     if text is None:
-        if isinstance(value, float):
-            return "", f"value {value} is not a finite number"
-        return "", f"value of type {type(value).__name__} is not str, int, float or bool"
+        return "", _unsendable(value)
     if len(text) > MAX_OUTPUT_VALUE:
         return "", f"value is {len(text)} characters; SageMaker accepts at most {MAX_OUTPUT_VALUE}"
     return text, None
+
+
+def _unsendable(value: object) -> str:
+    if isinstance(value, float):
+        return f"value {value} is not a finite number"
+    if isinstance(value, int):
+        return f"value is an integer of more than {MAX_OUTPUT_VALUE} digits"
+    return f"value of type {type(value).__name__} is not str, int, float or bool"
 
 
 def output_text(value: object) -> str | None:
@@ -100,10 +109,12 @@ def output_text(value: object) -> str | None:
         return "true" if value else "false"
     if isinstance(value, str):
         return value
+    # int.__repr__ / float.__repr__ rather than str() / repr(): a subclass (numpy.float64 is one) may render itself
+    # as something other than decimal text, such as "np.float64(1.5)".
     if isinstance(value, int):
-        return str(value)
+        return int.__repr__(value) if value.bit_length() <= _MAX_INT_BITS else None
     if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else None
+        return float.__repr__(value) if math.isfinite(value) else None
     return None
 
 

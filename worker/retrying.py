@@ -54,7 +54,7 @@ def is_aws_error(exc: BaseException) -> bool:
 
 @dataclass
 class Backoff:
-    """Full-jitter exponential backoff: ``uniform(0, min(cap, base * 2**n))`` for the n-th consecutive failure."""
+    """Jittered exponential backoff: ``uniform(d / 2, d)`` with ``d = min(cap, base * 2**n)`` after n failures."""
 
     base: float = 0.2
     cap: float = 20.0

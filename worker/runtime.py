@@ -71,12 +71,24 @@ class Slots:
 class Health:
     """What /healthz and /readyz report."""
 
+    stall_after: float = 90.0
+    """Seconds without a finished receive (answered or failed) after which a non-saturated worker is stuck."""
     started: float = field(default_factory=time.monotonic)
+    last_attempt: float = field(default_factory=time.monotonic)
     last_poll: float = 0.0
     last_poll_wall: float = 0.0
-    ready: bool = False
+    running: bool = False
     draining: bool = False
     sqs_reachable: bool = False
+    saturated: bool = False
+
+    def is_alive(self) -> bool:
+        """The pollers are making progress, or every slot is busy (so not polling is right)."""
+        return self.saturated or time.monotonic() - self.last_attempt < self.stall_after
+
+    def is_ready(self) -> bool:
+        """Running, not draining, and SQS answered the last receive."""
+        return self.running and not self.draining and self.sqs_reachable
 
 
 class Worker:
@@ -109,14 +121,14 @@ class Worker:
         )
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers
-        self.health = Health()
+        self.health = Health(stall_after=queue.wait_time + 60.0)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain. Raises WorkerError-free; fatal queue errors propagate."""
         background: list[asyncio.Task[None]] = [asyncio.create_task(self.leases.run())]
         pollers = [asyncio.create_task(self._poll(index)) for index in range(self.pollers)]
-        self.health.ready = True
+        self.health.running = True
         log.info("worker started", concurrency=self.slots.capacity, pollers=self.pollers)
         stopper = asyncio.create_task(stop.wait())
         try:
@@ -125,7 +137,6 @@ class Worker:
                 if task is not stopper:
                     task.result()  # a poller ended: surface its fatal error
         finally:
-            self.health.ready = False
             self.health.draining = True
             for task in [stopper, *pollers]:
                 task.cancel()
@@ -141,7 +152,9 @@ class Worker:
     async def _poll(self, index: int) -> None:
         backoff = Backoff(base=0.5, cap=30.0)
         while True:
+            self.health.saturated = self.slots.free == 0
             wanted = await self.slots.take(MAX_RECEIVE)
+            self.health.saturated = False
             try:
                 messages = await self.queue.receive(wanted)
             except asyncio.CancelledError:
@@ -149,11 +162,12 @@ class Worker:
                 raise
             except Exception as exc:  # noqa: BLE001 - the poller outlives every receive error; fatal ones are logged
                 self.slots.give(wanted)
+                self.health.last_attempt = time.monotonic()
                 self._receive_failed(exc, index)
                 await backoff.sleep()
                 continue
             backoff.reset()
-            self.health.last_poll = time.monotonic()
+            self.health.last_attempt = self.health.last_poll = time.monotonic()
             self.health.last_poll_wall = time.time()
             self.health.sqs_reachable = True
             self.slots.give(wanted - len(messages))

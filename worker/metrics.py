@@ -1,0 +1,145 @@
+"""Prometheus metrics of one worker, in a registry of its own.
+
+Counters that the worker keeps anyway (dispatcher stats, report errors, lease renewals) are read at scrape time by a
+collector, so the hot path pays nothing for them; only the handler-duration histogram is observed as handlers end.
+No label ever carries a token, an ARN or a queue URL: handler names are the registered ones, error classes are few.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from worker.runtime import Worker
+
+PREFIX = "callback_worker"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14_400, 43_200)
+#: Report error codes grouped into a few classes, so the label's cardinality stays small.
+ERROR_CLASSES = {
+    "ThrottlingException": "throttling",
+    "Throttling": "throttling",
+    "ConflictException": "conflict",
+    "ResourceNotFound": "not_found",
+    "ValidationException": "validation",
+    "ResourceLimitExceeded": "limit",
+    "InternalFailure": "server",
+    "ServiceUnavailable": "server",
+}
+#: Counter name → (dispatcher stat, help text).
+_EVENTS = {
+    "malformed_messages": ("malformed", "Messages whose body was not a usable callback message."),
+    "continuations": ("continued", "Retry continuations re-queued."),
+    "handler_crashes": ("crashed", "Handler calls that raised an unexpected exception and were retried."),
+    "handlers_stopped": ("stopped", "Handlers cancelled because their pipeline was stopping."),
+}
+
+
+def package_version() -> str:
+    try:
+        return version("sagemaker-callback-worker")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+        return "unknown"
+
+
+def error_class(code: str) -> str:
+    """The metric label for an error code: a handful of classes, never the raw text."""
+    if code in ERROR_CLASSES:
+        return ERROR_CLASSES[code]
+    if "Connect" in code or "Timeout" in code or code.endswith(("ClientError", "OSError")):
+        return "connection"
+    return "other"
+
+
+class WorkerCollector(Collector):
+    """Reads a worker's own counters at scrape time."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+
+    def collect(self) -> Iterator[Metric]:
+        worker = self.worker
+        dispatcher = worker.dispatcher
+        yield _counter("messages_received", "Messages received from SQS.", dispatcher.stats["received"])
+        reports = CounterMetricFamily(
+            f"{PREFIX}_callbacks_reported",
+            "Outcomes sent to SageMaker, by outcome and result.",
+            labels=["outcome", "result"],
+        )
+        for (outcome, result), count in sorted(dispatcher.reports.items()):
+            reports.add_metric([outcome, result], count)
+        yield reports
+        errors = CounterMetricFamily(
+            f"{PREFIX}_report_errors", "Errors from SageMaker report calls, by class.", labels=["error_class"]
+        )
+        by_class: dict[str, int] = {}
+        for code, count in worker.dispatcher.reporter.errors.items():
+            by_class[error_class(code)] = by_class.get(error_class(code), 0) + count
+        for name, count in sorted(by_class.items()):
+            errors.add_metric([name], count)
+        yield errors
+        for name, (stat, text) in _EVENTS.items():
+            yield _counter(name, text, dispatcher.stats[stat])
+        yield _counter("visibility_extensions", "Message leases extended.", worker.leases.renewals)
+        yield _counter(
+            "visibility_extension_calls", "ChangeMessageVisibilityBatch calls made.", worker.leases.renewal_calls
+        )
+        yield _gauge("in_flight_messages", "Messages being handled now.", len(worker.tasks))
+        yield _gauge("concurrency_limit", "Messages that may be handled at once.", worker.slots.capacity)
+        yield _gauge(
+            "last_successful_poll_timestamp_seconds",
+            "Unix time of the last receive that SQS answered.",
+            worker.health.last_poll_wall,
+        )
+        yield _gauge("ready", "1 when the worker is ready to receive, else 0.", 1 if worker.health.is_ready() else 0)
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
+
+
+def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(f"{PREFIX}_{name}", text, value=value)
+
+
+class Metrics:
+    """The worker's metrics registry: a collector over its counters, a duration histogram and build info."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(WorkerCollector(worker))
+        self.handler_duration = Histogram(
+            f"{PREFIX}_handler_duration_seconds",
+            "Time handlers took, by handler.",
+            ["handler"],
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        build = GaugeMetricFamily(
+            f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
+        )
+        build.add_metric([package_version(), platform.python_version()], 1)
+        self.registry.register(_Static(build))
+        self.started = time.time()
+        worker.dispatcher.on_handler_done = self.observe
+
+    def observe(self, handler: str, seconds: float) -> None:
+        self.handler_duration.labels(handler).observe(seconds)
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _Static(Collector):
+    def __init__(self, metric: Metric) -> None:
+        self.metric = metric
+
+    def collect(self) -> Iterator[Metric]:
+        yield self.metric
