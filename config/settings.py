@@ -24,7 +24,7 @@ MAX_WAIT_TIME = 20
 class Settings(BaseSettings):
     """Settings of ``callback-worker run``. Each field is read from ``CALLBACK_WORKER_<NAME>``."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True, env_ignore_empty=True)
 
     queue_url: Annotated[str, Field(min_length=1, description="URL of the SQS queue the callback steps send to.")]
     handler: Annotated[
@@ -71,7 +71,8 @@ class Settings(BaseSettings):
             default=2.0,
             ge=0,
             le=3600,
-            description="Base delay in seconds before a crashed handler is called again; doubles per attempt.",
+            description="Base delay in seconds before a crashed handler is called again; doubles per attempt, "
+            "up to an hour.",
         ),
     ]
     shutdown_grace: Annotated[

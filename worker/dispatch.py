@@ -77,10 +77,11 @@ class RetryPolicy:
 
     max_attempts: int = 3
     backoff: float = 2.0
+    cap: float = 3600.0
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return float(self.backoff * 2 ** (attempt - 1))
+        """Seconds to wait after failed attempt number ``attempt`` (1-based): doubling, at most ``cap``."""
+        return float(min(self.cap, self.backoff * 2 ** min(attempt - 1, 64)))
 
 
 class Dispatcher:

@@ -72,17 +72,9 @@ def configure_logging(
 
 
 def get_logger(name: str) -> Any:
-    """A structlog logger carrying ``logger=name``, using the configuration in force when it logs."""
-    return _NamedLogger(name)
+    """A structlog logger carrying ``component=name``.
 
-
-class _NamedLogger:
-    # structlog.get_logger().bind() at import time would freeze the configuration of import time (the defaults:
-    # stdout, no redaction) into a module-level logger; binding at each call honours configure_logging.
-    __slots__ = ("_name",)
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(structlog.get_logger().bind(logger=self._name), attribute)
+    The proxy binds lazily, on first use, so a module-level logger honours the configuration in force when it
+    logs rather than the defaults of import time.
+    """
+    return structlog.get_logger(component=name)

@@ -8,6 +8,7 @@ keeping one of them would route messages to whichever happened to be found first
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -98,10 +99,12 @@ class Router:
 
     def route(self, arguments: Mapping[str, JSONValue]) -> tuple[str, Handler | None]:
         """The chosen name and its handler, or ``None`` when no handler of that name exists."""
-        chosen = arguments.get(self.argument, self.default)
-        name = chosen if isinstance(chosen, str) else str(chosen)
+        chosen = arguments.get(self.argument)
+        if chosen is None:
+            chosen = self.default
         if chosen is None:
             return "", None
+        name = chosen if isinstance(chosen, str) else json.dumps(chosen)
         return name, self.handlers.get(name)
 
     def unknown_reason(self, name: str) -> str:

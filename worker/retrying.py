@@ -7,7 +7,8 @@ import random
 from dataclasses import dataclass, field
 
 import aiohttp
-from botocore.exceptions import BotoCoreError, ClientError, ConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 THROTTLING_CODES = frozenset(
     {
@@ -43,13 +44,11 @@ def is_transient(exc: BaseException) -> bool:
     """True for throttling, 5xx and connection trouble: errors worth retrying unchanged."""
     if isinstance(exc, ClientError):
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error_code(exc) in THROTTLING_CODES or int(status) >= 500
-    return isinstance(exc, HTTPClientError | ConnectionError | aiohttp.ClientError | TimeoutError | OSError)
-
-
-def is_aws_error(exc: BaseException) -> bool:
-    """True for every error an AWS call can raise (transient or not)."""
-    return isinstance(exc, ClientError | BotoCoreError | aiohttp.ClientError | TimeoutError | OSError)
+        return error_code(exc) in THROTTLING_CODES or int(status) >= 500 or int(status) == 429
+    return isinstance(
+        exc,
+        HTTPClientError | BotocoreConnectionError | aiohttp.ClientConnectionError | TimeoutError | ConnectionError,
+    )
 
 
 @dataclass

@@ -177,7 +177,8 @@ async def test_injected_throttling_delays_but_never_loses_or_doubles_an_outcome(
 ) -> None:
     throttled = OperationFaults(throttle=0.2)
     emulator.faults = FaultConfig(
-        operations={"SendPipelineExecutionStepSuccess": throttled, "SendPipelineExecutionStepFailure": throttled}, seed=7
+        operations={"SendPipelineExecutionStepSuccess": throttled, "SendPipelineExecutionStepFailure": throttled},
+        seed=7,
     )
     queue_url, dlq_url = await make_queue()
     definition = one_step_definition(queue_url, {"n": 1}, [{"OutputName": "n", "OutputType": "Integer"}])

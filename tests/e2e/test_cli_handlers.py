@@ -1,0 +1,58 @@
+"""``callback-worker handlers`` as a subprocess: built-in and plugin handlers listed with their source."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.plugin_factory import make_plugin, module_name
+
+REPO = Path(__file__).resolve().parents[2]
+
+GOOD_PLUGIN = """
+async def greet(context):
+    return {"greeting": "hello"}
+"""
+BROKEN_PLUGIN = """
+raise ImportError("a dependency of this plugin is missing")
+"""
+
+
+def run_handlers(plugin_root: Path) -> subprocess.CompletedProcess[str]:
+    path = [str(plugin_root), str(REPO), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(part for part in path if part)}
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", "handlers"],
+        cwd=plugin_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_handlers_lists_builtin_and_plugin(tmp_path: Path) -> None:
+    make_plugin(tmp_path, "acme-greeter", {"greet": "greet"}, GOOD_PLUGIN, version="1.2.3")
+    result = run_handlers(tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert "handlers.echo:EchoHandler (sagemaker-callback-worker " in lines["echo"]
+    assert lines["greet"].split(None, 1)[1] == f"{module_name('acme-greeter')}:greet (acme-greeter 1.2.3)"
+    assert list(lines) == sorted(lines)
+
+
+def test_broken_plugin_fails_with_one_clear_line(tmp_path: Path) -> None:
+    make_plugin(tmp_path, "acme-broken", {"broken": "handler"}, BROKEN_PLUGIN, version="0.1")
+    result = run_handlers(tmp_path)
+    assert result.returncode != 0
+    assert result.stdout == ""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    (line,) = lines
+    assert line.startswith("callback-worker: ")
+    assert "'broken'" in line
+    assert "acme-broken 0.1" in line
+    assert "a dependency of this plugin is missing" in line
