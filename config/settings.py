@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from worker.errors import ConfigurationError
@@ -42,6 +42,22 @@ class Settings(BaseSettings):
             default="handler",
             min_length=1,
             description="Step argument whose value, when present, names the handler for that message.",
+        ),
+    ]
+    step_context: Annotated[
+        bool,
+        Field(
+            default=False,
+            description="Look up each token's step name and the execution's experiment config in SageMaker "
+            "(ListPipelineExecutionSteps, DescribePipelineExecution; cached per execution).",
+        ),
+    ]
+    routes: Annotated[
+        dict[str, str],
+        Field(
+            default_factory=dict,
+            description='JSON object routing by pipeline and step: {"PIPELINE/STEP": "handler"}; either part may '
+            "be `*`, a key without `/` means every step of that pipeline. Step keys need STEP_CONTEXT.",
         ),
     ]
     concurrency: Annotated[
@@ -119,6 +135,21 @@ class Settings(BaseSettings):
             description="Receive calls kept open at once; more help throughput when handlers are fast.",
         ),
     ]
+
+    @field_validator("routes")
+    @classmethod
+    def _routes_are_usable(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        normalised: dict[str, str] = {}
+        for key, handler in value.items():
+            pipeline, _, step = key.partition("/")
+            if not pipeline or not handler:
+                raise ValueError(f"route {key!r}: expected PIPELINE or PIPELINE/STEP mapped to a handler name")
+            if step not in ("", "*") and not info.data.get("step_context"):
+                raise ValueError(
+                    f"route {key!r} names a step; set {ENV_PREFIX}STEP_CONTEXT=true so step names are looked up"
+                )
+            normalised[f"{pipeline.lower()}/{step or '*'}"] = handler
+        return normalised
 
     @field_validator("log_level", mode="before")
     @classmethod

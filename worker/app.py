@@ -22,6 +22,7 @@ from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
 from worker.runtime import FATAL_RECEIVE_CODES, Worker, stop_on_signals
 from worker.sqs import Queue
+from worker.step_context import StepResolver
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -105,6 +106,8 @@ def build_worker(
         retry=RetryPolicy(settings.max_attempts, settings.retry_backoff),
         shutdown_grace=settings.shutdown_grace,
         pollers=settings.pollers,
+        routes=settings.routes,
+        steps=StepResolver(sagemaker) if settings.step_context else None,
     )
 
 

@@ -57,11 +57,14 @@ def _run(_: argparse.Namespace) -> int:
 
 
 def _check_default_handler(settings: Settings, available: list[str]) -> None:
-    if settings.handler is not None and settings.handler not in available:
-        raise ConfigurationError(
-            f"invalid setting {env_name('handler')}={settings.handler!r}: no such handler; "
-            f"available: {', '.join(available) or 'none'}"
-        )
+    """Every handler the settings name must exist: a typo would otherwise fail every callback it routes."""
+    named = [("handler", settings.handler)] + [("routes", handler) for handler in settings.routes.values()]
+    for setting, handler in named:
+        if handler is not None and handler not in available:
+            raise ConfigurationError(
+                f"invalid setting {env_name(setting)}: no handler named {handler!r}; "
+                f"available: {', '.join(available) or 'none'}"
+            )
 
 
 def _handlers(_: argparse.Namespace) -> int:

@@ -29,9 +29,11 @@ from worker.registry import Router
 from worker.report import Reporter, ReportResult
 from worker.retrying import Backoff, is_transient
 from worker.sqs import MAX_DELAY_SECONDS, BatchEntryError, Queue, ReceivedMessage
+from worker.step_context import StepInfo, StepResolver
 
 log = get_logger("worker.dispatch")
 
+NO_STEP_INFO = StepInfo()
 #: SQS's classic body limit; a continuation larger than this cannot be re-queued.
 MAX_BODY_BYTES = 262_144
 #: A continuation received this early (clock skew between replicas) still runs now.
@@ -98,6 +100,7 @@ class Dispatcher:
         retry: RetryPolicy,
         stop_hook_timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
+        steps: StepResolver | None = None,
     ) -> None:
         self.queue = queue
         self.leases = leases
@@ -107,6 +110,7 @@ class Dispatcher:
         self.retry = retry
         self.stop_hook_timeout = stop_hook_timeout
         self.clock = clock
+        self.steps = steps
         self.running: dict[str, Running] = {}
         self.answered: OrderedDict[str, None] = OrderedDict()
         self.stats: Counter[str] = Counter()
@@ -145,7 +149,7 @@ class Dispatcher:
             status=message.status.value,
         )
         if message.status is Status.STOPPING:
-            return await self._stop(message)
+            return await self._stop(message, received)
         if message.token in self.answered:
             log.info("token already answered here; dropping this copy")
             return Disposition.DELETE
@@ -158,14 +162,23 @@ class Dispatcher:
             return Disposition.DELETE
         return await self._route(message, received, lease)
 
+    async def _step_info(self, message: CallbackMessage) -> StepInfo:
+        if self.steps is None:
+            return NO_STEP_INFO
+        info = await self.steps.resolve(message.pipeline_execution_arn, message.token)
+        if info.step_name is not None:
+            bind_contextvars(step=info.step_name)
+        return info
+
     async def _route(self, message: CallbackMessage, received: ReceivedMessage, lease: Lease) -> Disposition:
-        name, handler = self.router.route(message.arguments)
+        info = await self._step_info(message)
+        name, handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
         bind_contextvars(handler=name, attempt=message.continuation.attempt)
         if handler is None:
             reason = self.router.unknown_reason(name)
             log.error("no such handler", reason=reason)
             return await self._answer(message.token, failure(reason))
-        context = self._context(message, received, name)
+        context = self._context(message, name, info, received.message_id)
         started = time.monotonic()
         running = Running(asyncio.create_task(self.invoker.call(handler, context)))
         self.running[message.token] = running
@@ -211,7 +224,7 @@ class Dispatcher:
             return await self._continue(message, received, exc)
         return await self._crashed(message, received, context, exc)
 
-    def _context(self, message: CallbackMessage, received: ReceivedMessage, name: str) -> CallbackContext:
+    def _context(self, message: CallbackMessage, name: str, info: StepInfo, message_id: str) -> CallbackContext:
         return CallbackContext(
             token=message.token,
             pipeline_execution_arn=message.pipeline_execution_arn,
@@ -219,10 +232,13 @@ class Dispatcher:
             execution_id=message.execution_id,
             arguments=message.arguments,
             handler_name=name,
-            message_id=received.message_id,
+            message_id=message_id,
             attempt=message.continuation.attempt,
             state=message.continuation.state,
             continuations=message.continuation.continuations,
+            step_name=info.step_name,
+            experiment_name=info.experiment_name,
+            trial_name=info.trial_name,
         )
 
     async def _continue(self, message: CallbackMessage, received: ReceivedMessage, retry: Retry) -> Disposition:
@@ -265,26 +281,16 @@ class Dispatcher:
         log.info("re-queued", reason=why, delay=delay, due_in=round(continuation.not_before - self.clock(), 1))
         return Disposition.DELETE
 
-    async def _stop(self, message: CallbackMessage) -> Disposition:
+    async def _stop(self, message: CallbackMessage, received: ReceivedMessage) -> Disposition:
         running = self.running.get(message.token)
         if running is not None:
             running.cancel_for_stop()
             await running.done.wait()
-        name, handler = self.router.route(message.arguments)
+        info = await self._step_info(message)
+        name, handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
         if handler is not None:
-            await self._stop_hook(handler, self._context_for_stop(message, name))
+            await self._stop_hook(handler, self._context(message, name, info, received.message_id))
         return await self._answer(message.token, failure(STOPPING_REASON))
-
-    def _context_for_stop(self, message: CallbackMessage, name: str) -> CallbackContext:
-        return CallbackContext(
-            token=message.token,
-            pipeline_execution_arn=message.pipeline_execution_arn,
-            pipeline_name=message.pipeline_name,
-            execution_id=message.execution_id,
-            arguments=message.arguments,
-            handler_name=name,
-            message_id="",
-        )
 
     async def _stop_hook(self, handler: Handler, context: CallbackContext) -> None:
         try:

@@ -12,7 +12,7 @@ after the handler's own task (if it runs on this replica) has been cancelled.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, TypeAlias, runtime_checkable
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
@@ -43,8 +43,12 @@ class CallbackContext:
     """What the previous call passed to :class:`Retry`, or ``None`` on the first call."""
     continuations: int = 0
     """How many times this token's handler has asked to be called again."""
-    extras: Mapping[str, JSONValue] = field(default_factory=dict)
-    """Context the worker resolved beyond the message (for example a step name), when enabled."""
+    step_name: str | None = None
+    """The step's name, when ``CALLBACK_WORKER_STEP_CONTEXT`` is on (the message itself does not carry it)."""
+    experiment_name: str | None = None
+    """The execution's ``PipelineExperimentConfig.ExperimentName``, when step context is on."""
+    trial_name: str | None = None
+    """The execution's ``PipelineExperimentConfig.TrialName``, when step context is on."""
 
 
 class Fail(Exception):

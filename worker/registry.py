@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 
 from worker.errors import PluginError
@@ -96,16 +96,33 @@ class Router:
     handlers: Mapping[str, Handler]
     default: str | None
     argument: str
+    routes: Mapping[str, str] = field(default_factory=dict)
+    """``"pipeline/step"`` (lower-case pipeline; either part may be ``*``) → handler name."""
 
-    def route(self, arguments: Mapping[str, JSONValue]) -> tuple[str, Handler | None]:
-        """The chosen name and its handler, or ``None`` when no handler of that name exists."""
+    def route(
+        self, arguments: Mapping[str, JSONValue], pipeline: str = "", step: str | None = None
+    ) -> tuple[str, Handler | None]:
+        """The chosen name and its handler, or ``None`` when no handler of that name exists.
+
+        Precedence: the routing argument; then the route table, most specific first (pipeline and step, any
+        pipeline and this step, this pipeline and any step); then the default handler.
+        """
         chosen = arguments.get(self.argument)
+        if chosen is None and self.routes:
+            chosen = self._from_table(pipeline.lower(), step)
         if chosen is None:
             chosen = self.default
         if chosen is None:
             return "", None
         name = chosen if isinstance(chosen, str) else json.dumps(chosen)
         return name, self.handlers.get(name)
+
+    def _from_table(self, pipeline: str, step: str | None) -> str | None:
+        keys = [f"{pipeline}/{step}", f"*/{step}"] if step is not None else []
+        for key in [*keys, f"{pipeline}/*", "*/*"]:
+            if key in self.routes:
+                return self.routes[key]
+        return None
 
     def unknown_reason(self, name: str) -> str:
         """The failure reason for a message routed to a handler that does not exist."""

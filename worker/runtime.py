@@ -23,6 +23,7 @@ from worker.registry import Router
 from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
 from worker.sqs import MAX_RECEIVE, Queue
+from worker.step_context import StepResolver
 
 log = get_logger("worker.runtime")
 
@@ -106,6 +107,8 @@ class Worker:
         retry: RetryPolicy,
         shutdown_grace: float,
         pollers: int = 1,
+        routes: Mapping[str, str] | None = None,
+        steps: StepResolver | None = None,
     ) -> None:
         self.queue = queue
         self.slots = Slots(concurrency)
@@ -115,9 +118,10 @@ class Worker:
             queue=queue,
             leases=self.leases,
             reporter=reporter,
-            router=Router(handlers, default_handler, handler_argument),
+            router=Router(handlers, default_handler, handler_argument, routes or {}),
             invoker=self.invoker,
             retry=retry,
+            steps=steps,
         )
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers

@@ -60,7 +60,7 @@ def test_invalid_setting_stops_start_up_naming_the_setting(tmp_path: Path) -> No
 def test_unknown_default_handler_stops_start_up(tmp_path: Path) -> None:
     result = run_cli(worker_env(tmp_path, queue_url="http://127.0.0.1:9/q", handler="nope"), "run")
     assert result.returncode == 2
-    assert "CALLBACK_WORKER_HANDLER='nope'" in result.stderr
+    assert "invalid setting CALLBACK_WORKER_HANDLER: no handler named 'nope'" in result.stderr
     assert "echo" in result.stderr
 
 
