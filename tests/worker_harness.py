@@ -58,9 +58,9 @@ async def create_pipeline(sagemaker: Any, definition: str, name: str | None = No
     return name
 
 
-async def wait_for_status(sagemaker: Any, arn: str, statuses: frozenset[str] = TERMINAL, timeout: float = 60) -> str:
+async def wait_for_status(sagemaker: Any, arn: str, statuses: frozenset[str] = TERMINAL, within: float = 60) -> str:
     """Poll DescribePipelineExecution until the status is one of ``statuses``; returns it."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             response = await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
             status = str(response["PipelineExecutionStatus"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -94,19 +95,20 @@ async def test_readyz_is_false_while_draining_and_healthz_stays_true(make_queue:
         return {}
 
     queue_url, _ = await make_queue()
-    body = '{"token":"AbCdEfGh12","pipelineExecutionArn":"arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/x","arguments":{}}'
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/x"
+    body = json.dumps({"token": "AbCdEfGh12", "pipelineExecutionArn": arn, "arguments": {}})
     await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     handlers: dict[str, Handler] = {"slow": slow}
-    async with served(queue_url, handlers, handler="slow", shutdown_grace=10) as (_, base, stop, task):
-        async with aiohttp.ClientSession() as session:
-            await wait_ready(session, base)
-            await asyncio.wait_for(started.wait(), timeout=10)
-            stop.set()
-            await asyncio.sleep(0.2)
-            assert not task.done()
-            ready_status, ready_body = await get(session, f"{base}/readyz")
-            alive_status, _ = await get(session, f"{base}/healthz")
-            await task
+    served_worker = served(queue_url, handlers, handler="slow", shutdown_grace=10)
+    async with served_worker as (_, base, stop, task), aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        await asyncio.wait_for(started.wait(), timeout=10)
+        stop.set()
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        ready_status, ready_body = await get(session, f"{base}/readyz")
+        alive_status, _ = await get(session, f"{base}/healthz")
+        await task
     assert ready_status == 503
     assert '"draining": true' in ready_body
     assert alive_status == 200

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 from typing import Any
 
 from handlers.echo import EchoHandler
@@ -21,6 +23,8 @@ from tests.worker_harness import (
 from worker.emulator.faults import FaultConfig, OperationFaults
 from worker.emulator.server import EmulatorServer
 from worker.handler import CallbackContext, JSONValue, Retry
+from worker.lease import MAX_HIDDEN_SECONDS
+from worker.sqs import ReceivedMessage
 
 
 async def start(sagemaker: Any, pipeline: str) -> str:
@@ -42,7 +46,7 @@ async def test_a_handler_three_times_longer_than_the_visibility_timeout_runs_onc
     pipeline = await create_pipeline(sagemaker, definition)
     async with running_worker(worker_settings(queue_url, handler="slow", visibility_timeout=3), {"slow": slow}) as w:
         arn = await start(sagemaker, pipeline)
-        assert await wait_for_status(sagemaker, arn, timeout=30) == "Succeeded"
+        assert await wait_for_status(sagemaker, arn, within=30) == "Succeeded"
         renewals = w.leases.renewals
         received = w.dispatcher.stats["received"]
     assert len(runs) == 1
@@ -78,7 +82,7 @@ async def test_retry_continuations_carry_state_across_a_restart_and_never_reach_
     # The first worker is gone; its continuation waits in the queue for the next one.
     assert await wait_for_status(sagemaker, arn, frozenset({"Executing"})) == "Executing"
     async with running_worker(settings, {"poll": poll}):
-        assert await wait_for_status(sagemaker, arn, timeout=60) == "Succeeded"
+        assert await wait_for_status(sagemaker, arn, within=60) == "Succeeded"
     assert seen[0] is None
     assert [state["count"] for state in seen[1:] if isinstance(state, dict)] == [1, 2, 3, 4, 5]
     assert seen[-1] == {"count": 5, "history": [0, 1, 2, 3, 4]}
@@ -133,7 +137,7 @@ async def test_stopping_cancels_the_running_handler_and_stops_the_execution(
         arn = await start(sagemaker, pipeline)
         await asyncio.wait_for(started.wait(), timeout=15)
         await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn)
-        assert await wait_for_status(sagemaker, arn, timeout=10) == "Stopped"
+        assert await wait_for_status(sagemaker, arn, within=10) == "Stopped"
     execution_id = arn.rsplit("/", 1)[-1]
     assert events == ["cancelled", f"stop hook {execution_id}"]
     assert (await step_of(sagemaker, arn))["StepStatus"] == "Stopped"
@@ -197,3 +201,38 @@ async def test_injected_throttling_delays_but_never_loses_or_doubles_an_outcome(
     assert stats["success"] + stats.get("already_done", 0) == len(arns)
     assert await queue_depth(sqs, queue_url) == 0
     assert await queue_depth(sqs, dlq_url) == 0
+
+
+async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_answered(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory
+) -> None:
+    cancelled = asyncio.Event()
+
+    async def endless(context: CallbackContext) -> dict[str, str]:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return {}
+
+    queue_url, _ = await make_queue()
+    pipeline = await create_pipeline(sagemaker, one_step_definition(queue_url))
+    arn = await start(sagemaker, pipeline)
+    raw = (
+        await sqs.receive_message(
+            QueueUrl=queue_url, WaitTimeSeconds=5, VisibilityTimeout=3, MessageSystemAttributeNames=["All"]
+        )
+    )["Messages"][0]
+    # This delivery's first receipt is pretended to be almost 12 hours old: 5 seconds of budget are left.
+    received = dataclasses.replace(
+        ReceivedMessage.from_api(raw, time.time()), first_receive_time=time.time() - MAX_HIDDEN_SECONDS + 5
+    )
+    settings = worker_settings(queue_url, handler="endless", visibility_timeout=3)
+    async with running_worker(settings, {"endless": endless}) as worker:
+        handling = asyncio.create_task(worker.dispatcher.handle(received))
+        assert await wait_for_status(sagemaker, arn, within=20) == "Failed"
+        await handling
+    assert cancelled.is_set()
+    assert "12-hour visibility limit" in (await step_of(sagemaker, arn))["FailureReason"]
+    assert await queue_depth(sqs, queue_url) == 0

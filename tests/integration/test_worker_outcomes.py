@@ -15,10 +15,10 @@ from tests.worker_harness import (
     queue_depth,
     running_worker,
     step_of,
-    worker_settings,
     wait_for_status,
+    worker_settings,
 )
-from worker.handler import CallbackContext, Fail
+from worker.handler import CallbackContext, Fail, Handler
 
 STRING = "String"
 
@@ -84,7 +84,7 @@ async def test_crashing_handler_is_retried_then_fails_naming_the_error(
         calls.append(context.attempt)
         raise ValueError(f"bad input on attempt {context.attempt}")
 
-    queue_url, dlq_url = await make_queue(max_receive_count=2)
+    queue_url, _ = await make_queue(max_receive_count=2)
     pipeline = await create_pipeline(sagemaker, one_step_definition(queue_url))
     settings = worker_settings(queue_url, handler="crash", max_attempts=3, retry_backoff=0.5)
     async with running_worker(settings, {"crash": crash}):
@@ -112,7 +112,7 @@ async def test_routing_argument_overrides_the_default_handler(sagemaker: Any, ma
     queue_url, _ = await make_queue()
     definition = one_step_definition(queue_url, {"handler": "constant"}, declared("answer"))
     pipeline = await create_pipeline(sagemaker, definition)
-    handlers = {"echo": EchoHandler(), "constant": lambda context: {"answer": "42"}}
+    handlers: dict[str, Handler] = {"echo": EchoHandler(), "constant": lambda context: {"answer": "42"}}
     async with running_worker(worker_settings(queue_url, handler="echo"), handlers):
         arn = await start(sagemaker, pipeline)
         assert await wait_for_status(sagemaker, arn) == "Succeeded"
@@ -120,7 +120,7 @@ async def test_routing_argument_overrides_the_default_handler(sagemaker: Any, ma
 
 
 async def test_over_limit_outputs_fail_naming_the_output(sagemaker: Any, make_queue: QueueFactory) -> None:
-    cases = {
+    cases: dict[str, Any] = {
         "too-many": {f"o{i}": i for i in range(51)},
         "too-long": {"report": "x" * 2000},
         "nested": {"config": {"a": 1}},
@@ -129,7 +129,7 @@ async def test_over_limit_outputs_fail_naming_the_output(sagemaker: Any, make_qu
     definition = json.loads(one_step_definition(queue_url, {"case": {"Get": "Parameters.Case"}}))
     definition["Parameters"] = [{"Name": "Case", "Type": "String", "DefaultValue": "too-many"}]
     pipeline = await create_pipeline(sagemaker, json.dumps(definition))
-    handlers = {"limits": lambda context: cases[str(context.arguments["case"])]}
+    handlers: dict[str, Handler] = {"limits": lambda context: cases[str(context.arguments["case"])]}
     async with running_worker(worker_settings(queue_url, handler="limits"), handlers):
         arns = {case: await start(sagemaker, pipeline, Case=case) for case in cases}
         for arn in arns.values():
