@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -50,15 +51,26 @@ def client_config(concurrency: int) -> AioConfig:
     )
 
 
+def region_from_environment() -> str | None:
+    """``AWS_REGION``, which botocore itself does not read (it reads ``AWS_DEFAULT_REGION`` and profiles).
+
+    Containers commonly set only ``AWS_REGION`` (the other SDKs' name); None lets botocore decide as usual.
+    """
+    return os.environ.get("AWS_REGION") or None
+
+
 @asynccontextmanager
 async def aws_clients(concurrency: int) -> AsyncIterator[tuple[SQSClient, SageMakerClient]]:
     """SQS and SageMaker clients configured from the standard AWS environment."""
     session = get_session()
     config = client_config(concurrency)
+    region = region_from_environment()
     async with AsyncExitStack() as stack:
         try:
-            sqs = await stack.enter_async_context(session.create_client("sqs", config=config))
-            sagemaker = await stack.enter_async_context(session.create_client("sagemaker", config=config))
+            sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region, config=config))
+            sagemaker = await stack.enter_async_context(
+                session.create_client("sagemaker", region_name=region, config=config)
+            )
         except NoRegionError:
             raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from None
         yield sqs, sagemaker
