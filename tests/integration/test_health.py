@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -53,7 +55,7 @@ async def test_metrics_follow_prometheus_conventions_and_count_what_happened(
 ) -> None:
     queue_url, _ = await make_queue()
     pipeline = await create_pipeline(sagemaker, one_step_definition(queue_url, {"n": 1}))
-    async with served(queue_url, {"echo": EchoHandler()}) as (_, base, _, _), aiohttp.ClientSession() as session:
+    async with served(queue_url, {"echo": EchoHandler()}) as (worker, base, _, _), aiohttp.ClientSession() as session:
         await wait_ready(session, base)
         assert (await get(session, f"{base}/healthz"))[0] == 200
         arns = [
@@ -61,6 +63,9 @@ async def test_metrics_follow_prometheus_conventions_and_count_what_happened(
         ]
         for arn in arns:
             assert await wait_for_status(sagemaker, arn) == "Succeeded"
+        async with asyncio.timeout(10):  # reported, then deleted: let the deletes finish
+            while worker.tasks:
+                await asyncio.sleep(0.05)
         status, text = await get(session, f"{base}/metrics")
     assert status == 200
     families = {family.name: family for family in text_string_to_metric_families(text)}
@@ -84,6 +89,14 @@ async def test_metrics_follow_prometheus_conventions_and_count_what_happened(
                 assert "arn:" not in value
                 assert "://" not in value
     assert families["callback_worker_handler_duration_seconds"].type == "histogram"
+    exposed = {name + ("_total" if family.type == "counter" else "") for name, family in families.items()}
+    assert documented_metrics() == exposed
+
+
+def documented_metrics() -> set[str]:
+    """Metric names in deploy/README.md's reference table."""
+    text = (Path(__file__).parents[2] / "deploy" / "README.md").read_text(encoding="utf-8")
+    return set(re.findall(r"^\| `(callback_worker_[a-z_]+)", text, flags=re.MULTILINE))
 
 
 async def test_readyz_is_false_while_draining_and_healthz_stays_true(make_queue: QueueFactory, sqs: Any) -> None:
