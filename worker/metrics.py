@@ -12,11 +12,14 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from worker.runtime import Worker
+
+# `_created` series double the output and mean nothing to alerting here.
+disable_created_metrics()
 
 PREFIX = "callback_worker"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
