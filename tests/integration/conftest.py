@@ -14,7 +14,7 @@ from worker.emulator.server import EmulatorServer
 
 
 @pytest.fixture
-async def emulator(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EmulatorServer]:
+async def loop_emulator(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EmulatorServer]:
     """The SageMaker emulator on this test's loop; ``AWS_ENDPOINT_URL_SAGEMAKER`` points at it."""
     async with EmulatorServer(host="127.0.0.1", port=0) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", server.endpoint_url)
@@ -22,9 +22,9 @@ async def emulator(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncItera
 
 
 @pytest.fixture
-async def sagemaker(emulator: EmulatorServer) -> AsyncIterator[Any]:
+async def sagemaker(loop_emulator: EmulatorServer) -> AsyncIterator[Any]:
     """An aiobotocore SageMaker client on the emulator."""
-    async with get_session().create_client("sagemaker", endpoint_url=emulator.endpoint_url) as client:
+    async with get_session().create_client("sagemaker", endpoint_url=loop_emulator.endpoint_url) as client:
         yield client
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,7 +26,7 @@ async def server(moto_sqs: str) -> AsyncIterator[EmulatorServer]:
 
 
 async def post(
-    server: EmulatorServer, body: bytes, target: str | None, method: str = "POST", path: str = "/"
+    server: EmulatorServer, body: bytes | io.BytesIO, target: str | None, method: str = "POST", path: str = "/"
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Content-Type": JSON_11}
     if target is not None:
@@ -78,6 +79,13 @@ async def test_bodies_that_cannot_be_read_are_serialization_errors(
     assert status == 400
     assert document["__type"] == "SerializationException"
     assert fragment in document["Message"]
+
+
+async def test_a_body_beyond_the_size_limit_is_refused(server: EmulatorServer) -> None:
+    status, document = await post(server, io.BytesIO(b" " * (5 * 1024 * 1024)), "SageMaker.CreatePipeline")
+    assert status == 400
+    assert document["__type"] == "SerializationException"
+    assert "exceeds" in document["Message"]
 
 
 async def test_an_empty_body_is_an_empty_request(server: EmulatorServer) -> None:

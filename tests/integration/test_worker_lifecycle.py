@@ -146,7 +146,7 @@ async def test_stopping_cancels_the_running_handler_and_stops_the_execution(
 
 
 async def test_malformed_messages_never_stop_the_worker(
-    sagemaker: Any, sqs: Any, make_queue: QueueFactory, emulator: EmulatorServer
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory, loop_emulator: EmulatorServer
 ) -> None:
     capture_url, _ = await make_queue()
     queue_url, dlq_url = await make_queue(max_receive_count=1)
@@ -177,10 +177,10 @@ async def test_malformed_messages_never_stop_the_worker(
 
 
 async def test_injected_throttling_delays_but_never_loses_or_doubles_an_outcome(
-    sagemaker: Any, sqs: Any, make_queue: QueueFactory, emulator: EmulatorServer
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory, loop_emulator: EmulatorServer
 ) -> None:
     throttled = OperationFaults(throttle=0.2)
-    emulator.faults = FaultConfig(
+    loop_emulator.faults = FaultConfig(
         operations={"SendPipelineExecutionStepSuccess": throttled, "SendPipelineExecutionStepFailure": throttled},
         seed=7,
     )
@@ -196,7 +196,7 @@ async def test_injected_throttling_delays_but_never_loses_or_doubles_an_outcome(
         statuses = await asyncio.gather(*(wait_for_status(sagemaker, arn) for arn in arns))
         stats = dict(worker.dispatcher.stats)
     assert set(statuses) == {"Succeeded"}
-    assert emulator.injector.injected("SendPipelineExecutionStepSuccess", "throttle") > 0
+    assert loop_emulator.injector.injected("SendPipelineExecutionStepSuccess", "throttle") > 0
     assert stats.get("failure", 0) == 0
     assert stats["success"] + stats.get("already_done", 0) == len(arns)
     assert await queue_depth(sqs, queue_url) == 0

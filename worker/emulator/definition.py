@@ -32,7 +32,6 @@ from worker.emulator.expressions import (
     Expr,
     Get,
     Namespace,
-    ObjectExpr,
     Reference,
     compile_value,
     parse_reference,
@@ -266,11 +265,11 @@ def _enum_values(item: Mapping[str, JsonValue], value_type: ValueType, name: str
 
 
 def _value_type(value: JsonValue, where: str) -> ValueType:
-    try:
-        return ValueType(value)
-    except ValueError:
-        allowed = ", ".join(member.value for member in ValueType)
-        raise DefinitionError(f"{where}: type {value!r} is not one of {allowed}") from None
+    for member in ValueType:
+        if value == member.value:
+            return member
+    allowed = ", ".join(member.value for member in ValueType)
+    raise DefinitionError(f"{where}: type {value!r} is not one of {allowed}")
 
 
 def _parse_step(node: JsonValue, index: int) -> StepSpec:
@@ -381,6 +380,8 @@ def _with_references(step: StepSpec, parameters: Mapping[str, ParameterSpec], st
             _check_step_output(reference, step, by_name)
             referenced.add(reference.name)
     for name in step.depends_on:
+        if name == step.name:
+            raise DefinitionError(f"step {step.name!r}: a step cannot depend on itself")
         if name not in by_name:
             raise DefinitionError(f"step {step.name!r}: DependsOn names {name!r}, which is not a step")
     return StepSpec(
@@ -403,8 +404,7 @@ def _check_step_output(reference: Reference, step: StepSpec, by_name: Mapping[st
     if source.output(reference.output or "") is None:
         declared = ", ".join(output.name for output in source.outputs) or "none"
         raise DefinitionError(
-            f"{reference.path}: step {source.name!r} declares no output {reference.output!r} "
-            f"(declared: {declared})"
+            f"{reference.path}: step {source.name!r} declares no output {reference.output!r} (declared: {declared})"
         )
 
 
@@ -416,20 +416,8 @@ def _dependency_order(steps: list[StepSpec]) -> tuple[StepSpec, ...]:
         ready = [step for step in remaining if step.depends_on <= placed]
         if not ready:
             names = ", ".join(repr(step.name) for step in remaining)
-            raise DefinitionError(f"the steps {names} depend on each other in a cycle")
+            raise DefinitionError(f"the dependencies of the steps {names} form a cycle")
         ordered.extend(ready)
         placed.update(step.name for step in ready)
         remaining = [step for step in remaining if step.name not in placed]
     return tuple(ordered)
-
-
-__all__ = [
-    "VERSION",
-    "ExperimentSpec",
-    "ObjectExpr",
-    "OutputSpec",
-    "ParameterSpec",
-    "PipelineSpec",
-    "StepSpec",
-    "parse_definition",
-]

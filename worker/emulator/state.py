@@ -1,0 +1,155 @@
+"""The emulator's in-memory state: pipelines, their executions, the steps that ran, and callback tokens.
+
+Everything here is plain data, changed only on the server's event loop (by :mod:`worker.emulator.engine` and
+:mod:`worker.emulator.operations`); nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+from worker.emulator.definition import PipelineSpec, StepSpec
+from worker.emulator.values import JsonValue, Scalar
+
+
+class StepStatus(enum.StrEnum):
+    """``StepStatus`` of ``ListPipelineExecutionSteps``."""
+
+    STARTING = "Starting"
+    EXECUTING = "Executing"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    SUCCEEDED = "Succeeded"
+
+
+RUNNING_STEP_STATUSES = frozenset({StepStatus.STARTING, StepStatus.EXECUTING, StepStatus.STOPPING})
+
+
+class ExecutionStatus(enum.StrEnum):
+    """``PipelineExecutionStatus`` of ``DescribePipelineExecution``."""
+
+    EXECUTING = "Executing"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+    SUCCEEDED = "Succeeded"
+
+
+FINISHED_EXECUTION_STATUSES = frozenset({ExecutionStatus.STOPPED, ExecutionStatus.FAILED, ExecutionStatus.SUCCEEDED})
+
+
+@dataclass
+class Pipeline:
+    """A created pipeline."""
+
+    name: str
+    arn: str
+    display_name: str
+    description: str | None
+    role_arn: str
+    definition: str
+    spec: PipelineSpec
+    parallelism: int | None
+    creation_time: float
+    client_request_token: str
+    seq: int
+    last_modified_time: float = 0.0
+    last_run_time: float | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The ``SendPipelineExecutionStep*`` request that settled a step, kept to recognise a replay of it."""
+
+    operation: str
+    client_request_token: str | None
+    request: Mapping[str, object]
+
+
+@dataclass
+class StepRun:
+    """One started step of one execution."""
+
+    spec: StepSpec
+    seq: int
+    token: str
+    start_time: float
+    status: StepStatus = StepStatus.STARTING
+    queue_url: str = ""
+    arguments: JsonValue = None
+    end_time: float | None = None
+    failure_reason: str | None = None
+    outputs: list[dict[str, str]] | None = None
+    typed_outputs: dict[str, Scalar] = field(default_factory=dict)
+    answer: Answer | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the step still waits for its callback to be answered."""
+        return self.status in RUNNING_STEP_STATUSES
+
+
+@dataclass
+class Execution:
+    """One execution of a pipeline."""
+
+    arn: str
+    id: str
+    pipeline: Pipeline
+    display_name: str
+    description: str | None
+    parameters: dict[str, Scalar]
+    parallelism: int | None
+    creation_time: float
+    client_request_token: str
+    seq: int
+    experiment: dict[str, str] | None = None
+    status: ExecutionStatus = ExecutionStatus.EXECUTING
+    failure_reason: str | None = None
+    last_modified_time: float = 0.0
+    stop_request_token: str | None = None
+    steps: dict[str, StepRun] = field(default_factory=dict)
+
+    def running_steps(self) -> list[StepRun]:
+        """Steps still waiting for an answer."""
+        return [run for run in self.steps.values() if run.running]
+
+    def failed_steps(self) -> list[StepRun]:
+        """Steps that failed, in the order they finished."""
+        failed = [run for run in self.steps.values() if run.status is StepStatus.FAILED]
+        return sorted(failed, key=lambda run: (run.end_time or 0.0, run.seq))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the execution reached Succeeded, Failed or Stopped."""
+        return self.status in FINISHED_EXECUTION_STATUSES
+
+
+class Store:
+    """All pipelines, executions and live callback tokens of one emulator."""
+
+    def __init__(self) -> None:
+        self.pipelines: dict[str, Pipeline] = {}
+        self.executions: dict[str, Execution] = {}
+        self.tokens: dict[str, tuple[Execution, StepRun]] = {}
+        #: Executions by pipeline ARN and the ClientRequestToken that started them.
+        self.started: dict[tuple[str, str], Execution] = {}
+        #: Deleted pipelines by lower-case name: the deleting request's ClientRequestToken and the ARN.
+        self.deleted_pipelines: dict[str, tuple[str, str]] = {}
+        self._seq = itertools.count(1)
+
+    def next_seq(self) -> int:
+        """A number larger than every number handed out before (orders items created in the same instant)."""
+        return next(self._seq)
+
+    def pipeline(self, name: str) -> Pipeline | None:
+        """The pipeline called ``name`` (names are unique regardless of letter case, as their ARNs are)."""
+        return self.pipelines.get(name.lower())
+
+    def executions_of(self, pipeline: Pipeline) -> Iterator[Execution]:
+        """Every execution of ``pipeline``."""
+        return (execution for execution in self.executions.values() if execution.pipeline is pipeline)

@@ -1,0 +1,109 @@
+"""Response shapes: the emulator's state as the service model's output structures.
+
+Members are present only when they have a value, as in the service's answers; timestamps are epoch seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.emulator.state import Execution, Pipeline, StepRun
+
+
+def _compact(members: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in members.items() if value is not None}
+
+
+def _parallelism(limit: int | None) -> dict[str, int] | None:
+    return None if limit is None else {"MaxParallelExecutionSteps": limit}
+
+
+def describe_pipeline(pipeline: Pipeline) -> dict[str, Any]:
+    """``DescribePipelineResponse``."""
+    return _compact(
+        {
+            "PipelineArn": pipeline.arn,
+            "PipelineName": pipeline.name,
+            "PipelineDisplayName": pipeline.display_name,
+            "PipelineDefinition": pipeline.definition,
+            "PipelineDescription": pipeline.description,
+            "RoleArn": pipeline.role_arn,
+            "PipelineStatus": "Active",
+            "CreationTime": pipeline.creation_time,
+            "LastModifiedTime": pipeline.last_modified_time,
+            "LastRunTime": pipeline.last_run_time,
+            "ParallelismConfiguration": _parallelism(pipeline.parallelism),
+        }
+    )
+
+
+def pipeline_summary(pipeline: Pipeline) -> dict[str, Any]:
+    """``PipelineSummary`` of ``ListPipelines``."""
+    return _compact(
+        {
+            "PipelineArn": pipeline.arn,
+            "PipelineName": pipeline.name,
+            "PipelineDisplayName": pipeline.display_name,
+            "PipelineDescription": pipeline.description,
+            "RoleArn": pipeline.role_arn,
+            "CreationTime": pipeline.creation_time,
+            "LastModifiedTime": pipeline.last_modified_time,
+            "LastExecutionTime": pipeline.last_run_time,
+        }
+    )
+
+
+def describe_execution(execution: Execution) -> dict[str, Any]:
+    """``DescribePipelineExecutionResponse``."""
+    return _compact(
+        {
+            "PipelineArn": execution.pipeline.arn,
+            "PipelineExecutionArn": execution.arn,
+            "PipelineExecutionDisplayName": execution.display_name,
+            "PipelineExecutionStatus": execution.status.value,
+            "PipelineExecutionDescription": execution.description,
+            "PipelineExperimentConfig": execution.experiment,
+            "FailureReason": execution.failure_reason,
+            "CreationTime": execution.creation_time,
+            "LastModifiedTime": execution.last_modified_time,
+            "ParallelismConfiguration": _parallelism(execution.parallelism),
+        }
+    )
+
+
+def execution_summary(execution: Execution) -> dict[str, Any]:
+    """``PipelineExecutionSummary`` of ``ListPipelineExecutions``."""
+    return _compact(
+        {
+            "PipelineExecutionArn": execution.arn,
+            "StartTime": execution.creation_time,
+            "PipelineExecutionStatus": execution.status.value,
+            "PipelineExecutionDescription": execution.description,
+            "PipelineExecutionDisplayName": execution.display_name,
+            "PipelineExecutionFailureReason": execution.failure_reason,
+        }
+    )
+
+
+def execution_step(run: StepRun) -> dict[str, Any]:
+    """``PipelineExecutionStep`` of ``ListPipelineExecutionSteps``, with ``Metadata.Callback``."""
+    callback = _compact(
+        {
+            "CallbackToken": run.token,
+            "SqsQueueUrl": run.queue_url or None,
+            "OutputParameters": run.outputs,
+        }
+    )
+    return _compact(
+        {
+            "StepName": run.spec.name,
+            "StepDisplayName": run.spec.display_name,
+            "StepDescription": run.spec.description,
+            "StartTime": run.start_time,
+            "EndTime": run.end_time,
+            "StepStatus": run.status.value,
+            "FailureReason": run.failure_reason,
+            "Metadata": {"Callback": callback},
+            "AttemptCount": 1,
+        }
+    )
