@@ -19,7 +19,7 @@ from prometheus_client.registry import Collector
 from worker.runtime import Worker
 
 # `_created` series double the output and mean nothing to alerting here.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 PREFIX = "callback_worker"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

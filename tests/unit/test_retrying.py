@@ -98,8 +98,7 @@ def test_local_os_errors_are_not_transient() -> None:
 
 
 def test_http_429_is_transient_whatever_the_code() -> None:
-    error = ClientError({"Error": {"Code": "SlowDownPlease"}, "ResponseMetadata": {"HTTPStatusCode": 429}}, "Op")
-    assert is_transient(error)
+    assert is_transient(client_error("SlowDownPlease", status=429))
 
 
 # --- Backoff ----------------------------------------------------------------------------------------------------
