@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from config.settings import Settings, env_name, load_settings
 from worker.errors import ConfigurationError, PluginError
 from worker.logs import configure_logging
+from worker.ops import add_commands as add_operator_commands
 from worker.registry import discover, load_handlers
 
 
@@ -41,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run an end-to-end demo on loopback (no AWS account, no Docker)")
     demo.add_argument("--verbose", action="store_true", help="also show the worker's own log lines")
     demo.set_defaults(command=_demo)
+    add_operator_commands(commands)
     return parser
 
 

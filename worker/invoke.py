@@ -6,11 +6,14 @@ import asyncio
 import contextvars
 import functools
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from worker.handler import CallbackContext, Handler, HandlerResult, StopHook
+from worker.logs import get_logger
+
+log = get_logger("worker.invoke")
 
 
 def is_async(function: object) -> bool:
@@ -60,3 +63,17 @@ class Invoker:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+async def close_handlers(handlers: Iterable[object]) -> None:
+    """Call each handler's ``aclose()`` (async) or ``close()`` (sync), if it has one; log, never raise, failures."""
+    for handler in handlers:
+        closer = getattr(handler, "aclose", None) or getattr(handler, "close", None)
+        if not callable(closer):
+            continue
+        try:
+            result = closer()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:  # a handler failing to close must not keep the others open
+            log.exception("handler failed to close", handler=type(handler).__name__)

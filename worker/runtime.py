@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from worker.dispatch import Dispatcher, RetryPolicy
 from worker.handler import Handler
-from worker.invoke import Invoker
+from worker.invoke import Invoker, close_handlers
 from worker.lease import LeaseKeeper
 from worker.logs import get_logger
 from worker.registry import Router
@@ -111,6 +111,7 @@ class Worker:
         steps: StepResolver | None = None,
     ) -> None:
         self.queue = queue
+        self.handlers = handlers
         self.slots = Slots(concurrency)
         self.leases = LeaseKeeper(queue, queue.visibility_timeout)
         self.invoker = Invoker(threads=concurrency)
@@ -151,6 +152,7 @@ class Worker:
             await asyncio.gather(*background, return_exceptions=True)
             await self.queue.close()
             self.invoker.shutdown()
+            await close_handlers({id(handler): handler for handler in self.handlers.values()}.values())
             log.info("worker stopped", **dict(self.dispatcher.stats))
 
     async def _poll(self, index: int) -> None:

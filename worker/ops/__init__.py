@@ -1,0 +1,39 @@
+"""Operator commands of ``callback-worker``: look at executions and waiting callback steps, answer one by hand.
+
+========================================================  ============================================================
+command                                                   what it does
+========================================================  ============================================================
+``describe EXECUTION_ARN``                                status, failure reason, experiment config and times
+``steps EXECUTION_ARN``                                   every started step: status, queue, token (partly), outputs
+``pending [--pipeline NAME]...``                          callback steps still waiting, across running executions
+``succeed TOKEN [--output NAME=VALUE]...``                answer a step with a Success
+``fail TOKEN --reason TEXT``                              answer a step with a Failure
+``send-test-message --queue-url URL [...]``               put a well-formed callback message on a queue
+========================================================  ============================================================
+
+Every command prints an aligned, human-readable view by default and JSON with ``--json``. JSON keeps the API's member
+names and gives timestamps in ISO 8601. No output ever shows a callback token whole: only ``succeed`` and ``fail``
+take one, as input. AWS settings come from the standard AWS environment (``AWS_REGION``,
+``AWS_ENDPOINT_URL_SAGEMAKER``, ``AWS_ENDPOINT_URL_SQS``, the credentials chain).
+
+``succeed`` and ``fail`` check what they send as the worker does (token pattern, at most 50 outputs, names up to 256
+and values up to 1,024 characters, a reason of 1-256 characters) and send the worker's deterministic
+``ClientRequestToken``: repeating a command, or answering exactly as the worker did, is a harmless replay.
+
+Exit codes (:class:`ExitCode`):
+
+- ``0`` done;
+- ``1`` an AWS or other error (access denied, throttled after retries, no connection, no region...);
+- ``2`` usage: bad arguments, or a token, output, reason or ARN the rules refuse (nothing is sent), or the service's
+  ``ValidationException``;
+- ``3`` not found: ``ResourceNotFound`` (unknown execution, pipeline or callback token);
+- ``4`` already answered: ``ConflictException`` (the step already has an outcome; nothing changed);
+- ``130`` interrupted (Ctrl-C).
+
+Errors are one line on stderr, ``callback-worker: <ErrorCode>: <message>``, with any token masked.
+"""
+
+from worker.ops.commands import add_commands, main
+from worker.ops.errors import ExitCode
+
+__all__ = ["ExitCode", "add_commands", "main"]

@@ -1,0 +1,123 @@
+"""The read commands: ``describe``, ``steps`` and ``pending``.
+
+Every list is read to its end through ``NextToken``. ``pending`` walks ListPipelines → ListPipelineExecutions (keeping
+Executing and Stopping executions) → ListPipelineExecutionSteps (keeping callback steps still Starting, Executing or
+Stopping), one call at a time, so it costs one ListPipelineExecutionSteps per running execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from worker.ops import views
+from worker.ops.aws import guarded, sagemaker_client
+from worker.ops.errors import ExitCode
+from worker.ops.inputs import check_execution_arn
+from worker.ops.tables import complain, emit
+from worker.retrying import error_code
+
+if TYPE_CHECKING:
+    from types_boto3_sagemaker import SageMakerClient
+
+#: The largest page the List operations return (their MaxResults maximum).
+PAGE_SIZE = 100
+RUNNING_EXECUTION_STATUSES = frozenset({"Executing", "Stopping"})
+WAITING_STEP_STATUSES = frozenset({"Starting", "Executing", "Stopping"})
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+
+@guarded
+def describe(args: argparse.Namespace) -> int:
+    """``describe EXECUTION_ARN``."""
+    arn = check_execution_arn(args.execution_arn)
+    execution = dict(sagemaker_client().describe_pipeline_execution(PipelineExecutionArn=arn))
+    emit(views.describe_json(execution) if args.json else views.describe_text(execution))
+    return ExitCode.OK
+
+
+@guarded
+def steps(args: argparse.Namespace) -> int:
+    """``steps EXECUTION_ARN``."""
+    arn = check_execution_arn(args.execution_arn)
+    found = execution_steps(sagemaker_client(), arn)
+    if args.json:
+        emit(views.steps_json(found))
+    elif found:
+        emit(views.steps_text(found))
+    else:
+        complain(f"no step of {arn} has started")
+    return ExitCode.OK
+
+
+@guarded
+def pending(args: argparse.Namespace) -> int:
+    """``pending [--pipeline NAME]...``."""
+    found = waiting_steps(sagemaker_client(), args.pipelines)
+    if args.json:
+        emit(views.pending_json(found))
+    elif found:
+        emit(views.pending_text(found))
+    else:
+        complain("no callback step is waiting")
+    return ExitCode.OK
+
+
+def execution_steps(client: SageMakerClient, execution_arn: str, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
+    """Every started step of an execution, oldest first."""
+    paginator = client.get_paginator("list_pipeline_execution_steps")
+    pages = paginator.paginate(
+        PipelineExecutionArn=execution_arn, SortOrder="Ascending", PaginationConfig={"PageSize": page_size}
+    )
+    return [dict(step) for page in pages for step in page.get("PipelineExecutionSteps", [])]
+
+
+def waiting_steps(
+    client: SageMakerClient, pipelines: Sequence[str] | None = None, page_size: int = PAGE_SIZE
+) -> list[views.WaitingStep]:
+    """Callback steps that wait for an answer in running executions of ``pipelines`` (default: every pipeline).
+
+    Sorted by the step's start time, oldest first: the step that has waited longest comes first. A named pipeline
+    that does not exist raises ``ResourceNotFound``; one deleted while every pipeline is being walked is skipped.
+    """
+    waiting: list[views.WaitingStep] = []
+    for name in pipelines or list(pipeline_names(client, page_size)):
+        try:
+            executions = list(running_executions(client, name, page_size))
+        except ClientError as exc:
+            if pipelines or error_code(exc) != "ResourceNotFound":
+                raise
+            continue
+        for summary in executions:
+            arn = summary["PipelineExecutionArn"]
+            waiting += [
+                views.WaitingStep(views.pipeline_name(arn) or name, arn, summary["PipelineExecutionStatus"], step)
+                for step in execution_steps(client, arn, page_size)
+                if views.is_callback(step) and step.get("StepStatus") in WAITING_STEP_STATUSES
+            ]
+    return sorted(waiting, key=lambda item: (views.started(item.step) or _NEVER, item.execution_arn))
+
+
+def pipeline_names(client: SageMakerClient, page_size: int = PAGE_SIZE) -> Iterator[str]:
+    """The name of every pipeline, by name."""
+    pages = client.get_paginator("list_pipelines").paginate(
+        SortBy="Name", SortOrder="Ascending", PaginationConfig={"PageSize": page_size}
+    )
+    for page in pages:
+        for summary in page.get("PipelineSummaries", []):
+            yield summary["PipelineName"]
+
+
+def running_executions(client: SageMakerClient, pipeline: str, page_size: int = PAGE_SIZE) -> Iterator[dict[str, Any]]:
+    """Summaries of the pipeline's Executing and Stopping executions."""
+    pages = client.get_paginator("list_pipeline_executions").paginate(
+        PipelineName=pipeline, PaginationConfig={"PageSize": page_size}
+    )
+    for page in pages:
+        for summary in page.get("PipelineExecutionSummaries", []):
+            if summary.get("PipelineExecutionStatus") in RUNNING_EXECUTION_STATUSES:
+                yield dict(summary)

@@ -1,0 +1,59 @@
+"""``send-test-message``: put a well-formed callback message on a queue, to try a worker and its handlers locally.
+
+The body is what a CallbackStep sends (``token``, ``pipelineExecutionArn``, ``arguments``, ``status``) and is checked
+with the worker's own parser before it is sent. SageMaker does not know its token unless ``--token`` names a live
+one, so a worker answering it gets ``ResourceNotFound`` (which it logs and treats as done).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import secrets
+from typing import Any
+
+from worker.handler import JSONValue
+from worker.message import Status, parse_message
+from worker.ops import views
+from worker.ops.aws import guarded, sqs_client
+from worker.ops.errors import ExitCode
+from worker.ops.inputs import check_execution_arn, check_token, new_token, parse_arguments, parse_pairs
+from worker.ops.tables import emit
+
+#: Account and pipeline of the made-up execution ARN used when none is given.
+TEST_ACCOUNT = "000000000000"
+TEST_PIPELINE = "callback-worker-test"
+
+
+@guarded
+def send_test_message(args: argparse.Namespace) -> int:
+    """``send-test-message --queue-url URL [--token T] [--execution-arn ARN] [--argument N=V]... [--stopping]``."""
+    token = check_token(args.token) if args.token is not None else new_token()
+    arn = check_execution_arn(args.execution_arn) if args.execution_arn is not None else None
+    arguments = parse_arguments(parse_pairs(args.arguments or [], "--argument"))
+    client = sqs_client()
+    body = message_body(token, arn or made_up_execution_arn(client.meta.region_name), arguments, stopping=args.stopping)
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    parse_message(text)  # what the worker cannot read is not worth sending
+    request: dict[str, Any] = {"QueueUrl": args.queue_url, "MessageBody": text}
+    if args.queue_url.endswith(".fifo"):
+        request |= {"MessageGroupId": TEST_PIPELINE, "MessageDeduplicationId": secrets.token_hex(16)}
+    message_id = str(client.send_message(**request)["MessageId"])
+    show = views.sent_json if args.json else views.sent_text
+    emit(show(message_id, args.queue_url, body))
+    return ExitCode.OK
+
+
+def message_body(token: str, execution_arn: str, arguments: dict[str, JSONValue], *, stopping: bool) -> dict[str, Any]:
+    """The body a CallbackStep sends."""
+    return {
+        "token": token,
+        "pipelineExecutionArn": execution_arn,
+        "arguments": arguments,
+        "status": (Status.STOPPING if stopping else Status.EXECUTING).value,
+    }
+
+
+def made_up_execution_arn(region: str) -> str:
+    """A made-up execution ARN of pipeline ``callback-worker-test`` with a fresh execution id."""
+    return f"arn:aws:sagemaker:{region}:{TEST_ACCOUNT}:pipeline/{TEST_PIPELINE}/execution/{secrets.token_hex(6)}"
