@@ -198,6 +198,22 @@ def test_a_hand_made_answer_is_the_request_the_worker_sends(outcome: str, cli: C
     assert cli(*argv)[0] == ExitCode.OK
 
 
+def test_answer_by_execution_and_step_without_knowing_the_token(cli: Cli, stage: Stage) -> None:
+    arn = stage.start(stage.pipeline(one_step_definition(stage.queue, outputs={"n": "Integer"})))
+    token = stage.next_message()["token"]
+    code, out, err = cli("succeed", "--execution-arn", arn, "--step", "B", "--output", "n=5")
+    assert (code, out) == (ExitCode.NOT_FOUND, "")
+    assert "no callback step named 'B'" in err
+    out = cli.ok("succeed", "--execution-arn", arn, "--step", "A", "--output", "n=5")
+    assert token not in out
+    assert list_steps(stage.sm, arn)["A"]["Metadata"]["Callback"]["OutputParameters"] == [{"Name": "n", "Value": "5"}]
+    wait_for_status(stage.sm, arn, "Succeeded")
+    for argv in (["fail", "--reason", "x"], ["fail", token, "--execution-arn", arn, "--step", "A", "--reason", "x"]):
+        code, _, err = cli(*argv)
+        assert code == ExitCode.USAGE, argv
+        assert "--execution-arn" in err
+
+
 def test_refused_outputs_send_nothing(cli: Cli, stage: Stage) -> None:
     arn = stage.start(stage.pipeline(one_step_definition(stage.queue)))
     token = stage.next_message()["token"]

@@ -52,7 +52,7 @@ def test_arguments(argv: list[str], expected: dict[str, object]) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [["fail", TOKEN], ["succeed"], ["describe"], ["send-test-message"], ["pending", "extra"], ["succeed", TOKEN, "x"]],
+    [["fail", TOKEN], ["describe"], ["send-test-message"], ["pending", "extra"], ["succeed", TOKEN, "x"]],
 )
 def test_missing_or_extra_arguments_are_usage_errors(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
@@ -149,6 +149,8 @@ def no_client() -> object:
         (["succeed", TOKEN, "--output", "a=" + "v" * 1025], "value is 1025 characters"),
         (["fail", TOKEN, "--reason", "r" * 257], "--reason is 257 characters"),
         (["fail", "short", "--reason", "r"], "it has 5 characters"),
+        (["succeed"], "give TOKEN, or --execution-arn ARN with --step NAME"),
+        (["succeed", "--execution-arn", "nope", "--step", "A"], "'nope' is not a pipeline execution ARN"),
         (["describe", "nope"], "'nope' is not a pipeline execution ARN"),
         (["steps", "nope"], "'nope' is not a pipeline execution ARN"),
         (["send-test-message", "--queue-url", "http://q", "--token", "x"], "it has 1 characters"),

@@ -45,14 +45,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     pending.set_defaults(command=_pending)
 
     succeed = _command(subparsers, "succeed", "answer a callback step with a Success")
-    succeed.add_argument("token", metavar="TOKEN", help="the step's callback token")
+    _step_target(succeed)
     succeed.add_argument(
         "--output", dest="outputs", action="append", metavar="NAME=VALUE", help="an output parameter (repeatable)"
     )
     succeed.set_defaults(command=_succeed)
 
     fail = _command(subparsers, "fail", "answer a callback step with a Failure")
-    fail.add_argument("token", metavar="TOKEN", help="the step's callback token")
+    _step_target(fail)
     fail.add_argument("--reason", required=True, metavar="TEXT", help="the failure reason (1-256 characters)")
     fail.set_defaults(command=_fail)
 
@@ -102,6 +102,13 @@ def _pending(args: argparse.Namespace) -> int:
     from worker.ops import reads  # noqa: PLC0415
 
     return reads.pending(args)
+
+
+def _step_target(parser: argparse.ArgumentParser) -> None:
+    """TOKEN, or --execution-arn with --step to look the token up without ever printing it."""
+    parser.add_argument("token", metavar="TOKEN", nargs="?", help="the step's callback token")
+    parser.add_argument("--execution-arn", metavar="ARN", help="instead of TOKEN: the step's execution ...")
+    parser.add_argument("--step", metavar="NAME", help="... and the step's name")
 
 
 def _succeed(args: argparse.Namespace) -> int:

@@ -33,3 +33,9 @@ class UsageError(OperatorError):
     """An argument breaks the rules; nothing was sent."""
 
     exit_code = ExitCode.USAGE
+
+
+class NotFoundError(OperatorError):
+    """What the command names does not exist."""
+
+    exit_code = ExitCode.NOT_FOUND
