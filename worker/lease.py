@@ -75,9 +75,9 @@ class LeaseKeeper:
             await self.renew_due()
 
     async def renew_due(self) -> None:
-        """Renew every lease that would expire before the next tick, plus a tick of margin."""
+        """Renew every lease that would expire before the next tick, plus half a tick of margin."""
         now = self.clock()
-        horizon = now + 2 * self.tick
+        horizon = now + 1.5 * self.tick
         due = [lease for lease in self.leases.values() if lease.visible_until <= horizon and not lease.lost]
         renewals = []
         for lease in due:

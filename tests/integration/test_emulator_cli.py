@@ -24,7 +24,7 @@ def spawn(arguments: list[str], environment: Mapping[str, str] | None = None) ->
     return subprocess.Popen([sys.executable, "-m", "worker.emulator", *arguments], stderr=subprocess.PIPE, env=env)
 
 
-def read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[bytes], timeout: float = 15.0) -> re.Match[bytes]:
+def read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[bytes], timeout: float = 60.0) -> re.Match[bytes]:
     """Read the process's stderr line by line until ``pattern`` matches."""
     assert process.stderr is not None
     seen = b""
