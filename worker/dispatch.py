@@ -179,8 +179,10 @@ class Dispatcher:
             log.error("no such handler", reason=reason)
             return await self._answer(message.token, failure(reason))
         context = self._context(message, name, info, received.message_id)
-        started = time.monotonic()
         running = Running(asyncio.create_task(self.invoker.call(handler, context)))
+        if self.on_handler_done is not None:
+            observe, started = self.on_handler_done, time.monotonic()
+            running.task.add_done_callback(lambda _: observe(name, time.monotonic() - started))
         self.running[message.token] = running
         lease.on_exhausted = running.cancel_for_lease
         try:
@@ -189,8 +191,6 @@ class Dispatcher:
             lease.on_exhausted = None
             del self.running[message.token]
             running.done.set()
-            if self.on_handler_done is not None:
-                self.on_handler_done(name, time.monotonic() - started)
 
     async def _execute(
         self, message: CallbackMessage, received: ReceivedMessage, context: CallbackContext, running: Running
