@@ -17,6 +17,7 @@ from handlers.echo import EchoHandler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, wait_for_status, worker_settings
 from worker.app import aws_clients, build_worker
+from worker.emulator.server import EmulatorServer
 from worker.handler import CallbackContext, Handler
 from worker.health import serve_health
 from worker.runtime import Worker
@@ -99,7 +100,9 @@ def documented_metrics() -> set[str]:
     return set(re.findall(r"^\| `(callback_worker_[a-z_]+)", text, flags=re.MULTILINE))
 
 
-async def test_readyz_is_false_while_draining_and_healthz_stays_true(make_queue: QueueFactory, sqs: Any) -> None:
+async def test_readyz_is_false_while_draining_and_healthz_stays_true(
+    make_queue: QueueFactory, sqs: Any, loop_emulator: EmulatorServer
+) -> None:
     started = asyncio.Event()
 
     async def slow(context: CallbackContext) -> dict[str, str]:
