@@ -3,10 +3,7 @@ REST API (what moto cannot do here: jobs that keep running, TerminateJob on them
 
 from __future__ import annotations
 
-import json
-import os
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from typing import Any
@@ -17,6 +14,15 @@ from aiohttp import web
 
 from handlers._context import run_key
 from handlers.batch import BatchHandler
+from tests.handler_support import (
+    HANDLER_ARGUMENT,
+    callback_context,
+    clear_settings,
+    handler_factory_fixture,
+    moto_api,
+    new_token,
+    stub_endpoint,
+)
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Fail, JSONValue, Retry, StopHook
 
@@ -25,58 +31,24 @@ HandlerFactory = Callable[..., BatchHandler]
 
 
 def context(token: str, arguments: Mapping[str, JSONValue] | None = None, state: JSONValue = None) -> CallbackContext:
-    return CallbackContext(
-        token=token,
-        pipeline_execution_arn="arn:aws:sagemaker:us-east-1:012345678901:pipeline/p/execution/e1",
-        pipeline_name="p",
-        execution_id="e1",
-        arguments=dict(arguments or {}),
-        handler_name="batch",
-        message_id="m-1",
-        state=state,
-    )
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex[:10]
+    return callback_context("batch", token, arguments, state)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(PREFIX) or name in ("CALLBACK_WORKER_HANDLER_ARGUMENT", "MOTO_SIMPLE_BATCH_FAIL_AFTER"):
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, PREFIX, HANDLER_ARGUMENT, "MOTO_SIMPLE_BATCH_FAIL_AFTER")
 
 
-@pytest.fixture
-async def make_handler(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HandlerFactory]:
-    built: list[BatchHandler] = []
-
-    def make(**settings: str) -> BatchHandler:
-        for name, value in settings.items():
-            monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
-        built.append(BatchHandler())
-        return built[-1]
-
-    yield make
-    for handler in built:
-        await handler.aclose()
+make_handler = handler_factory_fixture(BatchHandler, PREFIX)
 
 
 # --- moto server -------------------------------------------------------------------------------------------------
 
 
-def moto_config(moto_url: str, config: dict[str, Any]) -> None:
-    url = f"{moto_url}/moto-api/config"  # the test's own moto server
-    request = urllib.request.Request(url, data=json.dumps(config).encode(), method="POST")  # noqa: S310
-    with urllib.request.urlopen(request) as response:  # noqa: S310
-        assert response.status == 201
-
-
 @pytest.fixture(scope="module")
 def batch_setup(moto_sqs: str) -> Iterator[tuple[str, str, Any]]:
     """A job queue and a job definition on moto's docker-free Batch: (queue, definition, boto3 client)."""
-    moto_config(moto_sqs, {"batch": {"use_docker": False}})
+    moto_api(moto_sqs, "config", {"batch": {"use_docker": False}})
     role = boto3.client("iam", endpoint_url=moto_sqs).create_role(
         RoleName=f"batch-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}"
     )["Role"]["Arn"]
@@ -99,7 +71,7 @@ def batch_setup(moto_sqs: str) -> Iterator[tuple[str, str, Any]]:
         containerProperties={"image": "busybox", "vcpus": 1, "memory": 128, "command": ["true"]},
     )
     yield queue, definition, batch
-    moto_config(moto_sqs, {"batch": {"use_docker": True}})
+    moto_api(moto_sqs, "config", {"batch": {"use_docker": True}})
 
 
 @pytest.fixture
@@ -230,16 +202,8 @@ class BatchStub:
 @pytest.fixture
 async def stub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BatchStub]:
     batch_stub = BatchStub()
-    app = web.Application()
-    app.router.add_post("/v1/{operation}", batch_stub.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", f"http://127.0.0.1:{runner.addresses[0][1]}")
-    try:
+    async with stub_endpoint(monkeypatch, "AWS_ENDPOINT_URL_BATCH", "/v1/{operation}", batch_stub.handle):
         yield batch_stub
-    finally:
-        await runner.cleanup()
 
 
 def only_job(stub: BatchStub) -> dict[str, Any]:

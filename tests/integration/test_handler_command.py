@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from handlers.command import CommandHandler
+from tests.handler_support import alive, clear_settings
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (
     create_pipeline,
@@ -39,9 +39,7 @@ SCRIPT = """
 
 @pytest.fixture
 def handler(monkeypatch: pytest.MonkeyPatch) -> CommandHandler:
-    for name in list(os.environ):
-        if name.startswith("CALLBACK_WORKER_COMMAND_"):
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, "CALLBACK_WORKER_COMMAND_")
     monkeypatch.setenv("CALLBACK_WORKER_COMMAND_ARGV", json.dumps([sys.executable, "-c", textwrap.dedent(SCRIPT)]))
     monkeypatch.setenv("CALLBACK_WORKER_COMMAND_KILL_GRACE", "1")
     return CommandHandler()
@@ -50,14 +48,6 @@ def handler(monkeypatch: pytest.MonkeyPatch) -> CommandHandler:
 def read_pid(path: Path) -> int | None:
     text = path.read_text() if path.exists() else ""
     return int(text) if text else None
-
-
-def running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 async def test_a_program_answers_one_step_and_stopping_kills_another(
@@ -80,6 +70,6 @@ async def test_a_program_answers_one_step_and_stopping_kills_another(
         assert await wait_for_status(sagemaker, done_arn) == "Succeeded"
         assert await wait_for_status(sagemaker, stop_arn) == "Stopped"
     assert outputs_of(await step_of(sagemaker, done_arn)) == {"rows": "42", "source": "s3://b/k"}
-    assert not running(pid)
+    assert not alive(pid)
     assert await queue_depth(sqs, queue_url) == 0
     assert await queue_depth(sqs, dlq_url) == 0

@@ -3,20 +3,26 @@ failed runs, BatchStopJobRun, the start race)."""
 
 from __future__ import annotations
 
-import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 
 from handlers._context import run_key
 from handlers.glue import GlueHandler
+from tests.handler_support import (
+    HANDLER_ARGUMENT,
+    callback_context,
+    clear_settings,
+    handler_factory_fixture,
+    moto_api_async,
+    new_token,
+    stub_endpoint,
+)
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Fail, JSONValue, Retry, StopHook
 
@@ -26,42 +32,15 @@ HandlerFactory = Callable[..., GlueHandler]
 
 
 def context(token: str, arguments: Mapping[str, JSONValue] | None = None, state: JSONValue = None) -> CallbackContext:
-    return CallbackContext(
-        token=token,
-        pipeline_execution_arn="arn:aws:sagemaker:us-east-1:012345678901:pipeline/p/execution/e1",
-        pipeline_name="p",
-        execution_id="e1",
-        arguments=dict(arguments or {}),
-        handler_name="glue",
-        message_id="m-1",
-        state=state,
-    )
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex[:10]
+    return callback_context("glue", token, arguments, state)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(PREFIX) or name == "CALLBACK_WORKER_HANDLER_ARGUMENT":
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, PREFIX, HANDLER_ARGUMENT)
 
 
-@pytest.fixture
-async def make_handler(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HandlerFactory]:
-    built: list[GlueHandler] = []
-
-    def make(**settings: str) -> GlueHandler:
-        for name, value in settings.items():
-            monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
-        built.append(GlueHandler())
-        return built[-1]
-
-    yield make
-    for handler in built:
-        await handler.aclose()
+make_handler = handler_factory_fixture(GlueHandler, PREFIX)
 
 
 # --- moto server -------------------------------------------------------------------------------------------------
@@ -80,11 +59,7 @@ async def set_run_transition(moto_url: str, transition: dict[str, Any] | None) -
     path, body = ("set-transition", {"model_name": "glue::job_run", "transition": transition})
     if transition is None:
         path, body = ("unset-transition", {"model_name": "glue::job_run"})
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{moto_url}/moto-api/state-manager/{path}", data=json.dumps(body)) as response,
-    ):
-        assert response.status == 201
+    await moto_api_async(moto_url, f"state-manager/{path}", body)
 
 
 @pytest.fixture
@@ -253,16 +228,8 @@ def error(code: str, message: str, status: int = 400) -> web.Response:
 @pytest.fixture
 async def stub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[GlueStub]:
     glue_stub = GlueStub()
-    app = web.Application()
-    app.router.add_post("/", glue_stub.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", f"http://127.0.0.1:{runner.addresses[0][1]}")
-    try:
+    async with stub_endpoint(monkeypatch, "AWS_ENDPOINT_URL_GLUE", "/", glue_stub.handle):
         yield glue_stub
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_failed_run_fails_the_step_with_glues_message(stub: GlueStub, make_handler: HandlerFactory) -> None:

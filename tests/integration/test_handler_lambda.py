@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from typing import Any
 
 import boto3
 import pytest
@@ -17,56 +14,35 @@ from aiohttp import web
 from botocore.exceptions import ClientError
 
 from handlers.lambda_ import LambdaHandler
+from tests.handler_support import (
+    HANDLER_ARGUMENT,
+    TOKEN,
+    callback_context,
+    clear_settings,
+    handler_factory_fixture,
+    moto_api,
+    stub_endpoint,
+)
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Fail, JSONValue
 
 PREFIX = "CALLBACK_WORKER_LAMBDA_"
-TOKEN = "26vcYbeWsZ"
 HandlerFactory = Callable[..., LambdaHandler]
 
 
 def context(arguments: Mapping[str, JSONValue] | None = None) -> CallbackContext:
-    return CallbackContext(
-        token=TOKEN,
-        pipeline_execution_arn="arn:aws:sagemaker:us-east-1:012345678901:pipeline/p/execution/e1",
-        pipeline_name="p",
-        execution_id="e1",
-        arguments=dict(arguments or {}),
-        handler_name="lambda",
-        message_id="m-1",
-    )
+    return callback_context("lambda", TOKEN, arguments)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(PREFIX) or name == "CALLBACK_WORKER_HANDLER_ARGUMENT":
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, PREFIX, HANDLER_ARGUMENT)
 
 
-@pytest.fixture
-async def make_handler(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HandlerFactory]:
-    built: list[LambdaHandler] = []
-
-    def make(**settings: str) -> LambdaHandler:
-        for name, value in settings.items():
-            monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
-        built.append(LambdaHandler())
-        return built[-1]
-
-    yield make
-    for handler in built:
-        await handler.aclose()
+make_handler = handler_factory_fixture(LambdaHandler, PREFIX)
 
 
 # --- moto server -------------------------------------------------------------------------------------------------
-
-
-def moto_api(moto_url: str, path: str, body: dict[str, Any]) -> None:
-    url = f"{moto_url}/moto-api/{path}"  # the test's own moto server
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")  # noqa: S310
-    with urllib.request.urlopen(request) as response:  # noqa: S310
-        assert response.status == 201
 
 
 @pytest.fixture(scope="module")
@@ -145,16 +121,9 @@ class LambdaStub:
 @pytest.fixture
 async def stub(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LambdaStub]:
     lambda_stub = LambdaStub()
-    app = web.Application()
-    app.router.add_post("/2015-03-31/functions/{name}/invocations", lambda_stub.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", f"http://127.0.0.1:{runner.addresses[0][1]}")
-    try:
+    route = "/2015-03-31/functions/{name}/invocations"
+    async with stub_endpoint(monkeypatch, "AWS_ENDPOINT_URL_LAMBDA", route, lambda_stub.handle):
         yield lambda_stub
-    finally:
-        await runner.cleanup()
 
 
 def error_body(kind: str, message: str) -> bytes:

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-import aiohttp
 import pytest
 from aiobotocore.session import get_session
 
 from handlers._context import run_key
 from handlers.stepfunctions import StepFunctionsHandler, execution_arn
+from tests.handler_support import (
+    HANDLER_ARGUMENT,
+    callback_context,
+    clear_settings,
+    handler_factory_fixture,
+    moto_api_async,
+    new_token,
+)
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (
     create_pipeline,
@@ -58,68 +64,33 @@ LIST_OUTPUT = {"StartAt": "Answer", "States": {"Answer": {"Type": "Pass", "Resul
 
 
 def context(token: str, arguments: Mapping[str, JSONValue] | None = None, state: JSONValue = None) -> CallbackContext:
-    return CallbackContext(
-        token=token,
-        pipeline_execution_arn="arn:aws:sagemaker:us-east-1:012345678901:pipeline/p/execution/e1",
-        pipeline_name="p",
-        execution_id="e1",
-        arguments=dict(arguments or {}),
-        handler_name="stepfunctions",
-        message_id="m-1",
-        state=state,
-    )
-
-
-def new_token() -> str:
-    return uuid.uuid4().hex[:10]
+    return callback_context("stepfunctions", token, arguments, state)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(PREFIX) or name == "CALLBACK_WORKER_HANDLER_ARGUMENT":
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, PREFIX, HANDLER_ARGUMENT)
 
 
-async def moto_config(moto_url: str, config: dict[str, Any]) -> None:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{moto_url}/moto-api/config", data=json.dumps(config)) as response,
-    ):
-        assert response.status == 201
+make_handler = handler_factory_fixture(StepFunctionsHandler, PREFIX)
 
 
 @pytest.fixture
 async def sfn(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     """A Step Functions client on moto, which runs state machines for real while the test lasts."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", moto_sqs)
-    await moto_config(moto_sqs, {"stepfunctions": {"execute_state_machine": True}})
+    await moto_api_async(moto_sqs, "config", {"stepfunctions": {"execute_state_machine": True}})
     try:
         async with get_session().create_client("stepfunctions", endpoint_url=moto_sqs) as client:
             yield client
     finally:
-        await moto_config(moto_sqs, {"stepfunctions": {"execute_state_machine": False}})
+        await moto_api_async(moto_sqs, "config", {"stepfunctions": {"execute_state_machine": False}})
 
 
 async def state_machine(sfn: Any, definition: dict[str, Any]) -> str:
     name = f"sm-{uuid.uuid4().hex[:8]}"
     response = await sfn.create_state_machine(name=name, definition=json.dumps(definition), roleArn=ROLE)
     return str(response["stateMachineArn"])
-
-
-@pytest.fixture
-async def make_handler(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[HandlerFactory]:
-    built: list[StepFunctionsHandler] = []
-
-    def make(**settings: str) -> StepFunctionsHandler:
-        for name, value in settings.items():
-            monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
-        built.append(StepFunctionsHandler())
-        return built[-1]
-
-    yield make
-    for handler in built:
-        await handler.aclose()
 
 
 async def run_to_end(handler: StepFunctionsHandler, call: CallbackContext, polls: int = 100) -> dict[str, OutputValue]:

@@ -4,62 +4,46 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import textwrap
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from handlers._context import argument_env_name
 from handlers.command import CommandHandler
+from tests.handler_support import (
+    HANDLER_ARGUMENT,
+    TOKEN,
+    alive,
+    callback_context,
+    clear_settings,
+    registered_handlers,
+    set_settings,
+)
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Fail, JSONValue, StopHook
 from worker.outcome import failure
 
-TOKEN = "26vcYbeWsZ"
 PREFIX = "CALLBACK_WORKER_COMMAND_"
 
 
 def context(arguments: Mapping[str, JSONValue] | None = None, attempt: int = 1) -> CallbackContext:
-    return CallbackContext(
-        token=TOKEN,
-        pipeline_execution_arn="arn:aws:sagemaker:us-east-1:012345678901:pipeline/p/execution/e1",
-        pipeline_name="p",
-        execution_id="e1",
-        arguments=dict(arguments or {}),
-        handler_name="command",
-        message_id="m-1",
-        attempt=attempt,
-    )
+    return callback_context("command", TOKEN, arguments, attempt=attempt)
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(PREFIX) or name == "CALLBACK_WORKER_HANDLER_ARGUMENT":
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, PREFIX, HANDLER_ARGUMENT)
     monkeypatch.setenv(f"{PREFIX}KILL_GRACE", "0.5")
 
 
 def python(monkeypatch: pytest.MonkeyPatch, script: str, **settings: str) -> CommandHandler:
     """A command handler running ``script`` with this interpreter."""
     monkeypatch.setenv(f"{PREFIX}ARGV", json.dumps([sys.executable, "-c", textwrap.dedent(script)]))
-    for name, value in settings.items():
-        monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
+    set_settings(monkeypatch, PREFIX, settings)
     return CommandHandler()
-
-
-def alive(pid: int) -> bool:
-    """True while ``pid`` runs; a zombie (dead, not yet reaped by whoever adopted it) counts as dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def read_pids(path: Path) -> list[int] | None:
@@ -226,8 +210,7 @@ GRANDCHILD = """
 def grandchild_handler(monkeypatch: pytest.MonkeyPatch, pids: Path, **settings: str) -> CommandHandler:
     argv = [sys.executable, "-c", textwrap.dedent(GRANDCHILD), str(pids)]
     monkeypatch.setenv(f"{PREFIX}ARGV", json.dumps(argv))
-    for name, value in settings.items():
-        monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
+    set_settings(monkeypatch, PREFIX, settings)
     return CommandHandler()
 
 
@@ -307,7 +290,4 @@ def test_bad_settings_fail_construction_naming_the_variable(
 
 
 def test_registered_as_an_entry_point() -> None:
-    pyproject: dict[str, Any] = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert (
-        pyproject["project"]["entry-points"]["callback_worker.handlers"]["command"] == "handlers.command:CommandHandler"
-    )
+    assert registered_handlers()["command"] == "handlers.command:CommandHandler"

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import tomllib
 from collections.abc import AsyncIterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,23 +12,23 @@ from aiohttp import web
 
 from handlers._context import run_key
 from handlers.http import HttpCallError, HttpHandler
+from tests.handler_support import (
+    HANDLER_ARGUMENT,
+    TOKEN,
+    callback_context,
+    clear_settings,
+    handler_builder,
+    local_server,
+    registered_handlers,
+)
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Fail, JSONValue
 
-TOKEN = "26vcYbeWsZ"
 PREFIX = "CALLBACK_WORKER_HTTP_"
 
 
 def context(arguments: Mapping[str, JSONValue] | None = None) -> CallbackContext:
-    return CallbackContext(
-        token=TOKEN,
-        pipeline_execution_arn="arn:aws:sagemaker:us-east-1:012345678901:pipeline/p/execution/e1",
-        pipeline_name="p",
-        execution_id="e1",
-        arguments=dict(arguments or {}),
-        handler_name="http",
-        message_id="m-1",
-    )
+    return callback_context("http", TOKEN, arguments)
 
 
 class Receiver:
@@ -63,41 +60,25 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     recorder = Receiver()
-    app = web.Application()
-    app.router.add_post("/{tail:.*}", recorder.handle)
-    runner = web.AppRunner(app, shutdown_timeout=0.1)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield recorder, f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with local_server("/{tail:.*}", recorder.handle) as url:
+        yield recorder, url
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(PREFIX) or name == "CALLBACK_WORKER_HANDLER_ARGUMENT":
-            monkeypatch.delenv(name)
+    clear_settings(monkeypatch, PREFIX, HANDLER_ARGUMENT)
 
 
 @pytest.fixture
 async def make_handler(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
-    built: list[HttpHandler] = []
+    async with handler_builder(monkeypatch, PREFIX, HttpHandler) as build:
 
-    def make(url: str | None = None, **settings: str) -> HttpHandler:
-        if url is not None:
-            monkeypatch.setenv(f"{PREFIX}URL", url)
-        for name, value in settings.items():
-            monkeypatch.setenv(f"{PREFIX}{name.upper()}", value)
-        built.append(HttpHandler())
-        return built[-1]
+        def make(url: str | None = None, **settings: str) -> HttpHandler:
+            if url is not None:
+                monkeypatch.setenv(f"{PREFIX}URL", url)
+            return build(**settings)
 
-    yield make
-    for handler in built:
-        await handler.aclose()
+        yield make
 
 
 async def test_posts_the_context_and_answers_with_the_json_object(receiver: Any, make_handler: Any) -> None:
@@ -242,5 +223,4 @@ def test_header_values_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_registered_as_an_entry_point() -> None:
-    pyproject: dict[str, Any] = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())
-    assert pyproject["project"]["entry-points"]["callback_worker.handlers"]["http"] == "handlers.http:HttpHandler"
+    assert registered_handlers()["http"] == "handlers.http:HttpHandler"
