@@ -51,6 +51,11 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+#: One generator for every backoff: seeding a new ``random.Random`` reads the OS's entropy, which showed up in
+#: profiles when each report and delete built its own.
+_JITTER = random.Random()  # noqa: S311 - jitter, not security
+
+
 @dataclass
 class Backoff:
     """Jittered exponential backoff: ``uniform(d / 2, d)`` with ``d = min(cap, base * 2**n)`` after n failures."""
@@ -58,7 +63,7 @@ class Backoff:
     base: float = 0.2
     cap: float = 20.0
     failures: int = 0
-    rng: random.Random = field(default_factory=random.Random)
+    rng: random.Random = field(default_factory=lambda: _JITTER)
 
     def next_delay(self) -> float:
         delay = min(self.cap, self.base * 2**self.failures)
