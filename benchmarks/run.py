@@ -1,0 +1,154 @@
+"""``python -m benchmarks.run``: floor, naive loop and worker side by side on the same servers, then in-flight scale.
+
+Every consumer runs as its own process against LocalStack SQS and the emulator (on this process's loop); figures
+come from /proc (CPU, peak RSS) and from the emulator's record of every answered step (rate, latency). See
+BENCHMARKS.md for the method and the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import AWS_ENV, ROOT, Bench, Result, localstack, machine, median_result, python
+from benchmarks.inflight import in_flight_scale
+from worker.emulator.server import EmulatorServer
+
+WORKER = python("-m", "worker.cli", "run")
+#: Default settings: only the handler is chosen (logs at INFO, as in production, to /dev/null).
+WORKER_DEFAULT = {"CALLBACK_WORKER_HANDLER": "echo"}
+
+
+def consumers(tuned: dict[str, str], floor_loops: int) -> dict[str, tuple[list[str], dict[str, str]]]:
+    return {
+        "floor": (python("-m", "benchmarks.floor"), {"FLOOR_LOOPS": str(floor_loops)}),
+        "naive": (python("-m", "benchmarks.naive"), {}),
+        "worker (default)": (WORKER, WORKER_DEFAULT),
+        "worker (tuned)": (WORKER, {**WORKER_DEFAULT, **tuned}),
+    }
+
+
+async def emulator_capacity(bench: Bench, seconds: float = 5.0, concurrency: int = 16) -> float:
+    """Requests per second the emulator answers (DescribePipelineExecution), with nothing else running."""
+    pipeline = await bench.new_pipeline(await bench.new_queue())
+    count = 0
+    async with bench.sagemaker_client() as sagemaker:
+        arn = (await sagemaker.start_pipeline_execution(PipelineName=pipeline))["PipelineExecutionArn"]
+        deadline = time.monotonic() + seconds
+
+        async def hammer() -> None:
+            nonlocal count
+            while time.monotonic() < deadline:
+                await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)
+                count += 1
+
+        await asyncio.gather(*(hammer() for _ in range(concurrency)))
+    return count / seconds
+
+
+async def best_floor_loops(bench: Bench, messages: int) -> tuple[int, dict[int, float]]:
+    rates: dict[int, float] = {}
+    for loops in (1, 2, 4, 8):
+        result = await bench.measure(f"floor x{loops}", *consumers({}, loops)["floor"], messages)
+        rates[loops] = result.rate
+    return max(rates, key=lambda loops: rates[loops]), rates
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    report: dict[str, Any] = {"machine": machine(), "messages": args.messages, "repeats": args.repeats}
+    tuned = dict(item.split("=", 1) for item in args.tuned)
+    report["tuned_settings"] = tuned
+    os.environ.update(AWS_ENV)  # this process, too, must never reach AWS
+    async with localstack() as sqs_url:
+        os.environ["AWS_ENDPOINT_URL_SQS"] = sqs_url
+        async with EmulatorServer() as emulator:
+            return await measure_all(report, Bench(emulator, sqs_url), tuned, args)
+
+
+async def measure_all(
+    report: dict[str, Any], bench: Bench, tuned: dict[str, str], args: argparse.Namespace
+) -> dict[str, Any]:
+    report["emulator_requests_per_s"] = round(await emulator_capacity(bench), 1)
+    print("emulator capacity", report["emulator_requests_per_s"], "req/s", flush=True)
+    loops, floor_rates = await best_floor_loops(bench, args.messages)
+    report["floor_loops"] = loops
+    report["floor_rates_by_loops"] = floor_rates
+    print("floor loops", loops, floor_rates, flush=True)
+    runs: dict[str, list[Result]] = {}
+    for _ in range(args.repeats):
+        for name, (command, env) in consumers(tuned, loops).items():
+            count = args.messages if name != "naive" else max(200, args.messages // 4)
+            result = await bench.measure(name, command, env, count)
+            runs.setdefault(name, []).append(result)
+            print(json.dumps(result.summary()), flush=True)
+    report["throughput"] = {name: median_result(results) for name, results in runs.items()}
+    report["latency"] = await latency_at_half_load(bench, report["throughput"], tuned, loops, args)
+    report["ratios"] = ratios(report["throughput"])
+    if not args.skip_inflight:
+        report["in_flight"] = await in_flight_scale(bench, args.inflight_messages, args.hold_seconds)
+    return report
+
+
+async def latency_at_half_load(
+    bench: Bench, throughput: dict[str, Any], tuned: dict[str, str], loops: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """End-to-end latency of each consumer fed at half of the floor's peak rate (the same rate for all)."""
+    rate = throughput["floor"]["callbacks_per_s"] / 2
+    seconds = args.latency_seconds
+    results: dict[str, Any] = {"rate_per_s": rate, "seconds": seconds}
+    for name, (command, env) in consumers(tuned, loops).items():
+        if name == "naive" and throughput["naive"]["callbacks_per_s"] < rate:
+            results[name] = "cannot keep up with this rate"
+            continue
+        result = await bench.measure(name, command, env, int(rate * seconds), rate=rate)
+        results[name] = {
+            "p50_ms": round(statistics.median(result.latencies_ms), 1),
+            "p99_ms": round(sorted(result.latencies_ms)[int(0.99 * (len(result.latencies_ms) - 1))], 1),
+            "cpu_ms_per_callback": round(result.cpu_ms_per_callback, 3),
+        }
+        print(name, json.dumps(results[name]), flush=True)
+    return results
+
+
+def ratios(throughput: dict[str, Any]) -> dict[str, float]:
+    floor, naive = throughput["floor"], throughput["naive"]
+    out: dict[str, float] = {}
+    for name in ("worker (default)", "worker (tuned)"):
+        worker = throughput[name]
+        out[f"{name} / floor callbacks/s"] = round(worker["callbacks_per_s"] / floor["callbacks_per_s"], 3)
+        out[f"{name} / floor CPU per callback"] = round(worker["cpu_ms_per_callback"] / floor["cpu_ms_per_callback"], 3)
+        out[f"{name} / naive callbacks/s"] = round(worker["callbacks_per_s"] / naive["callbacks_per_s"], 3)
+        out[f"{name} / naive CPU per callback"] = round(worker["cpu_ms_per_callback"] / naive["cpu_ms_per_callback"], 3)
+    return out
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000, help="callbacks per throughput run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each consumer (medians are reported)")
+    parser.add_argument("--latency-seconds", type=float, default=10, help="length of each half-load latency run")
+    parser.add_argument(
+        "--tuned",
+        nargs="*",
+        default=["CALLBACK_WORKER_CONCURRENCY=40", "CALLBACK_WORKER_POLLERS=4", "CALLBACK_WORKER_LOG_LEVEL=WARNING"],
+        help="settings of the tuned worker run",
+    )
+    parser.add_argument("--inflight-messages", type=int, default=10_000)
+    parser.add_argument("--hold-seconds", type=float, default=120)
+    parser.add_argument("--skip-inflight", action="store_true")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    return parser.parse_args()
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    result = asyncio.run(main(arguments))
+    arguments.output.parent.mkdir(parents=True, exist_ok=True)
+    arguments.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
