@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 log = get_logger("worker.app")
+T = TypeVar("T")
 
 #: How long start-up keeps trying to reach the queue before giving up.
 STARTUP_ATTEMPTS = 8
@@ -126,17 +127,36 @@ def build_worker(
 async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: asyncio.Event | None = None) -> None:
     """Run the worker until SIGTERM/SIGINT (or ``stop``), then drain and return."""
     stop = stop or asyncio.Event()
-    async with aws_clients(settings.concurrency) as (sqs, sagemaker):
-        worker = build_worker(settings, handlers, sqs, sagemaker)
-        attributes = await check_queue(worker.queue)
-        if not attributes.get("RedrivePolicy"):
-            log.warning("the queue has no redrive policy: a message without a callback token is received forever")
-        log.info(
-            "queue ready", handlers=sorted(handlers), default_handler=settings.handler, **describe_redrive(attributes)
-        )
-        async with AsyncExitStack() as stack:
-            if settings.health_port:
-                port = await stack.enter_async_context(serve_health(worker, settings.health_host, settings.health_port))
-                log.info("health endpoints ready", port=port)
-            with stop_on_signals(stop):
+    with stop_on_signals(stop):  # from the start: a SIGTERM during the queue check is a clean stop too
+        async with aws_clients(settings.concurrency) as (sqs, sagemaker):
+            worker = build_worker(settings, handlers, sqs, sagemaker)
+            attributes = await _until_stopped(check_queue(worker.queue), stop)
+            if attributes is None:
+                log.info("stopped before the worker started")
+                return
+            if not attributes.get("RedrivePolicy"):
+                log.warning("the queue has no redrive policy: a message without a callback token is received forever")
+            log.info(
+                "queue ready",
+                handlers=sorted(handlers),
+                default_handler=settings.handler,
+                **describe_redrive(attributes),
+            )
+            async with AsyncExitStack() as stack:
+                if settings.health_port:
+                    serving = serve_health(worker, settings.health_host, settings.health_port)
+                    log.info("health endpoints ready", port=await stack.enter_async_context(serving))
                 await worker.run(stop)
+
+
+async def _until_stopped(call: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """The result of ``call``, or None if ``stop`` is set first (``call`` is then cancelled)."""
+    work = asyncio.ensure_future(call)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([work, stopped], return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    await asyncio.gather(work, return_exceptions=True)
+    return None

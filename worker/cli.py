@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -47,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(_: argparse.Namespace) -> int:
+    # Until the event loop takes SIGTERM/SIGINT over, nothing is in flight: stopping then is a clean exit 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _exit_cleanly)
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     loaded = load_handlers()
@@ -56,6 +60,10 @@ def _run(_: argparse.Namespace) -> int:
 
     asyncio.run(run_daemon(settings, handlers))
     return _exit_now(0)
+
+
+def _exit_cleanly(signum: int, _: object) -> None:
+    raise SystemExit(0)
 
 
 def _check_default_handler(settings: Settings, available: list[str]) -> None:

@@ -22,7 +22,7 @@ from worker.errors import MalformedMessage
 from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
 from worker.invoke import Invoker
 from worker.lease import Lease, LeaseKeeper
-from worker.logs import current_token, get_logger, redact_token
+from worker.logs import current_token, get_logger, mask_token_like, redact_token
 from worker.message import CallbackMessage, Continuation, Status, parse_message
 from worker.outcome import Failure, Outcome, failure, success
 from worker.registry import Router
@@ -309,7 +309,7 @@ class Dispatcher:
                 "malformed message without a usable token; left for the queue's redrive policy",
                 reason=exc.reason,
                 body_length=len(received.body),
-                body_preview=received.body[:_PREVIEW],
+                body_preview=mask_token_like(received.body[:_PREVIEW]),
             )
             return Disposition.KEEP
         current_token.set(exc.token)
@@ -345,10 +345,16 @@ class Dispatcher:
             self.answered.popitem(last=False)
 
     async def _delete(self, lease: Lease) -> None:
+        """Delete the message; if SQS will not, leave it: it comes back after its visibility timeout, and a copy
+        of a token answered here is dropped on sight (elsewhere, its report meets ConflictException)."""
         try:
             await self._aws_call(lambda: self.queue.delete(lease.message.receipt_handle))
         except BatchEntryError as exc:
             log.warning("delete refused; the message may be delivered again", error=exc.code)
+        except Exception as exc:  # noqa: BLE001 - retries are spent; the lease must still be let go
+            log.error(  # noqa: TRY400 - an outage, not a bug: no traceback
+                "delete failed; the message will be delivered again", error=f"{type(exc).__name__}: {exc}"
+            )
 
     async def _aws_call(self, call: Callable[[], Awaitable[object]]) -> None:
         """Run an SQS call, retrying transient errors with backoff a few times before giving up."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from contextvars import ContextVar
 from typing import Any, Literal, TextIO
@@ -12,6 +13,16 @@ from structlog.typing import EventDict, WrappedLogger
 
 #: Characters of a callback token shown in logs; the rest is masked.
 TOKEN_SHOWN = 3
+
+
+#: A run of exactly ten letters and digits: what a callback token looks like in free text.
+_TOKEN_LIKE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{10}(?![A-Za-z0-9])")
+
+
+def mask_token_like(text: str) -> str:
+    """``text`` with every token-shaped run masked as :func:`redact_token` would, for text from outside (a broken
+    message body may carry a real token where no parser found it)."""
+    return _TOKEN_LIKE.sub(lambda match: redact_token(match[0]), text)
 
 
 def redact_token(token: str) -> str:

@@ -76,7 +76,8 @@ class CallbackMessage:
                 CONTINUATION_KEY: continuation.to_json(),
             },
             separators=(",", ":"),
-            ensure_ascii=False,
+            # ASCII escapes: text that arrived escaped (a lone surrogate, U+FFFF) stays sendable to SQS.
+            ensure_ascii=True,
         )
 
 

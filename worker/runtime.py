@@ -1,8 +1,10 @@
 """The supervisor: pollers that receive only into free slots, the lease ticker, signals, and the two-phase drain.
 
-Stop sequence: stop receiving at once (open long polls are cancelled), let in-flight handlers finish within the
-grace period, cancel what is left, and make every unfinished message visible again (visibility 0) so that another
-replica takes it immediately rather than after the visibility timeout.
+Stop sequence: no new receive starts; in-flight handlers finish within the grace period, then what is left is
+cancelled; every unfinished message is made visible again (visibility 0), so that another replica takes it at once
+rather than after the visibility timeout. A long poll already open is *not* cancelled: SQS would still hand messages
+to the abandoned request and hide them for a whole visibility timeout. It is left to return (within
+``CALLBACK_WORKER_WAIT_TIME``, while the handlers drain), and whatever it brings is released unstarted.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from worker.dispatch import Dispatcher, RetryPolicy
@@ -22,7 +24,7 @@ from worker.logs import get_logger
 from worker.registry import Router
 from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
-from worker.sqs import MAX_RECEIVE, Queue
+from worker.sqs import MAX_RECEIVE, Queue, ReceivedMessage, settle
 from worker.step_context import StepResolver
 
 log = get_logger("worker.runtime")
@@ -82,6 +84,8 @@ class Health:
     draining: bool = False
     sqs_reachable: bool = False
     saturated: bool = False
+    probe: Callable[[], bool] = lambda: True
+    """Whether SQS answered the worker's last call of any kind (deletes and lease renewals included)."""
 
     def is_alive(self) -> bool:
         """The pollers are making progress, or every slot is busy (so not polling is right)."""
@@ -89,7 +93,7 @@ class Health:
 
     def is_ready(self) -> bool:
         """Running, not draining, and SQS answered the last receive."""
-        return self.running and not self.draining and self.sqs_reachable
+        return self.running and not self.draining and self.sqs_reachable and self.probe()
 
 
 class Worker:
@@ -126,8 +130,10 @@ class Worker:
         )
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers
-        self.health = Health(stall_after=queue.wait_time + 60.0)
+        self.health = Health(stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._receiving: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain. Raises WorkerError-free; fatal queue errors propagate."""
@@ -143,10 +149,16 @@ class Worker:
                     task.result()  # a poller ended: surface its fatal error
         finally:
             self.health.draining = True
-            for task in [stopper, *pollers]:
-                task.cancel()
-            await asyncio.gather(*pollers, stopper, return_exceptions=True)
-            await self._drain()
+            self._stopping = True
+            stopper.cancel()
+            for task in pollers:
+                if task not in self._receiving:
+                    task.cancel()  # waiting for a slot or backing off: nothing to lose
+            await asyncio.gather(self._drain(), self._finish_polls(pollers))
+            leftover = list(self.leases.leases.values())
+            if leftover:
+                await self.leases.release(leftover)
+                log.info("released unfinished messages", count=len(leftover))
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
@@ -157,10 +169,13 @@ class Worker:
 
     async def _poll(self, index: int) -> None:
         backoff = Backoff(base=0.5, cap=30.0)
-        while True:
+        current = asyncio.current_task()
+        assert current is not None  # noqa: S101 - a poller always runs as a task
+        while not self._stopping:
             self.health.saturated = self.slots.free == 0
             wanted = await self.slots.take(MAX_RECEIVE)
             self.health.saturated = False
+            self._receiving.add(current)
             try:
                 messages = await self.queue.receive(wanted)
             except asyncio.CancelledError:
@@ -170,8 +185,16 @@ class Worker:
                 self.slots.give(wanted)
                 self.health.last_attempt = time.monotonic()
                 self._receive_failed(exc, index)
+                if self._stopping:
+                    return
                 await backoff.sleep()
                 continue
+            finally:
+                self._receiving.discard(current)
+            if self._stopping:
+                self.slots.give(wanted)
+                await self._release_unstarted(messages)
+                return
             backoff.reset()
             self.health.last_attempt = self.health.last_poll = time.monotonic()
             self.health.last_poll_wall = time.time()
@@ -192,23 +215,40 @@ class Worker:
         else:
             log.error("receive failed; backing off", error=f"{code}: {exc}", poller=index)
 
+    async def _finish_polls(self, pollers: list[asyncio.Task[None]]) -> None:
+        """Let open long polls return (they end within the wait time); cancel one that hangs past it."""
+        if not pollers:
+            return
+        _, hung = await asyncio.wait(pollers, timeout=self.queue.wait_time + 10.0)
+        for task in hung:
+            task.cancel()
+        results = await asyncio.gather(*pollers, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("a poller ended with an error during shutdown", error=f"{type(result).__name__}: {result}")
+
+    async def _release_unstarted(self, messages: list[ReceivedMessage]) -> None:
+        """Messages a long poll brought after the stop: visible again at once, never started here."""
+        if not messages:
+            return
+        errors = await settle([self.queue.set_visibility(message.receipt_handle, 0) for message in messages])
+        failed = sum(error is not None for error in errors)
+        log.info("released messages received while stopping", count=len(messages), failed=failed)
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
         self.slots.give()
 
     async def _drain(self) -> None:
-        if self.tasks:
-            log.info("draining", in_flight=len(self.tasks), grace=self.shutdown_grace)
-            _, pending = await asyncio.wait(set(self.tasks), timeout=self.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                log.warning("grace period over; cancelling unfinished handlers", cancelled=len(pending))
-                await asyncio.gather(*pending, return_exceptions=True)
-        leftover = list(self.leases.leases.values())
-        if leftover:
-            await self.leases.release(leftover)
-            log.info("released unfinished messages", count=len(leftover))
+        if not self.tasks:
+            return
+        log.info("draining", in_flight=len(self.tasks), grace=self.shutdown_grace)
+        _, pending = await asyncio.wait(set(self.tasks), timeout=self.shutdown_grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("grace period over; cancelling unfinished handlers", cancelled=len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
 
 
 @contextlib.contextmanager

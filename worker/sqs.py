@@ -9,10 +9,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from worker.retrying import is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
+
+T = TypeVar("T")
 
 #: ReceiveMessage returns at most ten messages.
 MAX_RECEIVE = 10
@@ -146,6 +150,8 @@ class Queue:
         self.wait_time = wait_time
         self._deletes = Batcher(self._delete_batch)
         self._visibility = Batcher(self._visibility_batch)
+        self.reachable = True
+        """False from a call that failed for transport reasons until the next call SQS answers."""
 
     async def attributes(self) -> dict[str, str]:
         """The queue's attributes (also a cheap reachability check)."""
@@ -154,16 +160,18 @@ class Queue:
 
     async def receive(self, max_messages: int) -> list[ReceivedMessage]:
         """One long poll for up to ``max_messages`` (≤ 10) messages."""
-        response = await self.client.receive_message(
-            QueueUrl=self.url,
-            MaxNumberOfMessages=min(max_messages, MAX_RECEIVE),
-            WaitTimeSeconds=self.wait_time,
-            VisibilityTimeout=self.visibility_timeout,
-            MessageSystemAttributeNames=[
-                "ApproximateReceiveCount",
-                "ApproximateFirstReceiveTimestamp",
-                "SentTimestamp",
-            ],
+        response = await self._tracked(
+            self.client.receive_message(
+                QueueUrl=self.url,
+                MaxNumberOfMessages=min(max_messages, MAX_RECEIVE),
+                WaitTimeSeconds=self.wait_time,
+                VisibilityTimeout=self.visibility_timeout,
+                MessageSystemAttributeNames=[
+                    "ApproximateReceiveCount",
+                    "ApproximateFirstReceiveTimestamp",
+                    "SentTimestamp",
+                ],
+            )
         )
         now = time.time()
         return [ReceivedMessage.from_api(raw, now) for raw in response.get("Messages", [])]
@@ -178,8 +186,10 @@ class Queue:
 
     async def send(self, body: str, delay: int = 0) -> str:
         """Send a new message, visible after ``delay`` seconds (≤ 900). Returns its message id."""
-        response = await self.client.send_message(
-            QueueUrl=self.url, MessageBody=body, DelaySeconds=max(0, min(delay, MAX_DELAY_SECONDS))
+        response = await self._tracked(
+            self.client.send_message(
+                QueueUrl=self.url, MessageBody=body, DelaySeconds=max(0, min(delay, MAX_DELAY_SECONDS))
+            )
         )
         return str(response["MessageId"])
 
@@ -189,13 +199,23 @@ class Queue:
         await self._visibility.close()
 
     async def _delete_batch(self, entries: Sequence[dict[str, Any]]) -> Any:
-        return await self.client.delete_message_batch(QueueUrl=self.url, Entries=list(entries))  # type: ignore[arg-type]
+        entries_: Any = list(entries)
+        return await self._tracked(self.client.delete_message_batch(QueueUrl=self.url, Entries=entries_))
 
     async def _visibility_batch(self, entries: Sequence[dict[str, Any]]) -> Any:
-        return await self.client.change_message_visibility_batch(
-            QueueUrl=self.url,
-            Entries=list(entries),  # type: ignore[arg-type]
-        )
+        entries_: Any = list(entries)
+        return await self._tracked(self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries_))
+
+    async def _tracked(self, call: Awaitable[T]) -> T:
+        """Await an SQS call, noting whether SQS could be reached (for /readyz)."""
+        try:
+            result = await call
+        except Exception as exc:
+            if is_transient(exc):
+                self.reachable = False
+            raise
+        self.reachable = True
+        return result
 
 
 async def settle(awaitables: Sequence[Awaitable[None]]) -> list[BaseException | None]:

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.contextvars import bound_contextvars
 
-from worker.logs import TOKEN_SHOWN, configure_logging, current_token, get_logger, redact_token
+from worker.logs import TOKEN_SHOWN, configure_logging, current_token, get_logger, mask_token_like, redact_token
 
 TOKEN = "26vcYbeWsZ"
 Format = Literal["json", "console"]
@@ -174,3 +174,12 @@ def test_token_never_appears_whole(token: str, before: str, after: str, log_form
     finally:
         current_token.reset(reset)
     assert token not in stream.getvalue()
+
+
+def test_token_like_runs_in_free_text_are_masked() -> None:
+    preview = '{"token": "AbCdEfGh12", "pipelineExecutionArn": "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p'
+    masked = mask_token_like(preview)
+    assert "AbCdEfGh12" not in masked
+    assert '"AbC*******"' in masked
+    assert "123456789012" in masked  # twelve digits are not a token
+    assert mask_token_like("short 12345 and longer abcdefghijk") == "short 12345 and longer abcdefghijk"

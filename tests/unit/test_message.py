@@ -234,9 +234,18 @@ def test_continuation_round_trip(status: Status) -> None:
     assert same_json(again.continuation.state, continuation.state)
     assert same_json(again.arguments, original.arguments)
     assert (again.token, again.pipeline_execution_arn, again.status) == (TOKEN, ARN, status)
-    assert "é€" in text  # not \u-escaped
+    assert text.isascii()  # escaped: whatever arrived stays sendable (a lone surrogate, U+FFFF)
     assert ", " not in text
     assert ": " not in text
+
+
+@pytest.mark.parametrize("text", ["\ud800", "\udfff", "\ufffe", "\uffff"])
+def test_a_requeued_copy_of_unsendable_text_is_plain_ascii(text: str) -> None:
+    original = parse_message(body(arguments={"v": text}))
+    requeued = original.to_body(Continuation(attempt=2))
+    requeued.encode()  # no lone surrogate left to fail
+    assert requeued.isascii()
+    assert parse_message(requeued).arguments == {"v": text}
 
 
 def test_to_body_of_default_continuation_parses_to_default() -> None:
