@@ -2,8 +2,8 @@
 
 - ``/healthz``: 200 while the event loop answers and the pollers make progress (a receive finished recently, or every
   slot is busy so not receiving is right); 503 when they are stuck. Liveness probes restart a stuck worker.
-- ``/readyz``: 200 once handlers are loaded and SQS answered the worker's last call; 503 while SQS is unreachable and from
-  the moment a drain begins.
+- ``/readyz``: 200 once handlers are loaded and SQS answered the worker's last call; 503 while SQS is unreachable
+  and from the moment a drain begins.
 - ``/metrics``: Prometheus text format.
 """
 
