@@ -1,0 +1,17 @@
+# The reliability tier (tests/reliability): replicas under kill -9, rolling restarts, fuzzing, an SQS outage,
+# LocalStack, security checks. RELIABILITY.md explains each scenario and the figures; these targets print them.
+PYTHON ?= .venv/bin/python
+REPORT_DIR ?= build
+PYTEST_ARGS ?=
+
+.PHONY: reliability reliability-full
+
+# The size CI runs (also part of the default `pytest` run); LocalStack scenarios run only if it is installed.
+reliability:
+	RELIABILITY_SCALE=ci RELIABILITY_REPORT=$(REPORT_DIR)/reliability-ci.json \
+		$(PYTHON) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
+
+# The size the issue asks for (>= 1,000 executions through killed replicas); installs LocalStack on first use.
+reliability-full:
+	RELIABILITY_SCALE=full RELIABILITY_LOCALSTACK=install RELIABILITY_REPORT=$(REPORT_DIR)/reliability-full.json \
+		$(PYTHON) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
