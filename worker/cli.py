@@ -19,8 +19,9 @@ from worker.registry import discover, load_handlers
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(emulator_options=arguments[:1] == ["emulate"])
+    args = parser.parse_args(arguments)
     try:
         code: int = args.command(args)
     except (ConfigurationError, PluginError) as exc:
@@ -29,7 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
+    """The console script's parser; ``emulator_options=False`` leaves the emulator (and its imports) out of other
+    commands' processes, which then hold less memory."""
     parser = argparse.ArgumentParser(
         prog="callback-worker", description="Complete Amazon SageMaker Pipelines callback steps from an SQS queue."
     )
@@ -39,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("handlers", help="list the discovered handlers and where each comes from")
     listing.set_defaults(command=_handlers)
     emulate = commands.add_parser("emulate", help="serve the local SageMaker Pipelines emulator")
-    _add_emulator(emulate)
+    if emulator_options:
+        _add_emulator(emulate)
     demo = commands.add_parser("demo", help="run an end-to-end demo on loopback (no AWS account, no Docker)")
     demo.add_argument("--verbose", action="store_true", help="also show the worker's own log lines")
     demo.set_defaults(command=_demo)

@@ -1,0 +1,26 @@
+"""The console script's parser: the emulator's options (and modules) only for ``emulate``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import worker.cli
+
+PROBE = """
+import sys, worker.cli
+worker.cli.main(["handlers"])
+print("emulator loaded" if "worker.emulator.server" in sys.modules else "emulator not loaded")
+"""
+
+
+def test_other_commands_do_not_load_the_emulator() -> None:
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=60)
+
+    assert result.stdout.splitlines()[-1] == "emulator not loaded"
+
+
+def test_emulate_takes_the_emulator_options() -> None:
+    args = worker.cli.build_parser().parse_args(["emulate", "--port", "4567", "--throttle-rate", "0.5"])
+
+    assert (args.port, args.throttle_rate) == (4567, 0.5)
