@@ -50,11 +50,16 @@ def client_config(concurrency: int, user_agent: str) -> AioConfig:
     return AioConfig(
         user_agent=user_agent,
         retries={"mode": "standard", "max_attempts": 3},
-        max_pool_connections=max(10, min(concurrency, 200)),
+        max_pool_connections=connections(concurrency),
         parameter_validation=False,
         connect_timeout=10,
         read_timeout=30,
     )
+
+
+def connections(concurrency: int) -> int:
+    """Connections each client may open: one per slot, at least ten, at most two hundred."""
+    return max(10, min(concurrency, 200))
 
 
 def user_agent(session: AioSession) -> str:
@@ -132,7 +137,7 @@ def build_worker(
     queue = Queue(sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time)
     return Worker(
         queue=queue,
-        reporter=Reporter(sagemaker),
+        reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency)),
         handlers=handlers,
         default_handler=settings.handler,
         handler_argument=settings.handler_argument,

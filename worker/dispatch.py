@@ -119,6 +119,8 @@ class Dispatcher:
         """Reports by (outcome, result), for metrics."""
         self.on_handler_done: Callable[[str, float], None] | None = None
         """Called with the handler's name and its run time in seconds after every handler call."""
+        self.on_settled: Callable[[], None] | None = None
+        """Called (in the message's task) once its outcome is settled, before the message is deleted."""
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
@@ -132,6 +134,8 @@ class Dispatcher:
             except Exception:  # the per-message fence: one message's bug never stops the worker
                 log.exception("unexpected error while handling a message; it will be delivered again")
                 disposition = Disposition.KEEP
+            if self.on_settled is not None:
+                self.on_settled()
             if disposition is Disposition.DELETE:
                 await self._delete(lease)
         self.leases.remove(lease)

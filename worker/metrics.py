@@ -1,7 +1,8 @@
 """Prometheus metrics of one worker, in a registry of its own.
 
 Counters that the worker keeps anyway (dispatcher stats, report errors, lease renewals) are read at scrape time by a
-collector, so the hot path pays nothing for them; only the handler-duration histogram is observed as handlers end.
+collector, so the hot path pays nothing for them; only the handler-duration histogram is observed as handlers end,
+and the event-loop lag histogram twice a second.
 No label ever carries a token, an ARN or a queue URL: handler names are the registered ones, error classes are few.
 """
 
@@ -24,6 +25,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 PREFIX = "callback_worker"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14_400, 43_200)
+LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 #: Report error codes grouped into a few classes, so the label's cardinality stays small.
 ERROR_CLASSES = {
     "ThrottlingException": "throttling",
@@ -124,6 +126,13 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=self.registry,
         )
+        self.loop_lag = Histogram(
+            f"{PREFIX}_event_loop_lag_seconds",
+            "How late the event loop ran what was due, sampled twice a second.",
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
+        worker.loop_lag.on_sample = self.loop_lag.observe
         build = GaugeMetricFamily(
             f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
         )

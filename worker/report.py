@@ -8,6 +8,7 @@ answered it); ``ResourceNotFound`` means SageMaker does not know the token.
 
 from __future__ import annotations
 
+import asyncio
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -39,9 +40,12 @@ class ReportResult(StrEnum):
 class Reporter:
     """Sends outcomes to SageMaker."""
 
-    def __init__(self, client: SageMakerClient, backoff: Backoff | None = None) -> None:
+    def __init__(self, client: SageMakerClient, backoff: Backoff | None = None, max_in_flight: int = 10) -> None:
         self.client = client
         self._backoff = backoff or Backoff(base=0.2, cap=20.0)
+        self._in_flight = asyncio.Semaphore(max_in_flight)
+        """At most this many calls are built at once (the client's connection pool): when thousands of handlers
+        finish together, the rest wait here, cheaply, rather than as signed requests queued for a connection."""
         self.errors: dict[str, int] = {}
         """Errors seen so far by code (for metrics)."""
 
@@ -79,9 +83,10 @@ class Reporter:
             return ReportResult.ACCEPTED, ""
 
     async def _call(self, token: str, outcome: Outcome) -> Any:
-        if isinstance(outcome, Failure):
-            return await self.client.send_pipeline_execution_step_failure(**outcome.request(token))
-        return await self.client.send_pipeline_execution_step_success(**outcome.request(token))
+        async with self._in_flight:
+            if isinstance(outcome, Failure):
+                return await self.client.send_pipeline_execution_step_failure(**outcome.request(token))
+            return await self.client.send_pipeline_execution_step_success(**outcome.request(token))
 
 
 def _classify(code: str) -> ReportResult:

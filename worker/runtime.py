@@ -1,5 +1,11 @@
 """The supervisor: pollers that receive only into free slots, the lease ticker, signals, and the two-phase drain.
 
+A slot is held from the receive until the message's outcome is settled (answered, re-queued or left); the delete
+that follows is batched bookkeeping and no longer holds it, so a poller can receive again while the deletes of the
+last batch are on their way. A poller that finds fewer than ten slots free while handlers are running waits up to
+``RECEIVE_GATHER`` for more to free up, so that fast handlers finishing one after another are refilled with one
+receive of ten rather than ten receives of one.
+
 Stop sequence: no new receive starts; in-flight handlers finish within the grace period, then what is left is
 cancelled; every unfinished message is made visible again (visibility 0), so that another replica takes it at once
 rather than after the visibility timeout. A long poll already open is *not* cancelled: SQS would still hand messages
@@ -21,6 +27,7 @@ from worker.handler import Handler
 from worker.invoke import Invoker, close_handlers
 from worker.lease import LeaseKeeper
 from worker.logs import get_logger
+from worker.looplag import LoopLag
 from worker.registry import Router
 from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
@@ -43,6 +50,10 @@ FATAL_RECEIVE_CODES = frozenset(
 )
 
 
+#: Seconds a poller waits for more free slots before a receive of fewer than ten (only while handlers run).
+RECEIVE_GATHER = 0.01
+
+
 class Slots:
     """Free handler slots; pollers take up to ten at a time and receive only that many messages."""
 
@@ -52,14 +63,24 @@ class Slots:
         self._changed = asyncio.Event()
         self._changed.set()
 
-    async def take(self, most: int) -> int:
-        """Wait for at least one free slot; take up to ``most``."""
+    async def take(self, most: int, gather: float = 0.0) -> int:
+        """Wait for at least one free slot; take up to ``most``, waiting up to ``gather`` seconds for that many
+        while slots are in use (they may be about to free up)."""
         while self.free == 0:
-            self._changed.clear()
-            await self._changed.wait()
+            await self._wait_change()
+        wanted = min(most, self.capacity)
+        if self.free < wanted and gather > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(gather):
+                    while self.free < wanted:
+                        await self._wait_change()
         taken = min(most, self.free)
         self.free -= taken
         return taken
+
+    async def _wait_change(self) -> None:
+        self._changed.clear()
+        await self._changed.wait()
 
     def give(self, count: int = 1) -> None:
         self.free += count
@@ -118,6 +139,7 @@ class Worker:
         self.handlers = handlers
         self.slots = Slots(concurrency)
         self.leases = LeaseKeeper(queue, queue.visibility_timeout)
+        self.loop_lag = LoopLag()
         self.invoker = Invoker(threads=concurrency)
         self.dispatcher = Dispatcher(
             queue=queue,
@@ -132,12 +154,15 @@ class Worker:
         self.pollers = pollers
         self.health = Health(stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable)
         self.tasks: set[asyncio.Task[None]] = set()
+        self._settled: set[asyncio.Task[None]] = set()
+        """Tasks whose outcome is settled and whose slot is free again (their delete may still be running)."""
+        self.dispatcher.on_settled = self._free_slot
         self._stopping = False
         self._receiving: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain. Raises WorkerError-free; fatal queue errors propagate."""
-        background: list[asyncio.Task[None]] = [asyncio.create_task(self.leases.run())]
+        background = [asyncio.create_task(self.leases.run()), asyncio.create_task(self.loop_lag.run())]
         pollers = [asyncio.create_task(self._poll(index)) for index in range(self.pollers)]
         self.health.running = True
         log.info("worker started", concurrency=self.slots.capacity, pollers=self.pollers)
@@ -155,13 +180,13 @@ class Worker:
                 if task not in self._receiving:
                     task.cancel()  # waiting for a slot or backing off: nothing to lose
             await asyncio.gather(self._drain(), self._finish_polls(pollers))
+            for task in background:
+                task.cancel()  # the lease ticker finishes a round under way before it stops
+            await asyncio.gather(*background, return_exceptions=True)
             leftover = list(self.leases.leases.values())
             if leftover:
                 await self.leases.release(leftover)
                 log.info("released unfinished messages", count=len(leftover))
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
             await self.queue.close()
             self.invoker.shutdown()
             await close_handlers({id(handler): handler for handler in self.handlers.values()}.values())
@@ -173,7 +198,7 @@ class Worker:
         assert current is not None  # noqa: S101 - a poller always runs as a task
         while not self._stopping:
             self.health.saturated = self.slots.free == 0
-            wanted = await self.slots.take(MAX_RECEIVE)
+            wanted = await self.slots.take(MAX_RECEIVE, RECEIVE_GATHER)
             self.health.saturated = False
             self._receiving.add(current)
             try:
@@ -235,9 +260,19 @@ class Worker:
         failed = sum(error is not None for error in errors)
         log.info("released messages received while stopping", count=len(messages), failed=failed)
 
+    def _free_slot(self) -> None:
+        """The current message's outcome is settled: its slot may take the next message."""
+        task = asyncio.current_task()
+        if task in self.tasks and task not in self._settled:
+            self._settled.add(task)
+            self.slots.give()
+
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.slots.give()
+        if task in self._settled:
+            self._settled.discard(task)
+        else:
+            self.slots.give()
 
     async def _drain(self) -> None:
         if not self.tasks:

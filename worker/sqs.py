@@ -123,21 +123,27 @@ class Batcher:
                 if not future.done():
                     future.set_exception(exc)
             return
-        failed = {item["Id"]: item for item in response.get("Failed", [])}
-        for entry, future in batch:
+        errors = entry_errors(response, [entry["Id"] for entry, _ in batch])
+        for (_, future), error in zip(batch, errors, strict=True):
             if future.done():
                 continue
-            failure = failed.get(entry["Id"])
-            if failure is None:
+            if error is None:
                 future.set_result(None)
             else:
-                future.set_exception(
-                    BatchEntryError(
-                        failure.get("Code", "Unknown"),
-                        failure.get("Message", ""),
-                        sender_fault=bool(failure.get("SenderFault")),
-                    )
-                )
+                future.set_exception(error)
+
+
+def entry_errors(response: Any, ids: Sequence[str]) -> list[BatchEntryError | None]:
+    """Each entry's failure in a batch call's response (None where it succeeded), in the order of ``ids``."""
+    failed = {item["Id"]: item for item in response.get("Failed", [])}
+    return [
+        None
+        if (failure := failed.get(entry_id)) is None
+        else BatchEntryError(
+            failure.get("Code", "Unknown"), failure.get("Message", ""), sender_fault=bool(failure.get("SenderFault"))
+        )
+        for entry_id in ids
+    ]
 
 
 class Queue:
@@ -183,6 +189,17 @@ class Queue:
     async def set_visibility(self, receipt_handle: str, seconds: int) -> None:
         """Hide one message for ``seconds`` more seconds (0: visible now), batched with others."""
         await self._visibility.submit({"ReceiptHandle": receipt_handle, "VisibilityTimeout": seconds})
+
+    async def set_visibility_many(self, changes: Sequence[tuple[str, int]]) -> list[BatchEntryError | None]:
+        """One ChangeMessageVisibilityBatch call for up to ten (receipt handle, seconds) pairs; each entry's
+        failure or None. A transport error is raised."""
+        ids = [str(index) for index in range(len(changes))]
+        entries = [
+            {"Id": entry_id, "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+            for entry_id, (handle, seconds) in zip(ids, changes, strict=True)
+        ]
+        response = await self._visibility_batch(entries)
+        return entry_errors(response, ids)
 
     async def send(self, body: str, delay: int = 0) -> str:
         """Send a new message, visible after ``delay`` seconds (≤ 900). Returns its message id."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -128,3 +129,31 @@ async def test_readyz_is_false_while_draining_and_healthz_stays_true(
     assert ready_status == 503
     assert '"draining": true' in ready_body
     assert alive_status == 200
+
+
+async def test_a_handler_blocking_the_event_loop_shows_in_the_lag_histogram(
+    make_queue: QueueFactory, sqs: Any, loop_emulator: EmulatorServer
+) -> None:
+    async def blocking(context: CallbackContext) -> dict[str, str]:
+        time.sleep(1.5)  # noqa: ASYNC251 - a sync call inside an async handler: what the histogram is for
+        return {}
+
+    queue_url, _ = await make_queue()
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/x"
+    body = json.dumps({"token": "AbCdEfGh12", "pipelineExecutionArn": arn, "arguments": {}})
+    served_worker = served(queue_url, {"blocking": blocking}, handler="blocking")
+    async with served_worker as (worker, base, _, _), aiohttp.ClientSession() as session:
+        await wait_ready(session, base)
+        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        async with asyncio.timeout(20):
+            while worker.loop_lag.worst < 1.0:
+                await asyncio.sleep(0.1)
+        _, text = await get(session, f"{base}/metrics")
+    buckets = {
+        sample.labels["le"]: sample.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "callback_worker_event_loop_lag_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_bucket")
+    }
+    assert buckets["+Inf"] > buckets["0.5"]  # at least one sample was more than half a second late

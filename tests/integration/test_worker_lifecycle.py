@@ -8,6 +8,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from handlers.echo import EchoHandler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (
@@ -236,3 +238,32 @@ async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_an
     assert cancelled.is_set()
     assert "12-hour visibility limit" in (await step_of(sagemaker, arn))["FailureReason"]
     assert await queue_depth(sqs, queue_url) == 0
+
+
+async def test_a_slot_takes_the_next_message_while_the_last_one_is_still_being_deleted(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_url, _ = await make_queue()
+    pipeline = await create_pipeline(sagemaker, one_step_definition(queue_url))
+    settings = worker_settings(queue_url, concurrency=1)
+    deletes_may_finish = asyncio.Event()
+    held: list[str] = []
+    async with running_worker(settings, {"echo": EchoHandler()}) as worker:
+        delete = worker.queue.delete
+
+        async def held_delete(receipt_handle: str) -> None:
+            held.append(receipt_handle)
+            await deletes_may_finish.wait()
+            await delete(receipt_handle)
+
+        monkeypatch.setattr(worker.queue, "delete", held_delete)
+        arns = [await start(sagemaker, pipeline) for _ in range(3)]
+        for arn in arns:
+            assert await wait_for_status(sagemaker, arn, within=30) == "Succeeded"
+        assert len(held) == 3  # all three answered by one slot, none of them deleted yet
+        deletes_may_finish.set()
+        async with asyncio.timeout(30):
+            while await queue_depth(sqs, queue_url):
+                await asyncio.sleep(0.2)
+        answered = worker.dispatcher.stats["success"]
+    assert answered == 3
