@@ -14,9 +14,9 @@ import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
-from structlog.contextvars import bind_contextvars, bound_contextvars
+from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from worker.errors import MalformedMessage
 from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
@@ -55,14 +55,31 @@ class Disposition(enum.Enum):
     KEEP = "keep"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Running:
     """A handler task in flight on this replica, found by token when a Stopping message arrives."""
 
     task: asyncio.Task[HandlerResult]
-    done: asyncio.Event = field(default_factory=asyncio.Event)
     stop_requested: bool = False
     lease_exhausted: bool = False
+    finished: bool = False
+    _waiters: list[asyncio.Future[None]] | None = None
+    """Futures of copies waiting for this one to finish; made only when one waits (rare), never per message."""
+
+    async def wait_finished(self) -> None:
+        if self.finished:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        await waiter
+
+    def finish(self) -> None:
+        self.finished = True
+        for waiter in self._waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
 
     def cancel_for_stop(self) -> None:
         self.stop_requested = True
@@ -126,7 +143,8 @@ class Dispatcher:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
         lease = self.leases.add(received)
         self.stats["received"] += 1
-        with bound_contextvars(message_id=received.message_id, receive_count=received.receive_count):
+        bound = bind_contextvars(message_id=received.message_id, receive_count=received.receive_count)
+        try:
             try:
                 disposition = await self._process(received, lease)
             except asyncio.CancelledError:
@@ -138,6 +156,8 @@ class Dispatcher:
                 self.on_settled()
             if disposition is Disposition.DELETE:
                 await self._delete(lease)
+        finally:
+            reset_contextvars(**bound)
         self.leases.remove(lease)
 
     async def _process(self, received: ReceivedMessage, lease: Lease) -> Disposition:
@@ -162,7 +182,7 @@ class Dispatcher:
         existing = self.running.get(message.token)
         if existing is not None:
             log.info("token already in flight here; this copy waits for it and is dropped")
-            await existing.done.wait()
+            await existing.wait_finished()
             return Disposition.DELETE
         return await self._route(message, received, lease)
 
@@ -194,7 +214,7 @@ class Dispatcher:
         finally:
             lease.on_exhausted = None
             del self.running[message.token]
-            running.done.set()
+            running.finish()
 
     async def _execute(
         self, message: CallbackMessage, received: ReceivedMessage, context: CallbackContext, running: Running
@@ -289,7 +309,7 @@ class Dispatcher:
         running = self.running.get(message.token)
         if running is not None:
             running.cancel_for_stop()
-            await running.done.wait()
+            await running.wait_finished()
         info = await self._step_info(message)
         name, handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
         if handler is not None:

@@ -30,10 +30,16 @@ class Invoker:
     def __init__(self, threads: int) -> None:
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._async_handlers: dict[int, bool] = {}
+        """Whether each handler (by id: handlers live as long as the worker) is async, looked up once."""
 
     async def call(self, handler: Handler, context: CallbackContext) -> HandlerResult:
         """The handler's result for ``context``; a :class:`Retry` or :class:`Fail` raised inside propagates."""
-        result: Any = await self._run(handler, context)
+        known = self._async_handlers.get(id(handler))
+        if known is None:
+            known = self._async_handlers[id(handler)] = is_async(handler)
+        call: Callable[[CallbackContext], Any] = handler
+        result: Any = await (call(context) if known else self._run_sync(call, context))
         return result  # type: ignore[no-any-return]
 
     async def stop(self, handler: Handler, context: CallbackContext) -> bool:
@@ -51,6 +57,9 @@ class Invoker:
     async def _run(self, function: Callable[[CallbackContext], Any], context: CallbackContext) -> Any:
         if is_async(function):
             return await function(context)
+        return await self._run_sync(function, context)
+
+    async def _run_sync(self, function: Callable[[CallbackContext], Any], context: CallbackContext) -> Any:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="callback-handler")
         loop = asyncio.get_running_loop()

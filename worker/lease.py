@@ -29,7 +29,7 @@ MAX_HIDDEN_SECONDS = 12 * 60 * 60
 log = get_logger("worker.lease")
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Lease:
     """One in-flight delivery and when it would become visible again."""
 
