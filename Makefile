@@ -4,7 +4,12 @@ PYTHON ?= .venv/bin/python
 REPORT_DIR ?= build
 PYTEST_ARGS ?=
 
-.PHONY: reliability reliability-full
+.PHONY: reliability reliability-full bench
+
+# Floor, naive loop and worker side by side, then 10,000 in flight (BENCHMARKS.md; about 20 minutes on 2 cores).
+bench:
+	mkdir -p benchmarks/results
+	$(PYTHON) -m benchmarks.run 2>&1 | tee benchmarks/results/latest.log
 
 # The size CI runs (also part of the default `pytest` run); LocalStack scenarios run only if it is installed.
 reliability:

@@ -24,9 +24,12 @@ WORKER = python("-m", "worker.cli", "run")
 WORKER_DEFAULT = {"CALLBACK_WORKER_HANDLER": "echo"}
 
 
-def consumers(tuned: dict[str, str], floor_loops: int) -> dict[str, tuple[list[str], dict[str, str]]]:
+def consumers(tuned: dict[str, str], floor_loops: list[int]) -> dict[str, tuple[list[str], dict[str, str]]]:
+    floors = {
+        f"floor x{loops}": (python("-m", "benchmarks.floor"), {"FLOOR_LOOPS": str(loops)}) for loops in floor_loops
+    }
     return {
-        "floor": (python("-m", "benchmarks.floor"), {"FLOOR_LOOPS": str(floor_loops)}),
+        **floors,
         "naive": (python("-m", "benchmarks.naive"), {}),
         "worker (default)": (WORKER, WORKER_DEFAULT),
         "worker (tuned)": (WORKER, {**WORKER_DEFAULT, **tuned}),
@@ -51,14 +54,6 @@ async def emulator_capacity(bench: Bench, seconds: float = 5.0, concurrency: int
     return count / seconds
 
 
-async def best_floor_loops(bench: Bench, messages: int) -> tuple[int, dict[int, float]]:
-    rates: dict[int, float] = {}
-    for loops in (1, 2, 4, 8):
-        result = await bench.measure(f"floor x{loops}", *consumers({}, loops)["floor"], messages)
-        rates[loops] = result.rate
-    return max(rates, key=lambda loops: rates[loops]), rates
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine(), "messages": args.messages, "repeats": args.repeats}
     tuned = dict(item.split("=", 1) for item in args.tuned)
@@ -75,19 +70,24 @@ async def measure_all(
 ) -> dict[str, Any]:
     report["emulator_requests_per_s"] = round(await emulator_capacity(bench), 1)
     print("emulator capacity", report["emulator_requests_per_s"], "req/s", flush=True)
-    loops, floor_rates = await best_floor_loops(bench, args.messages)
-    report["floor_loops"] = loops
-    report["floor_rates_by_loops"] = floor_rates
-    print("floor loops", loops, floor_rates, flush=True)
     runs: dict[str, list[Result]] = {}
     for _ in range(args.repeats):
-        for name, (command, env) in consumers(tuned, loops).items():
+        for name, (command, env) in consumers(tuned, args.floor_loops).items():
             count = args.messages if name != "naive" else max(200, args.messages // 4)
             result = await bench.measure(name, command, env, count)
             runs.setdefault(name, []).append(result)
             print(json.dumps(result.summary()), flush=True)
-    report["throughput"] = {name: median_result(results) for name, results in runs.items()}
-    report["latency"] = await latency_at_half_load(bench, report["throughput"], tuned, loops, args)
+    medians = {name: median_result(results) for name, results in runs.items()}
+    floors = {name: row for name, row in medians.items() if name.startswith("floor x")}
+    best = max(floors, key=lambda name: floors[name]["callbacks_per_s"])
+    loops = int(best.removeprefix("floor x"))
+    report["floor_by_loops"] = floors
+    report["floor_loops"] = loops
+    report["throughput"] = {"floor": {**floors[best], "name": "floor"}} | {
+        name: row for name, row in medians.items() if name not in floors
+    }
+    if not args.skip_latency:
+        report["latency"] = await latency_at_half_load(bench, report["throughput"], tuned, loops, args)
     report["ratios"] = ratios(report["throughput"])
     if not args.skip_inflight:
         report["in_flight"] = await in_flight_scale(bench, args.inflight_messages, args.hold_seconds)
@@ -97,11 +97,12 @@ async def measure_all(
 async def latency_at_half_load(
     bench: Bench, throughput: dict[str, Any], tuned: dict[str, str], loops: int, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """End-to-end latency of each worker configuration fed at half of its own peak rate, and of the floor fed at
-    that same rate: the worker's *added* latency is the difference."""
-    runners = consumers(tuned, loops)
+    """End-to-end latency of the naive loop and of each worker configuration fed at half of its own peak rate, and
+    of the floor fed at that same rate: the *added* latency is the difference."""
+    runners = consumers(tuned, [loops])
+    runners["floor"] = runners.pop(f"floor x{loops}")
     results: dict[str, Any] = {"seconds": args.latency_seconds}
-    for name in ("worker (default)", "worker (tuned)"):
+    for name in ("naive", "worker (default)", "worker (tuned)"):
         rate = round(throughput[name]["callbacks_per_s"] / 2)
         row: dict[str, Any] = {"rate_per_s": rate}
         for consumer in ("floor", name):
@@ -132,7 +133,7 @@ def ratios(throughput: dict[str, Any]) -> dict[str, float]:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--messages", type=int, default=2000, help="callbacks per throughput run")
+    parser.add_argument("--messages", type=int, default=5000, help="callbacks per throughput run")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each consumer (medians are reported)")
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of each half-load latency run")
     parser.add_argument(
@@ -144,6 +145,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--inflight-messages", type=int, default=10_000)
     parser.add_argument("--hold-seconds", type=float, default=120)
     parser.add_argument("--skip-inflight", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument(
+        "--floor-loops",
+        type=int,
+        nargs="+",
+        default=[2, 8],
+        help="receive loops of the floor runs; the best median counts as the floor",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
     return parser.parse_args()
 
