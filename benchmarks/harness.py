@@ -26,20 +26,12 @@ from typing import Any
 from aiobotocore.session import get_session
 
 from worker.emulator.server import EmulatorServer
+from worker.offline import offline_aws_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench"
 TICKS = os.sysconf("SC_CLK_TCK")
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-}
+AWS_ENV = offline_aws_env()
 
 
 def free_port() -> int:

@@ -14,21 +14,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
+from worker.offline import offline_aws_env
+
 pytest_plugins = ["tests.emulator_fixtures"]
 
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_SESSION_TOKEN": "test",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    # Every other service is pointed at a closed port, so a forgotten endpoint fails fast locally.
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "AWS_EC2_METADATA_DISABLED": "true",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    "AWS_MAX_ATTEMPTS": "3",
-}
+AWS_ENV = {**offline_aws_env(), "AWS_SESSION_TOKEN": "test", "AWS_MAX_ATTEMPTS": "3"}
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,19 +26,13 @@ from handlers.echo import EchoHandler
 from worker.app import aws_clients, build_worker
 from worker.handler import CallbackContext, Handler
 from worker.logs import configure_logging
+from worker.offline import offline_aws_env
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
 
-DEMO_ENV = {
-    "AWS_ACCESS_KEY_ID": "demo",
-    "AWS_SECRET_ACCESS_KEY": "demo",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    # Anything not pointed at a local server below goes to a closed local port, never to AWS.
-    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+#: Anything not pointed at a local server below goes to a closed local port, never to AWS.
+DEMO_ENV = offline_aws_env(credential="demo")
 PIPELINE = "demo-pipeline"
 ROLE_ARN = "arn:aws:iam::123456789012:role/demo-pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})

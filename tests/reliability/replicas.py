@@ -19,8 +19,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-#: A closed port: any AWS service the test did not point somewhere fails fast instead of reaching AWS.
-CLOSED_ENDPOINT = "http://127.0.0.1:9"
+from worker.offline import offline_aws_env
+
 REGION = "us-east-1"
 _STARTED_EVENT = '"worker started"'
 _TOKEN_LIKE = re.compile(r"[A-Za-z0-9]{10,}")
@@ -42,16 +42,9 @@ def worker_env(
     env = {key: value for key, value in os.environ.items() if not key.startswith(("CALLBACK_WORKER_", "AWS_"))}
     env.update(
         {
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ENDPOINT_URL": CLOSED_ENDPOINT,
+            **offline_aws_env(REGION),
             "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
             "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_endpoint,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "PYTHONPATH": os.pathsep.join([*map(str, python_path), *sys.path]),
             "CALLBACK_WORKER_QUEUE_URL": queue_url,
             "CALLBACK_WORKER_LOG_FORMAT": "json",

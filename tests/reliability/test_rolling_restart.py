@@ -25,8 +25,9 @@ from tests.reliability.conftest import EmulatorFactory, Recorder
 from tests.reliability.fleet import Fleet, common_figures, verify
 from tests.reliability.pipelines import create_echo_pipeline
 from tests.reliability.queues import SqsBackend, json_body, make_queue, sagemaker_client, wait_for
-from tests.reliability.replicas import CLOSED_ENDPOINT, Replica, ReplicaSet, WorkerLogs, worker_env
+from tests.reliability.replicas import Replica, ReplicaSet, WorkerLogs, worker_env
 from tests.reliability.scale import Scale, current_scale
+from worker.offline import CLOSED_ENDPOINT
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(current_scale().timeout)]
 

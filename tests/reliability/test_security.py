@@ -19,9 +19,10 @@ import pytest
 from handlers.command import CommandHandler
 from tests.reliability.conftest import Recorder
 from tests.reliability.queues import REPO, SqsBackend, make_queue, wait_for
-from tests.reliability.replicas import CLOSED_ENDPOINT, ReplicaSet, WorkerLogs, worker_env
+from tests.reliability.replicas import ReplicaSet, WorkerLogs, worker_env
 from tests.reliability.scale import current_scale
 from worker.handler import CallbackContext, JSONValue
+from worker.offline import CLOSED_ENDPOINT
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(current_scale().timeout)]
 
