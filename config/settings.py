@@ -52,6 +52,16 @@ class Settings(BaseSettings):
             "(ListPipelineExecutionSteps, DescribePipelineExecution; cached per execution).",
         ),
     ]
+    verify_tokens: Annotated[
+        bool,
+        Field(
+            default=True,
+            description="Before a handler first runs for a token, and before each continuation wakes, confirm "
+            "with ListPipelineExecutionSteps (cached per execution for 2 s) that the token's step exists and is "
+            "still Executing; unknown tokens and finished steps run no handler. Also cancels a long-running "
+            "handler whose step was stopped or answered elsewhere. Costs one call per execution per check.",
+        ),
+    ]
     routes: Annotated[
         dict[str, str],
         Field(

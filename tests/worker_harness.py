@@ -30,6 +30,7 @@ async def running_worker(settings: Settings, handlers: Mapping[str, Handler]) ->
     """A started worker; leaving the block stops and drains it."""
     async with aws_clients(settings.concurrency) as (sqs, sagemaker):
         worker = build_worker(settings, handlers, sqs, sagemaker)
+        await worker.queue.attributes()  # as the daemon's start-up check does
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
         try:

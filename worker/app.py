@@ -147,7 +147,10 @@ def build_worker(
         shutdown_grace=settings.shutdown_grace,
         pollers=settings.pollers,
         routes=settings.routes,
-        steps=StepResolver(sagemaker) if settings.step_context else None,
+        steps=StepResolver(sagemaker, describe=settings.step_context)
+        if settings.step_context or settings.verify_tokens
+        else None,
+        verify=settings.verify_tokens,
     )
 
 

@@ -1,93 +1,55 @@
-"""Handling one delivery end to end: parse, route, run under lease, answer, then delete.
+"""Handling one delivery, top to bottom: parse, verify with SageMaker, run the handler under lease, settle the
+outcome (answer, re-queue, or keep), then acknowledge (delete). The phases and transitions it follows are
+:mod:`worker.lifecycle`; what one replica remembers about tokens is :mod:`worker.tokens`.
 
-Every path ends in one of two dispositions. ``DELETE``: the step has its outcome (or never will need one from this
-message), so the message goes. ``KEEP``: the message is left alone and reappears when its visibility runs out —
-for bodies nothing can be answered for, and for outcomes SageMaker would not take. A shutdown cancels the work
-instead; the runtime then makes the message visible at once.
+Storing an outcome that was decided — a re-queued continuation and the delete that follows it, the delete after an
+answer — is finished even when a shutdown arrives meanwhile: cut short, it would leave two links of one chain.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import math
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from worker.errors import MalformedMessage
-from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
+from worker.handler import CallbackContext, Fail, Handler, Retry
 from worker.invoke import Invoker
-from worker.lease import Lease, LeaseKeeper
+from worker.lease import LeaseKeeper
+from worker.lifecycle import Delivery, Disposition, Phase, StopCause
 from worker.logs import current_token, get_logger, mask_token_like, redact_token
 from worker.message import CallbackMessage, Continuation, Status, parse_message
 from worker.outcome import Failure, Outcome, failure, success
 from worker.registry import Router
 from worker.report import Reporter, ReportResult
-from worker.retrying import Backoff, is_transient
-from worker.sqs import MAX_DELAY_SECONDS, BatchEntryError, Queue, ReceivedMessage
-from worker.step_context import StepInfo, StepResolver
+from worker.requeue import Requeuer
+from worker.sqs import BatchEntryError, Queue, ReceivedMessage, with_retries
+from worker.step_context import LookupFailed, StepInfo, StepResolver
+from worker.tokens import Tokens
 
 log = get_logger("worker.dispatch")
+T = TypeVar("T")
 
 NO_STEP_INFO = StepInfo()
-#: SQS's classic body limit; a continuation larger than this cannot be re-queued.
-MAX_BODY_BYTES = 262_144
 #: A continuation received this early (clock skew between replicas) still runs now.
 EARLY_TOLERANCE = 1.0
-#: Tokens this replica answered recently; later copies and continuations of them are not run again.
-ANSWERED_MEMORY = 10_000
+#: How old a listing of an execution's steps may be when a token is verified against it.
+VERIFY_MAX_AGE = 2.0
 _PREVIEW = 120
 STOPPING_REASON = "Pipeline execution is stopping; the callback step was stopped by the worker."
-LEASE_EXHAUSTED_REASON = (
-    "The handler ran past SQS's 12-hour visibility limit and was cancelled; "
-    "long waits should return Retry so the message is re-queued."
-)
 
 
-class Disposition(enum.Enum):
-    """What becomes of the message once handling ends."""
-
-    DELETE = "delete"
-    KEEP = "keep"
-
-
-@dataclass(eq=False, slots=True)
-class Running:
-    """A handler task in flight on this replica, found by token when a Stopping message arrives."""
-
-    task: asyncio.Task[HandlerResult]
-    stop_requested: bool = False
-    lease_exhausted: bool = False
-    finished: bool = False
-    _waiters: list[asyncio.Future[None]] | None = None
-    """Futures of copies waiting for this one to finish; made only when one waits (rare), never per message."""
-
-    async def wait_finished(self) -> None:
-        if self.finished:
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        if self._waiters is None:
-            self._waiters = []
-        self._waiters.append(waiter)
-        await waiter
-
-    def finish(self) -> None:
-        self.finished = True
-        for waiter in self._waiters or ():
-            if not waiter.done():
-                waiter.set_result(None)
-
-    def cancel_for_stop(self) -> None:
-        self.stop_requested = True
-        self.task.cancel()
-
-    def cancel_for_lease(self) -> None:
-        self.lease_exhausted = True
-        self.task.cancel()
+def lease_exhausted_reason(hours: float) -> str:
+    return (
+        f"The handler ran {hours:.1f} h on one SQS receipt and was cancelled: SQS keeps a received message hidden "
+        "at most 12 hours. Long waits should return Retry, so that the message is re-queued."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +80,8 @@ class Dispatcher:
         stop_hook_timeout: float = 60.0,
         clock: Callable[[], float] = time.time,
         steps: StepResolver | None = None,
+        verify: bool = False,
+        verify_max_age: float = VERIFY_MAX_AGE,
     ) -> None:
         self.queue = queue
         self.leases = leases
@@ -128,10 +92,12 @@ class Dispatcher:
         self.stop_hook_timeout = stop_hook_timeout
         self.clock = clock
         self.steps = steps
-        self.running: dict[str, Running] = {}
-        self.answered: OrderedDict[str, None] = OrderedDict()
+        self.verify = verify and steps is not None
+        self.verify_max_age = verify_max_age if self.verify else math.inf
+        self.tokens = Tokens()
+        self.requeuer = Requeuer(queue, clock)
         self.stats: Counter[str] = Counter()
-        """Counts by event name (received, success, failure, continued, crashed, malformed, …)."""
+        """Counts by event name (received, success, failure, continued, crashed, malformed, stopped, …)."""
         self.reports: Counter[tuple[str, str]] = Counter()
         """Reports by (outcome, result), for metrics."""
         self.on_handler_done: Callable[[str, float], None] | None = None
@@ -141,30 +107,83 @@ class Dispatcher:
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
-        lease = self.leases.add(received)
+        delivery = Delivery(received, self.leases.add(received))
+        delivery.lease.on_exhausted = delivery.exhaust_lease
         self.stats["received"] += 1
         bound = bind_contextvars(message_id=received.message_id, receive_count=received.receive_count)
         try:
-            try:
-                disposition = await self._process(received, lease)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the per-message fence: one message's bug never stops the worker
-                log.exception("unexpected error while handling a message; it will be delivered again")
-                disposition = Disposition.KEEP
+            await self._settle_fenced(delivery)
             if self.on_settled is not None:
                 self.on_settled()
-            if disposition is Disposition.DELETE:
-                await self._delete(lease)
+            await self._acknowledge(delivery)
         finally:
             reset_contextvars(**bound)
-        self.leases.remove(lease)
+        self.leases.remove(delivery.lease)  # not when cancelled: the runtime releases what is left
+        if delivery.interrupted:
+            raise asyncio.CancelledError
 
-    async def _process(self, received: ReceivedMessage, lease: Lease) -> Disposition:
+    async def _settle_fenced(self, delivery: Delivery) -> None:
         try:
-            message = parse_message(received.body)
+            await self._settle(delivery)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the per-message fence: one message's bug never stops the worker
+            log.exception("unexpected error while handling a message; it will be delivered again")
+            delivery.abandon()
+        finally:
+            if delivery.message is not None:
+                self.tokens.leave(delivery, delivery.message)
+
+    async def _settle(self, delivery: Delivery) -> None:
+        try:
+            message = parse_message(delivery.received.body)
         except MalformedMessage as exc:
-            return await self._malformed(received, exc)
+            return await self._malformed(delivery, exc)
+        delivery.message = message
+        self._bind(message)
+        record = self.tokens.enter(delivery, message)
+        if message.status is Status.STOPPING:
+            return await self._stop_message(delivery, message, record.leader)
+        while record.leader is not delivery and record.leader is not None:
+            leader = record.leader
+            if not self._succeeds(delivery, message, leader):
+                return await self._join(delivery, leader)
+            await leader.finished()  # the leader's own next link, received before the leader let go: it leads next
+            self.tokens.claim(delivery, message)
+        if self._needless(delivery, message, stopping=record.stopping):
+            return delivery.enter(Phase.DROPPED)
+        return await self._verify_then_run(delivery, message)
+
+    def _needless(self, delivery: Delivery, message: CallbackMessage, *, stopping: bool) -> bool:
+        """A copy this replica can settle on sight: its token answered or being stopped here, or a link of its
+        chain older than one seen here."""
+        if stopping:
+            log.info("the step is being stopped here; dropping this copy")
+        elif self.tokens.answered(message.token) and not (self.verify and message.continuation.link):
+            # A continuation of a token answered here is verified instead: if its step was stopped, the stop hook
+            # runs with the continuation's state.
+            log.info("token answered here already; dropping this copy")
+        elif self.tokens.is_stale(message, self._chain(delivery, message)):
+            log.warning("a later link of this continuation chain was seen here; dropping this stale link")
+        else:
+            return False
+        return True
+
+    async def _verify_then_run(self, delivery: Delivery, message: CallbackMessage) -> None:
+        delivery.enter(Phase.VERIFYING)
+        info = await self._verify(delivery, message)
+        if info is None:
+            return None
+        self.tokens.advance_chain(self._chain(delivery, message), message.continuation.link)
+        if delivery.stop_cause is not None:
+            log.info("a Stopping message arrived while the token was verified; the handler does not start")
+            return delivery.enter(Phase.STOPPED)
+        if message.continuation.not_before > self.clock() + EARLY_TOLERANCE:
+            delivery.enter(Phase.WAITING)
+            return await self._requeue(delivery, message, message.continuation)
+        return await self._run(delivery, message, info)
+
+    def _bind(self, message: CallbackMessage) -> None:
         current_token.set(message.token)
         bind_contextvars(
             token=redact_token(message.token),
@@ -172,81 +191,125 @@ class Dispatcher:
             execution_id=message.execution_id,
             status=message.status.value,
         )
-        if message.status is Status.STOPPING:
-            return await self._stop(message, received)
-        if message.token in self.answered:
-            log.info("token already answered here; dropping this copy")
-            return Disposition.DELETE
-        if message.continuation.not_before > self.clock() + EARLY_TOLERANCE:
-            return await self._requeue(message, message.continuation, received, "waiting")
-        existing = self.running.get(message.token)
-        if existing is not None:
-            log.info("token already in flight here; this copy waits for it and is dropped")
-            await existing.wait_finished()
-            return Disposition.DELETE
-        return await self._route(message, received, lease)
 
-    async def _step_info(self, message: CallbackMessage) -> StepInfo:
+    @staticmethod
+    def _chain(delivery: Delivery, message: CallbackMessage) -> str:
+        return message.continuation.origin_message_id or delivery.received.message_id
+
+    def _succeeds(self, delivery: Delivery, message: CallbackMessage, leader: Delivery) -> bool:
+        """Whether ``delivery`` is a later link of the leader's chain (then it waits for the leader, not joins it)."""
+        led = leader.message
+        return (
+            led is not None
+            and self._chain(delivery, message) == self._chain(leader, led)
+            and message.continuation.link > led.continuation.link
+        )
+
+    async def _join(self, delivery: Delivery, leader: Delivery) -> None:
+        log.info("token already in flight here; this copy follows it")
+        self.stats["joined"] += 1
+        disposition = await leader.finished()
+        delivery.enter(Phase.KEPT if disposition is Disposition.KEEP else Phase.JOINED)
+
+    # -- verification ----------------------------------------------------------------------------------------------
+
+    async def _verify(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
+        """What SageMaker says about the step; None once the delivery is settled because the step does not wait."""
         if self.steps is None:
             return NO_STEP_INFO
-        info = await self.steps.resolve(message.pipeline_execution_arn, message.token)
+        try:
+            info = await self.steps.resolve(message.pipeline_execution_arn, message.token, self.verify_max_age)
+        except LookupFailed as exc:
+            return self._lookup_failed(delivery, exc)
+        if info is None:
+            if not self.verify:
+                return NO_STEP_INFO
+            self.stats["unknown_token"] += 1
+            log.error("SageMaker does not know this callback token; deleting the message, no handler runs")
+            delivery.enter(Phase.DROPPED)
+            return None
         if info.step_name is not None:
             bind_contextvars(step=info.step_name)
-        return info
+        if not self.verify or info.waiting:
+            return info
+        await self._step_done(delivery, message, info)
+        return None
 
-    async def _route(self, message: CallbackMessage, received: ReceivedMessage, lease: Lease) -> Disposition:
-        info = await self._step_info(message)
+    def _lookup_failed(self, delivery: Delivery, exc: LookupFailed) -> StepInfo | None:
+        if not self.verify:
+            log.error("cannot read the step context; continuing without it", error=exc.code)
+            return NO_STEP_INFO
+        log.error(
+            "cannot verify the token with SageMaker; the message will be delivered again "
+            "(grant sagemaker:ListPipelineExecutionSteps, or set CALLBACK_WORKER_VERIFY_TOKENS=false)",
+            error=exc.code,
+        )
+        delivery.enter(Phase.KEPT)
+        return None
+
+    async def _step_done(self, delivery: Delivery, message: CallbackMessage, info: StepInfo) -> None:
+        """The step no longer waits for this delivery: no handler runs."""
+        status = info.status or ""
+        if status not in ("Stopping", "Stopped"):
+            log.info("the step already has an outcome; deleting the message, no handler runs", step_status=status)
+            self.stats["already_done"] += 1
+            return delivery.enter(Phase.DROPPED)
+        context = None
+        # Whoever answers a Stopping step runs the stop hook first; a continuation of a step already stopped runs
+        # it too, since its state may name work still going on.
+        if status == "Stopping" or message.continuation.link > 0:
+            name, delivery.handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
+            context = self._context(message, name, info, delivery.received.message_id)
+        log.info("the step is stopping or stopped; no handler runs", step_status=status)
+        return await self._stopped(delivery, message, StopCause(status), context)
+
+    # -- running the handler ---------------------------------------------------------------------------------------
+
+    async def _run(self, delivery: Delivery, message: CallbackMessage, info: StepInfo) -> None:
         name, handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
         bind_contextvars(handler=name, attempt=message.continuation.attempt)
         if handler is None:
             reason = self.router.unknown_reason(name)
             log.error("no such handler", reason=reason)
-            return await self._answer(message.token, failure(reason))
-        context = self._context(message, name, info, received.message_id)
-        running = Running(asyncio.create_task(self.invoker.call(handler, context)))
-        if self.on_handler_done is not None:
-            observe, started = self.on_handler_done, time.monotonic()
-            running.task.add_done_callback(lambda _: observe(name, time.monotonic() - started))
-        self.running[message.token] = running
-        lease.on_exhausted = running.cancel_for_lease
+            return await self._answer(delivery, message.token, failure(reason))
+        context = self._context(message, name, info, delivery.received.message_id)
+        delivery.context, delivery.handler = context, handler
+        delivery.start(asyncio.create_task(self.invoker.call(handler, context)))
+        self._observe(delivery, name)
         try:
-            return await self._execute(message, received, context, running)
-        finally:
-            lease.on_exhausted = None
-            del self.running[message.token]
-            running.finish()
-
-    async def _execute(
-        self, message: CallbackMessage, received: ReceivedMessage, context: CallbackContext, running: Running
-    ) -> Disposition:
-        try:
-            result = await running.task
+            result = await delivery.task  # type: ignore[misc]
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # the worker itself is shutting down
-            return await self._cancelled(message, running)
+            return await self._cancelled(delivery, message)
         except Exception as exc:  # noqa: BLE001 - every handler exception becomes an outcome
-            return await self._raised(message, received, context, exc)
+            return await self._raised(delivery, message, exc)
         if isinstance(result, Retry):
-            return await self._continue(message, received, result)
-        return await self._answer(message.token, success(result))
+            return await self._continue(delivery, message, result)
+        return await self._answer(delivery, message.token, success(result))
 
-    async def _cancelled(self, message: CallbackMessage, running: Running) -> Disposition:
-        if running.lease_exhausted:
-            return await self._answer(message.token, failure(LEASE_EXHAUSTED_REASON))
-        log.info("handler cancelled because the pipeline is stopping")
-        self.stats["stopped"] += 1
-        return Disposition.DELETE
+    def _observe(self, delivery: Delivery, name: str) -> None:
+        if self.on_handler_done is not None and delivery.task is not None:
+            observe, started = self.on_handler_done, time.monotonic()
+            delivery.task.add_done_callback(lambda _: observe(name, time.monotonic() - started))
 
-    async def _raised(
-        self, message: CallbackMessage, received: ReceivedMessage, context: CallbackContext, exc: Exception
-    ) -> Disposition:
+    async def _cancelled(self, delivery: Delivery, message: CallbackMessage) -> None:
+        if delivery.lease_exhausted:
+            hours = (self.clock() - (delivery.received.received_at or delivery.lease.budget_end - 43_200)) / 3600
+            return await self._answer(delivery, message.token, failure(lease_exhausted_reason(hours)))
+        cause = delivery.stop_cause
+        if cause is None:  # the handler cancelled itself
+            return await self._crashed(delivery, message, RuntimeError("the handler was cancelled"))
+        log.info("handler cancelled because the pipeline is stopping", step_status=cause.step_status)
+        return await self._stopped(delivery, message, cause, delivery.context)
+
+    async def _raised(self, delivery: Delivery, message: CallbackMessage, exc: Exception) -> None:
         if isinstance(exc, Fail):
-            return await self._answer(message.token, failure(exc.reason))
+            return await self._answer(delivery, message.token, failure(exc.reason))
         if isinstance(exc, Retry):
-            return await self._continue(message, received, exc)
-        return await self._crashed(message, received, context, exc)
+            return await self._continue(delivery, message, exc)
+        return await self._crashed(delivery, message, exc)
 
     def _context(self, message: CallbackMessage, name: str, info: StepInfo, message_id: str) -> CallbackContext:
         return CallbackContext(
@@ -265,7 +328,7 @@ class Dispatcher:
             trial_name=info.trial_name,
         )
 
-    async def _continue(self, message: CallbackMessage, received: ReceivedMessage, retry: Retry) -> Disposition:
+    async def _continue(self, delivery: Delivery, message: CallbackMessage, retry: Retry) -> None:
         continuation = replace(
             message.continuation,
             continuations=message.continuation.continuations + 1,
@@ -273,48 +336,88 @@ class Dispatcher:
             not_before=self.clock() + retry.delay,
         )
         self.stats["continued"] += 1
-        return await self._requeue(message, continuation, received, "continuation")
+        delivery.enter(Phase.WAITING)
+        return await self._requeue(delivery, message, continuation)
 
-    async def _crashed(
-        self, message: CallbackMessage, received: ReceivedMessage, context: CallbackContext, exc: Exception
-    ) -> Disposition:
+    async def _crashed(self, delivery: Delivery, message: CallbackMessage, exc: BaseException) -> None:
         attempt = message.continuation.attempt
         summary = f"{type(exc).__name__}: {exc}"
+        name = delivery.context.handler_name if delivery.context is not None else "?"
         if attempt >= self.retry.max_attempts:
             log.error("handler failed on its last attempt", exc_info=exc)
-            reason = f"handler {context.handler_name!r} failed after {attempt} attempt(s): {summary}"
-            return await self._answer(message.token, failure(reason))
+            reason = f"handler {name!r} failed after {attempt} attempt(s): {summary}"
+            return await self._answer(delivery, message.token, failure(reason))
         delay = self.retry.delay(attempt)
         log.warning("handler failed; it will be called again", error=summary, retry_in=delay, exc_info=exc)
         self.stats["crashed"] += 1
         continuation = replace(message.continuation, attempt=attempt + 1, not_before=self.clock() + delay)
-        return await self._requeue(message, continuation, received, "crash retry")
+        delivery.enter(Phase.WAITING)
+        return await self._requeue(delivery, message, continuation)
 
-    async def _requeue(
-        self, message: CallbackMessage, continuation: Continuation, received: ReceivedMessage, why: str
-    ) -> Disposition:
-        """Replace this message by a new one carrying ``continuation``, due at its ``not_before``."""
-        if not continuation.origin_message_id:
-            continuation = replace(continuation, origin_message_id=received.message_id)
-        body = message.to_body(continuation)
-        if len(body.encode()) > MAX_BODY_BYTES:
-            reason = f"the handler's Retry state makes a {len(body.encode())}-byte message; SQS takes {MAX_BODY_BYTES}"
-            return await self._answer(message.token, failure(reason))
-        delay = math.ceil(max(0.0, min(continuation.not_before - self.clock(), MAX_DELAY_SECONDS)))
-        await self._aws_call(lambda: self.queue.send(body, delay))
-        log.info("re-queued", reason=why, delay=delay, due_in=round(continuation.not_before - self.clock(), 1))
-        return Disposition.DELETE
+    # -- settling ----------------------------------------------------------------------------------------------------
 
-    async def _stop(self, message: CallbackMessage, received: ReceivedMessage) -> Disposition:
-        running = self.running.get(message.token)
-        if running is not None:
-            running.cancel_for_stop()
-            await running.wait_finished()
-        info = await self._step_info(message)
-        name, handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
-        if handler is not None:
-            await self._stop_hook(handler, self._context(message, name, info, received.message_id))
-        return await self._answer(message.token, failure(STOPPING_REASON))
+    async def _requeue(self, delivery: Delivery, message: CallbackMessage, continuation: Continuation) -> None:
+        """Send ``continuation`` as the chain's next link; if it cannot be, answer the step with a Failure."""
+        chain = self._chain(delivery, message)
+        link = replace(continuation, origin_message_id=chain, link=message.continuation.link + 1)
+        problem = await self._finish_despite_shutdown(delivery, self.requeuer.send(message, link))
+        if problem is not None:
+            return await self._answer(delivery, message.token, failure(problem))
+        self.tokens.advance_chain(chain, link.link)
+        return delivery.enter(Phase.REQUEUED)
+
+    async def _stop_message(self, delivery: Delivery, message: CallbackMessage, leader: Delivery | None) -> None:
+        """A Stopping message: stop the token's leader here (if any), run the stop hook once, answer the step."""
+        self.stats["stop_messages"] += 1
+        if leader is not None:
+            leader.request_stop(StopCause(by_message=True))
+            await leader.finished()
+            if leader.phase is Phase.ANSWERED:
+                log.info("the step was answered before the stop reached it")
+                return delivery.enter(Phase.DROPPED)
+        elif self.verify and not await self._stop_still_needed(delivery, message):
+            return None
+        return await self._stopped(delivery, message, StopCause("Stopping"), self._stop_context(delivery, leader))
+
+    def _stop_context(self, delivery: Delivery, leader: Delivery | None) -> CallbackContext:
+        """The context the stop hook gets: the leader's (its continuation state included), else this message's."""
+        if leader is not None and leader.context is not None:
+            delivery.handler = leader.handler
+            return leader.context
+        base = leader.message if leader is not None and leader.message is not None else delivery.message
+        assert base is not None  # noqa: S101 - a Stopping delivery has its message
+        name, delivery.handler = self.router.route(base.arguments, base.pipeline_name, None)
+        return self._context(base, name, NO_STEP_INFO, delivery.received.message_id)
+
+    async def _stop_still_needed(self, delivery: Delivery, message: CallbackMessage) -> bool:
+        """Whether a Stopping message with no leader here still has a step to answer (False: settled, dropped)."""
+        try:
+            info = await self.steps.resolve(  # type: ignore[union-attr]
+                message.pipeline_execution_arn, message.token, self.verify_max_age
+            )
+        except LookupFailed as exc:
+            log.warning("cannot check the step before stopping it; stopping it anyway", error=exc.code)
+            return True
+        if info is None:
+            log.error("SageMaker does not know this callback token; deleting the Stopping message")
+        elif info.waiting or info.status == "Stopping":
+            return True
+        else:
+            log.info("the step already has an outcome; nothing to stop", step_status=info.status)
+        delivery.enter(Phase.DROPPED)
+        return False
+
+    async def _stopped(
+        self, delivery: Delivery, message: CallbackMessage, cause: StopCause, context: CallbackContext | None
+    ) -> None:
+        """The step is stopping (or stopped): run the stop hook if this delivery owns it, answer if still needed."""
+        delivery.enter(Phase.STOPPING)
+        self.stats["stopped"] += 1
+        if context is not None and delivery.handler is not None and cause.runs_stop_hook:
+            await self._stop_hook(delivery.handler, context)
+        if cause.needs_answer:
+            return await self._answer(delivery, message.token, failure(STOPPING_REASON))
+        return delivery.enter(Phase.STOPPED)
 
     async def _stop_hook(self, handler: Handler, context: CallbackContext) -> None:
         try:
@@ -326,8 +429,9 @@ class Dispatcher:
         except Exception:
             log.exception("stop hook failed; answering the step anyway")
 
-    async def _malformed(self, received: ReceivedMessage, exc: MalformedMessage) -> Disposition:
+    async def _malformed(self, delivery: Delivery, exc: MalformedMessage) -> None:
         self.stats["malformed"] += 1
+        received = delivery.received
         if exc.token is None:
             log.error(
                 "malformed message without a usable token; left for the queue's redrive policy",
@@ -335,13 +439,14 @@ class Dispatcher:
                 body_length=len(received.body),
                 body_preview=mask_token_like(received.body[:_PREVIEW]),
             )
-            return Disposition.KEEP
+            return delivery.enter(Phase.KEPT)
         current_token.set(exc.token)
         bind_contextvars(token=redact_token(exc.token))
         log.error("malformed callback message; answering with a failure", reason=exc.reason)
-        return await self._answer(exc.token, failure(f"Malformed callback message: {exc.reason}"))
+        return await self._answer(delivery, exc.token, failure(f"Malformed callback message: {exc.reason}"))
 
-    async def _answer(self, token: str, outcome: Outcome) -> Disposition:
+    async def _answer(self, delivery: Delivery, token: str, outcome: Outcome) -> None:
+        delivery.enter(Phase.ANSWERING)
         result = await self.reporter.report(token, outcome)
         kind = type(outcome).__name__.lower()
         self.reports[(kind, result.value)] += 1
@@ -358,21 +463,21 @@ class Dispatcher:
             log.error("SageMaker does not know this callback token; deleting the message")
         else:
             self.stats["rejected"] += 1
-            return Disposition.KEEP
-        self._remember(token)
-        return Disposition.DELETE
+            return delivery.enter(Phase.KEPT)
+        self.tokens.remember_answer(token)
+        return delivery.enter(Phase.ANSWERED)
 
-    def _remember(self, token: str) -> None:
-        self.answered[token] = None
-        self.answered.move_to_end(token)
-        while len(self.answered) > ANSWERED_MEMORY:
-            self.answered.popitem(last=False)
+    async def _acknowledge(self, delivery: Delivery) -> None:
+        """Delete a settled message (retrying what SQS may yet accept); a kept one is let go to reappear."""
+        if delivery.disposition is Disposition.KEEP:
+            return delivery.enter(Phase.LEFT)
+        await self._finish_despite_shutdown(delivery, self._delete(delivery))
+        return delivery.enter(Phase.ACKNOWLEDGED)
 
-    async def _delete(self, lease: Lease) -> None:
-        """Delete the message; if SQS will not, leave it: it comes back after its visibility timeout, and a copy
-        of a token answered here is dropped on sight (elsewhere, its report meets ConflictException)."""
+    async def _delete(self, delivery: Delivery) -> None:
+        handle = delivery.received.receipt_handle
         try:
-            await self._aws_call(lambda: self.queue.delete(lease.message.receipt_handle))
+            await with_retries(lambda: self.queue.delete(handle))
         except BatchEntryError as exc:
             log.warning("delete refused; the message may be delivered again", error=exc.code)
         except Exception as exc:  # noqa: BLE001 - retries are spent; the lease must still be let go
@@ -380,16 +485,17 @@ class Dispatcher:
                 "delete failed; the message will be delivered again", error=f"{type(exc).__name__}: {exc}"
             )
 
-    async def _aws_call(self, call: Callable[[], Awaitable[object]]) -> None:
-        """Run an SQS call, retrying transient errors with backoff a few times before giving up."""
-        backoff = Backoff(base=0.2, cap=5.0)
-        for attempt in range(6):
+    async def _finish_despite_shutdown(self, delivery: Delivery, work: Awaitable[T]) -> T:
+        """Await ``work`` to its end even if the shutdown cancels this task meanwhile; the cancellation is then
+        taken up again once the delivery is acknowledged (``delivery.interrupted``)."""
+        task = asyncio.ensure_future(work)
+        while True:
             try:
-                await call()
-            except Exception as exc:
-                if not is_transient(exc) or attempt == 5:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
                     raise
-                log.warning("SQS call failed; retrying", error=f"{type(exc).__name__}: {exc}")
-                await backoff.sleep()
-            else:
-                return
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                delivery.interrupted = True

@@ -1,16 +1,21 @@
 """Leases: every in-flight message stays hidden while its handler runs.
 
-One ticker renews, in batched calls, every lease that would run out before the next tick. A round's calls are
-spread over its first quarter tick, the leases closest to running out first, so that ten thousand leases do not
-become a thousand calls built, signed and parsed in one go while every other task on the event loop waits.
+A ticker starts a renewal round once per tick (a third of the visibility timeout, at most a minute). A round takes
+every lease whose visibility runs out within the *margin* — two ticks plus the longest a renewal call may take — and
+renews them ten to a ``ChangeMessageVisibilityBatch``, soonest expiry first, the calls spread over a quarter tick.
 
-SQS lets a message stay hidden for at most 12 hours from its first receipt and rejects (does not clamp) a longer
-request, so each renewal asks for ``min(visibility_timeout, what is left of the 12 hours)``. When what is left no
-longer covers two ticks the lease is *exhausted*: its ``on_exhausted`` callback runs, and the dispatcher cancels the
-handler and answers the step with a Failure while the message is still hidden — rather than let it reappear and
-start the work a second time.
-Handlers that wait longer than that should return :class:`~worker.handler.Retry`, whose continuation is a new
-message with a new 12-hour budget.
+Each call is a task of its own, bounded by ``call_timeout``: the ticker never waits for a round, so one slow call
+delays no other lease. A call that fails (transport error, timeout, or a per-entry error SQS marks as its own fault)
+is retried within the round, with backoff, for the entries it failed, until they are renewed or their visibility is
+gone. A lease found due has at least one tick plus ``call_timeout`` left (the round before did not find it due), so
+while SQS answers at least one call in two no lease lapses. A per-entry error that is the sender's fault
+(``ReceiptHandleIsInvalid``, ``MessageNotInflight``) marks the lease *lost*: the message may be delivered elsewhere.
+
+SQS keeps a message hidden at most 12 hours *per receipt* (counted from the ReceiveMessage request) and rejects,
+rather than clamps, a longer request; each renewal asks for ``min(visibility_timeout, what is left of the 12
+hours)``. When what is left no longer covers the margin the lease is *exhausted*: ``on_exhausted`` runs once, and
+the dispatcher cancels the handler and answers the step while the message is still hidden — rather than let it
+reappear and start the work a second time. Handlers that wait longer should return :class:`~worker.handler.Retry`.
 """
 
 from __future__ import annotations
@@ -21,10 +26,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from worker.logs import get_logger
-from worker.sqs import MAX_BATCH, Queue, ReceivedMessage, settle
+from worker.retrying import Backoff
+from worker.sqs import MAX_BATCH, BatchEntryError, Queue, ReceivedMessage, settle
 
-#: SQS's ceiling on how long a message may stay hidden, counted from its first receipt.
+#: SQS's ceiling on how long a message may stay hidden, counted from the ReceiveMessage request that returned it.
 MAX_HIDDEN_SECONDS = 12 * 60 * 60
+#: The longest tick: with a 12-hour visibility timeout, renewals still start within a minute of being due.
+MAX_TICK = 60.0
+#: The longest a renewal call may take before it is abandoned and retried.
+MAX_CALL_TIMEOUT = 10.0
 
 log = get_logger("worker.lease")
 
@@ -37,33 +47,46 @@ class Lease:
     visible_until: float
     """Epoch seconds at which SQS would show the message again without a renewal."""
     budget_end: float
-    """Epoch seconds after which SQS refuses to keep the message hidden."""
+    """Epoch seconds after which SQS refuses to keep the message hidden (12 hours after this receipt)."""
     on_exhausted: Callable[[], None] | None = None
-    """Called once when the 12-hour budget no longer covers two ticks."""
+    """Called once when the 12-hour budget no longer covers the margin."""
     lost: bool = False
     """Set when SQS refused a renewal: the message may be delivered elsewhere."""
+    renewing: bool = False
+    """A renewal call for this lease is out (a later round leaves it to that call)."""
+
+
+def lease_timing(visibility_timeout: int) -> tuple[float, float, float]:
+    """``(tick, call_timeout, margin)`` for a visibility timeout: a lease is renewed once less than ``margin`` of
+    its visibility is left; ``margin`` is two ticks plus the longest a renewal call may take."""
+    tick = min(MAX_TICK, max(1.0, visibility_timeout / 3))
+    call_timeout = min(MAX_CALL_TIMEOUT, tick / 2)
+    return tick, call_timeout, 2 * tick + call_timeout
 
 
 class LeaseKeeper:
-    """Holds the leases of all in-flight messages and renews them together, once per tick."""
+    """Holds the leases of all in-flight messages and renews them, one round per tick."""
 
     def __init__(self, queue: Queue, visibility_timeout: int, clock: Callable[[], float] = time.time) -> None:
         self.queue = queue
         self.visibility_timeout = visibility_timeout
-        self.tick = max(1.0, visibility_timeout / 3)
+        self.tick, self.call_timeout, self.margin = lease_timing(visibility_timeout)
         self.clock = clock
         self.leases: dict[str, Lease] = {}
         self.renewals = 0
         """Entries renewed so far (for metrics and benchmarks)."""
         self.renewal_calls = 0
+        self.renewal_failures = 0
+        """Renewal calls (or entries) that failed and were retried or given up."""
+        self._calls: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def add(self, message: ReceivedMessage) -> Lease:
         """Start tracking a message just received with the keeper's visibility timeout."""
         now = self.clock()
+        received = message.received_at or now
         lease = Lease(
-            message,
-            visible_until=now + self.visibility_timeout,
-            budget_end=message.first_receive_time + MAX_HIDDEN_SECONDS,
+            message, visible_until=received + self.visibility_timeout, budget_end=received + MAX_HIDDEN_SECONDS
         )
         self.leases[message.receipt_handle] = lease
         return lease
@@ -73,84 +96,117 @@ class LeaseKeeper:
         self.leases.pop(lease.message.receipt_handle, None)
 
     async def run(self) -> None:
-        """Renew forever, one round per tick. Cancel to stop: a round under way is finished first, so that no
-        renewal of it can reach SQS after the caller goes on to release the leases."""
+        """Start a round every tick, forever. Cancel to stop: calls already out are let finish (without further
+        retries), so that no renewal reaches SQS after the caller goes on to release the leases."""
         loop = asyncio.get_running_loop()
         next_round = loop.time()
-        while True:
-            next_round = max(next_round + self.tick, loop.time())
-            await asyncio.sleep(next_round - loop.time())
-            renewing = asyncio.ensure_future(self.renew_due())
-            try:
-                await asyncio.shield(renewing)
-            except asyncio.CancelledError:
-                await renewing
-                raise
+        try:
+            while True:
+                next_round = max(next_round + self.tick, loop.time())
+                await asyncio.sleep(next_round - loop.time())
+                self._track(asyncio.create_task(self.renew_due()))
+        finally:
+            self._stopping = True
+            if self._calls:
+                await asyncio.wait(set(self._calls), timeout=self.call_timeout + 1.0)
 
     async def renew_due(self) -> None:
-        """Renew every lease that would expire before the next tick, plus half a tick of margin.
-
-        Every lease renewed here has at least half a tick left (the last round did not find it due), so spreading
-        the calls over a quarter tick, soonest expiry first, still renews each one well before it runs out.
-        """
+        """Renew every lease whose visibility runs out within the margin: ten to a call, soonest expiry first, the
+        calls spread over a quarter tick. Returns once every call has been started."""
         now = self.clock()
-        horizon = now + 1.5 * self.tick
+        horizon = now + self.margin
         due = sorted(
-            (lease for lease in self.leases.values() if lease.visible_until <= horizon and not lease.lost),
+            (
+                lease
+                for lease in self.leases.values()
+                if lease.visible_until <= horizon and not lease.lost and not lease.renewing
+            ),
             key=lambda lease: lease.visible_until,
         )
-        renewals: list[tuple[Lease, int]] = []
-        for lease in due:
-            remaining = int(lease.budget_end - now)
-            if remaining <= 2 * self.tick and lease.on_exhausted is not None:
-                lease.on_exhausted()
-                lease.on_exhausted = None
-            timeout = min(self.visibility_timeout, remaining)
-            if timeout > 0:
-                renewals.append((lease, timeout))
-        if not renewals:
-            return
-        await self._spread(renewals, now, self.tick / 4)
+        renewals = [(lease, timeout) for lease in due if (timeout := self._timeout(lease, now)) > 0]
+        if renewals:
+            await self._spread(renewals, self.tick / 4)
 
-    async def _spread(self, renewals: list[tuple[Lease, int]], now: float, over: float) -> None:
-        """Send the renewals ten to a call, the calls evenly over ``over`` seconds; wait for them all. A lease let
-        go meanwhile (its message deleted) is left out."""
+    async def join(self) -> None:
+        """Wait until every round and renewal call under way has ended."""
+        while self._calls:
+            await asyncio.gather(*self._calls, return_exceptions=True)
+
+    def _timeout(self, lease: Lease, now: float) -> int:
+        """The visibility to ask for; runs ``on_exhausted`` once when the 12-hour budget no longer covers the margin."""
+        remaining = int(lease.budget_end - now)
+        if remaining <= self.margin and lease.on_exhausted is not None:
+            callback, lease.on_exhausted = lease.on_exhausted, None
+            callback()
+        return min(self.visibility_timeout, remaining)
+
+    async def _spread(self, renewals: list[tuple[Lease, int]], over: float) -> None:
         loop = asyncio.get_running_loop()
         batches = range(0, len(renewals), MAX_BATCH)
         start, interval = loop.time(), over / len(batches)
-        calls: list[asyncio.Task[None]] = []
         for number, first in enumerate(batches):
             if number:
                 await asyncio.sleep(max(0.0, start + number * interval - loop.time()))
+            if self._stopping:
+                return
             batch = [(lease, timeout) for lease, timeout in renewals[first : first + MAX_BATCH] if self._holds(lease)]
             if batch:
-                self.renewal_calls += 1
-                calls.append(asyncio.create_task(self._renew(batch, now)))
-        await asyncio.gather(*calls)
+                for lease, _ in batch:
+                    lease.renewing = True
+                self._track(asyncio.create_task(self._renew(batch)))
 
-    async def _renew(self, batch: list[tuple[Lease, int]], now: float) -> None:
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
+    async def _renew(self, batch: list[tuple[Lease, int]]) -> None:
+        """Renew ``batch``, retrying what failed until it is renewed, lost, let go, or out of visibility."""
+        backoff = Backoff(base=min(0.5, self.tick / 10), cap=self.tick / 2)
+        pending = batch
         try:
-            errors = await self.queue.set_visibility_many(
-                [(lease.message.receipt_handle, timeout) for lease, timeout in batch]
-            )
-        except Exception as exc:  # noqa: BLE001 - an outage: the leases have time left, the next round tries again
-            log.warning(
-                "lease renewal failed; retrying next tick", leases=len(batch), error=f"{type(exc).__name__}: {exc}"
-            )
-            return
+            while pending:
+                pending = await self._attempt(pending)
+                pending = [(lease, timeout) for lease, timeout in pending if self._worth_retrying(lease)]
+                if pending:
+                    self.renewal_failures += 1
+                    await backoff.sleep()
+        finally:
+            for lease, _ in batch:
+                lease.renewing = False
+
+    def _worth_retrying(self, lease: Lease) -> bool:
+        return self._holds(lease) and not self._stopping and self.clock() < lease.visible_until
+
+    async def _attempt(self, batch: list[tuple[Lease, int]]) -> list[tuple[Lease, int]]:
+        """One call; returns the entries to try again."""
+        sent_at = self.clock()
+        self.renewal_calls += 1
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                errors = await self.queue.set_visibility_many(
+                    [(lease.message.receipt_handle, timeout) for lease, timeout in batch]
+                )
+        except Exception as exc:  # noqa: BLE001 - transport trouble or a timeout: the leases have time left
+            log.warning("lease renewal failed; retrying", leases=len(batch), error=f"{type(exc).__name__}: {exc}")
+            return batch
+        retry: list[tuple[Lease, int]] = []
         for (lease, timeout), error in zip(batch, errors, strict=True):
             if not self._holds(lease):
                 continue  # deleted while the call was out: whatever SQS said no longer matters
             if error is None:
-                lease.visible_until = now + timeout
+                lease.visible_until = sent_at + timeout
                 self.renewals += 1
+            elif not error.sender_fault:
+                retry.append((lease, timeout))
             else:
-                lease.lost = True
-                log.warning(
-                    "lease lost; the message may be delivered again",
-                    message_id=lease.message.message_id,
-                    error=error.code,
-                )
+                self._lose(lease, error)
+        return retry
+
+    def _lose(self, lease: Lease, error: BatchEntryError) -> None:
+        lease.lost = True
+        log.warning(
+            "lease lost; the message may be delivered again", message_id=lease.message.message_id, error=error.code
+        )
 
     def _holds(self, lease: Lease) -> bool:
         return self.leases.get(lease.message.receipt_handle) is lease

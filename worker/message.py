@@ -42,6 +42,9 @@ class Continuation:
     state: JSONValue = None
     not_before: float = 0.0
     origin_message_id: str = ""
+    """The chain's id: the message id of the SageMaker message the chain started from."""
+    link: int = 0
+    """The link's number in its chain: 0 for SageMaker's own message, one more at every re-queue."""
 
     def to_json(self) -> dict[str, JSONValue]:
         return {
@@ -50,6 +53,7 @@ class Continuation:
             "state": self.state,
             "notBefore": self.not_before,
             "originMessageId": self.origin_message_id,
+            "link": self.link,
         }
 
 
@@ -68,7 +72,7 @@ class CallbackMessage:
     def to_body(self, continuation: Continuation) -> str:
         """The body of a re-queued copy of this message carrying ``continuation``."""
         return json.dumps(
-            {
+            {  # raises TypeError / ValueError / RecursionError for a state that is not plain JSON
                 "token": self.token,
                 "pipelineExecutionArn": self.pipeline_execution_arn,
                 "arguments": self.arguments,
@@ -146,11 +150,14 @@ def _continuation(value: object) -> Continuation:
     continuations = value.get("continuations", 0)
     not_before = value.get("notBefore", 0.0)
     origin = value.get("originMessageId", "")
+    link = value.get("link", 0)
     if not (_is_int(attempt) and attempt >= 1 and _is_int(continuations) and continuations >= 0):
         raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad attempt or continuation count")
+    if not (_is_int(link) and link >= 0):
+        raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad link number")
     if not _is_finite_number(not_before) or not isinstance(origin, str):
         raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad notBefore or originMessageId")
-    return Continuation(attempt, continuations, value.get("state"), float(not_before), origin)
+    return Continuation(attempt, continuations, value.get("state"), float(not_before), origin, link)
 
 
 def _is_finite_number(value: object) -> bool:

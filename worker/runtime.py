@@ -33,6 +33,7 @@ from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
 from worker.sqs import MAX_RECEIVE, Queue, ReceivedMessage, settle
 from worker.step_context import StepResolver
+from worker.watch import StepWatch
 
 log = get_logger("worker.runtime")
 
@@ -134,6 +135,7 @@ class Worker:
         pollers: int = 1,
         routes: Mapping[str, str] | None = None,
         steps: StepResolver | None = None,
+        verify: bool = False,
     ) -> None:
         self.queue = queue
         self.handlers = handlers
@@ -149,6 +151,12 @@ class Worker:
             invoker=self.invoker,
             retry=retry,
             steps=steps,
+            verify=verify,
+        )
+        self.watch = (
+            StepWatch(steps, self.dispatcher.tokens, interval=max(5.0, 3 * self.leases.tick))
+            if steps is not None and verify
+            else None
         )
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers
@@ -163,6 +171,8 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then drain. Raises WorkerError-free; fatal queue errors propagate."""
         background = [asyncio.create_task(self.leases.run()), asyncio.create_task(self.loop_lag.run())]
+        if self.watch is not None:
+            background.append(asyncio.create_task(self.watch.run()))
         pollers = [asyncio.create_task(self._poll(index)) for index in range(self.pollers)]
         self.health.running = True
         log.info("worker started", concurrency=self.slots.capacity, pollers=self.pollers)

@@ -11,12 +11,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from worker.retrying import is_transient
+from worker.logs import get_logger
+from worker.retrying import Backoff, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 T = TypeVar("T")
+log = get_logger("worker.sqs")
 
 #: ReceiveMessage returns at most ten messages.
 MAX_RECEIVE = 10
@@ -24,6 +26,10 @@ MAX_RECEIVE = 10
 MAX_BATCH = 10
 #: SendMessage's DelaySeconds is at most fifteen minutes.
 MAX_DELAY_SECONDS = 900
+#: A queue's MaximumMessageSize when it does not say (SQS's default before 2025; today's default is 1 MiB).
+DEFAULT_MAX_MESSAGE_BYTES = 262_144
+#: Calls ``with_retries`` makes before it gives up.
+CALL_ATTEMPTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +43,12 @@ class ReceivedMessage:
     first_receive_time: float
     """Epoch seconds of the message's first receipt by anyone (the 12 h visibility budget counts from it)."""
     sent_time: float
+    received_at: float = 0.0
+    """Epoch seconds at which the ReceiveMessage request that returned this delivery started (SQS's 12-hour
+    visibility limit counts from it); 0 when unknown."""
 
     @classmethod
-    def from_api(cls, raw: Any, now: float) -> ReceivedMessage:
+    def from_api(cls, raw: Any, now: float, received_at: float = 0.0) -> ReceivedMessage:
         attributes = raw.get("Attributes", {})
         return cls(
             message_id=raw["MessageId"],
@@ -48,6 +57,7 @@ class ReceivedMessage:
             receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
             first_receive_time=int(attributes.get("ApproximateFirstReceiveTimestamp", now * 1000)) / 1000,
             sent_time=int(attributes.get("SentTimestamp", now * 1000)) / 1000,
+            received_at=received_at,
         )
 
 
@@ -58,6 +68,31 @@ class BatchEntryError(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.sender_fault = sender_fault
+
+    @property
+    def transient(self) -> bool:
+        """SQS's own fault (``InternalError``, throttling): the same entry may well succeed if sent again."""
+        return not self.sender_fault
+
+
+def worth_retrying(exc: BaseException) -> bool:
+    """Transport trouble, throttling, 5xx, or a batch entry that failed through SQS's own fault."""
+    return exc.transient if isinstance(exc, BatchEntryError) else is_transient(exc)
+
+
+async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = CALL_ATTEMPTS) -> T:
+    """``call()``, called again with jittered backoff (0.2 s doubling, at most 5 s) while it fails in a way worth
+    retrying, at most ``attempts`` times; the last error is raised."""
+    backoff = Backoff(base=0.2, cap=5.0)
+    for attempt in range(1, attempts + 1):
+        try:
+            return await call()
+        except Exception as exc:
+            if attempt == attempts or not worth_retrying(exc):
+                raise
+            log.warning("SQS call failed; retrying", error=f"{type(exc).__name__}: {exc}", attempt=attempt)
+            await backoff.sleep()
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 FlushFunction = Callable[[list[dict[str, Any]]], Awaitable[Any]]
@@ -158,14 +193,19 @@ class Queue:
         self._visibility = Batcher(self._visibility_batch)
         self.reachable = True
         """False from a call that failed for transport reasons until the next call SQS answers."""
+        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
+        """The queue's MaximumMessageSize (read from its attributes at start-up)."""
 
     async def attributes(self) -> dict[str, str]:
-        """The queue's attributes (also a cheap reachability check)."""
+        """The queue's attributes (also a cheap reachability check); notes its MaximumMessageSize."""
         response = await self.client.get_queue_attributes(QueueUrl=self.url, AttributeNames=["All"])
-        return {str(key): value for key, value in response.get("Attributes", {}).items()}
+        attributes = {str(key): value for key, value in response.get("Attributes", {}).items()}
+        self.max_message_bytes = int(attributes.get("MaximumMessageSize", DEFAULT_MAX_MESSAGE_BYTES))
+        return attributes
 
     async def receive(self, max_messages: int) -> list[ReceivedMessage]:
         """One long poll for up to ``max_messages`` (≤ 10) messages."""
+        started = time.time()
         response = await self._tracked(
             self.client.receive_message(
                 QueueUrl=self.url,
@@ -180,7 +220,7 @@ class Queue:
             )
         )
         now = time.time()
-        return [ReceivedMessage.from_api(raw, now) for raw in response.get("Messages", [])]
+        return [ReceivedMessage.from_api(raw, now, started) for raw in response.get("Messages", [])]
 
     async def delete(self, receipt_handle: str) -> None:
         """Delete one message (batched with others). Raises BatchEntryError or the transport error."""
@@ -241,4 +281,13 @@ async def settle(awaitables: Sequence[Awaitable[None]]) -> list[BaseException | 
     return [result if isinstance(result, BaseException) else None for result in results]
 
 
-__all__ = ["MAX_BATCH", "MAX_DELAY_SECONDS", "MAX_RECEIVE", "BatchEntryError", "Queue", "ReceivedMessage", "settle"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_DELAY_SECONDS",
+    "MAX_RECEIVE",
+    "BatchEntryError",
+    "Queue",
+    "ReceivedMessage",
+    "settle",
+    "with_retries",
+]

@@ -116,7 +116,7 @@ async def test_readyz_is_false_while_draining_and_healthz_stays_true(
     body = json.dumps({"token": "AbCdEfGh12", "pipelineExecutionArn": arn, "arguments": {}})
     await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     handlers: dict[str, Handler] = {"slow": slow}
-    served_worker = served(queue_url, handlers, handler="slow", shutdown_grace=10)
+    served_worker = served(queue_url, handlers, handler="slow", shutdown_grace=10, verify_tokens=False)
     async with served_worker as (_, base, stop, task), aiohttp.ClientSession() as session:
         await wait_ready(session, base)
         await asyncio.wait_for(started.wait(), timeout=10)
@@ -141,7 +141,7 @@ async def test_a_handler_blocking_the_event_loop_shows_in_the_lag_histogram(
     queue_url, _ = await make_queue()
     arn = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/x"
     body = json.dumps({"token": "AbCdEfGh12", "pipelineExecutionArn": arn, "arguments": {}})
-    served_worker = served(queue_url, {"blocking": blocking}, handler="blocking")
+    served_worker = served(queue_url, {"blocking": blocking}, handler="blocking", verify_tokens=False)
     async with served_worker as (worker, base, _, _), aiohttp.ClientSession() as session:
         await wait_ready(session, base)
         await sqs.send_message(QueueUrl=queue_url, MessageBody=body)

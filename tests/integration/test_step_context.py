@@ -57,7 +57,7 @@ async def test_without_step_context_routes_by_pipeline_only(sagemaker: Any, make
 
     queue_url, _ = await make_queue()
     pipeline = await create_pipeline(sagemaker, two_steps(queue_url), name="Forecast")
-    settings = worker_settings(queue_url, handler="echo", routes={"forecast": "by-pipeline"})
+    settings = worker_settings(queue_url, handler="echo", routes={"forecast": "by-pipeline"}, verify_tokens=False)
     async with running_worker(settings, {"by-pipeline": handle}):
         arn = (await sagemaker.start_pipeline_execution(PipelineName=pipeline))["PipelineExecutionArn"]
         assert await wait_for_status(sagemaker, arn) == "Succeeded"

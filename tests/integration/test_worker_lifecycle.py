@@ -226,9 +226,9 @@ async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_an
             QueueUrl=queue_url, WaitTimeSeconds=5, VisibilityTimeout=3, MessageSystemAttributeNames=["All"]
         )
     )["Messages"][0]
-    # This delivery's first receipt is pretended to be almost 12 hours old: 5 seconds of budget are left.
+    # This receipt is pretended to be almost 12 hours old: 5 seconds of budget are left.
     received = dataclasses.replace(
-        ReceivedMessage.from_api(raw, time.time()), first_receive_time=time.time() - MAX_HIDDEN_SECONDS + 5
+        ReceivedMessage.from_api(raw, time.time()), received_at=time.time() - MAX_HIDDEN_SECONDS + 5
     )
     settings = worker_settings(queue_url, handler="endless", visibility_timeout=3)
     async with running_worker(settings, {"endless": endless}) as worker:
@@ -236,7 +236,7 @@ async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_an
         assert await wait_for_status(sagemaker, arn, within=20) == "Failed"
         await handling
     assert cancelled.is_set()
-    assert "12-hour visibility limit" in (await step_of(sagemaker, arn))["FailureReason"]
+    assert "12.0 h on one SQS receipt" in (await step_of(sagemaker, arn))["FailureReason"]
     assert await queue_depth(sqs, queue_url) == 0
 
 

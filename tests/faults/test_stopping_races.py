@@ -1,0 +1,104 @@
+"""Defect 5 — Stopping races: a stopped step never starts (or keeps) a handler, and its stop hook sees the state.
+
+Before: (a) a Stopping message handled while the Executing copy was still in its step look-up found nothing
+running, so the handler started after ``on_stop`` had run; (b) "answered" lived only in one replica's memory, so a
+``Retry`` continuation of a stopped step woken by another (or a restarted) replica looped for ever; (c) ``on_stop``
+never saw the continuation's state; (d) a step answered elsewhere left this replica's handler running to a
+``ConflictException``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tests.faultproxy import FaultProxy, Rule
+from tests.faults.support import Chain, start_one, until
+from tests.integration.conftest import QueueFactory
+from tests.worker_harness import queue_depth, running_worker, wait_for_status, worker_settings
+from worker.handler import CallbackContext
+
+
+class Recorder:
+    """A handler that runs until cancelled, recording its calls, its cancellation and its stop hook."""
+
+    def __init__(self) -> None:
+        self.calls: list[CallbackContext] = []
+        self.cancelled = asyncio.Event()
+        self.stops: list[CallbackContext] = []
+
+    async def __call__(self, context: CallbackContext) -> dict[str, str]:
+        self.calls.append(context)
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+        return {}
+
+    async def on_stop(self, context: CallbackContext) -> None:
+        self.stops.append(context)
+
+
+async def test_a_stop_arriving_during_the_step_look_up_keeps_the_handler_from_starting(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory, sagemaker_faults: FaultProxy
+) -> None:
+    handler = Recorder()
+    looking_up = asyncio.Event()
+
+    def first_listing(_: dict[str, Any]) -> bool:
+        looking_up.set()
+        return True
+
+    sagemaker_faults.add(Rule("ListPipelineExecutionSteps", "slow", delay=3.0, when=first_listing))
+    queue_url, _ = await make_queue()
+    settings = worker_settings(queue_url, handler="h", step_context=True)
+    async with running_worker(settings, {"h": handler}):
+        arn = await start_one(sagemaker, queue_url)
+        await asyncio.wait_for(looking_up.wait(), timeout=20)
+        await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken="s" * 32)
+        assert await wait_for_status(sagemaker, arn, within=30) == "Stopped"
+        await until(lambda: sagemaker_faults.count("ListPipelineExecutionSteps") >= 1)
+        await asyncio.sleep(1.0)  # time for a handler that would start after the look-up
+    assert handler.calls == []
+    assert len(handler.stops) == 1
+    assert await queue_depth(sqs, queue_url) == 0
+
+
+async def test_a_continuation_of_a_stopped_step_woken_by_a_new_replica_stops_with_its_state(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory
+) -> None:
+    chain = Chain(links=1_000, delay=1.5)  # re-queues itself for ever
+    queue_url, _ = await make_queue()
+    settings = worker_settings(queue_url, handler="chain", visibility_timeout=3)
+    async with running_worker(settings, {"chain": chain}):
+        arn = await start_one(sagemaker, queue_url)
+        await until(lambda: len(chain.calls) >= 2)
+        await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken="s" * 32)
+        assert await wait_for_status(sagemaker, arn, within=30) == "Stopped"
+        calls_at_stop = len(chain.calls)
+    # The continuation is still in the queue; a replica with no memory of the stop wakes it.
+    async with running_worker(settings, {"chain": chain}):
+        await until(lambda: any(isinstance(state, int) for state in chain.stops), within=30)
+    assert len(chain.calls) <= calls_at_stop + 1  # at most a call already under way when the stop came
+    assert await queue_depth(sqs, queue_url) == 0
+    assert max(state for state in chain.stops if isinstance(state, int)) == len(chain.calls)
+
+
+async def test_a_step_answered_elsewhere_cancels_the_handler_running_here(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory
+) -> None:
+    handler = Recorder()
+    queue_url, _ = await make_queue()
+    settings = worker_settings(queue_url, handler="h", visibility_timeout=3)
+    async with running_worker(settings, {"h": handler}) as worker:
+        arn = await start_one(sagemaker, queue_url)
+        await until(lambda: bool(handler.calls))
+        # Another replica (or an operator) answers the step while the handler runs here.
+        await sagemaker.send_pipeline_execution_step_success(CallbackToken=handler.calls[0].token)
+        assert await wait_for_status(sagemaker, arn) == "Succeeded"
+        await asyncio.wait_for(handler.cancelled.wait(), timeout=30)
+        await until(lambda: not worker.tasks)
+    assert worker.dispatcher.reports == {}  # nothing reported here: no ConflictException
+    assert handler.stops == []  # the step succeeded: nothing to stop
+    assert await queue_depth(sqs, queue_url) == 0

@@ -1,0 +1,47 @@
+"""Defect 4 — a second delivery of a token that joins the running one shares its disposition.
+
+Before: the copy waiting for its twin returned DELETE whatever the twin decided; when the twin kept its message
+(SageMaker refused the outcome, so the step must be answered later), the copy's message was deleted anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tests.faultproxy import FaultProxy, Rule
+from tests.faults.support import until
+from tests.integration.conftest import QueueFactory
+from tests.worker_harness import create_pipeline, one_step_definition, queue_depth, running_worker, worker_settings
+from worker.handler import CallbackContext
+
+
+async def test_a_copy_following_a_twin_that_keeps_its_message_keeps_its_own(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory, sagemaker_faults: FaultProxy
+) -> None:
+    calls = 0
+
+    async def slow(context: CallbackContext) -> dict[str, str]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(1.0)
+        return {}
+
+    capture_url, _ = await make_queue()
+    queue_url, _ = await make_queue()
+    pipeline = await create_pipeline(sagemaker, one_step_definition(capture_url))
+    await sagemaker.start_pipeline_execution(PipelineName=pipeline)
+    body = (await sqs.receive_message(QueueUrl=capture_url, WaitTimeSeconds=10))["Messages"][0]["Body"]
+    assert json.loads(body)["status"] == "Executing"
+    for operation in ("SendPipelineExecutionStepSuccess", "SendPipelineExecutionStepFailure"):
+        sagemaker_faults.add(Rule(operation, "error", code="ValidationException", times=10_000))
+    for _ in range(2):  # SQS delivered the step's message twice
+        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+    settings = worker_settings(queue_url, handler="slow", visibility_timeout=30)
+    async with running_worker(settings, {"slow": slow}) as worker:
+        await until(lambda: worker.dispatcher.stats["received"] == 2 and not worker.tasks)
+        kept = await queue_depth(sqs, queue_url)
+    assert calls == 1
+    assert worker.dispatcher.stats["rejected"] == 1
+    assert kept == 2  # both copies wait to be delivered again; neither was deleted

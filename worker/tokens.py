@@ -1,0 +1,103 @@
+"""What this replica knows about the tokens it handles: which delivery leads each token, which tokens it answered,
+and how far each continuation chain has got.
+
+Nothing here is needed for correctness across replicas — SageMaker (``CALLBACK_WORKER_VERIFY_TOKENS``) is the source
+of truth for whether a step still waits — but it settles on sight, without a call, the duplicates that meet on one
+replica: a second delivery of a token joins the one already under way, a copy of a token answered here is dropped,
+and an older link of a continuation chain that reappears (its delete failed after the next link was sent) is
+recognised by its chain id and link number and dropped.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from worker.lifecycle import Delivery, Phase
+from worker.message import CallbackMessage, Status
+
+#: Tokens answered, and chains followed, that are remembered (least recently used forgotten first).
+MEMORY = 10_000
+
+
+@dataclass(eq=False, slots=True)
+class TokenRecord:
+    """The deliveries of one token in flight here."""
+
+    leader: Delivery | None = None
+    """The Executing delivery carrying the token's lifecycle here."""
+    stopping: bool = False
+    """A Stopping message for the token is being handled here."""
+    deliveries: int = 0
+
+
+class Tokens:
+    """Per-token bookkeeping of one replica."""
+
+    def __init__(self, memory: int = MEMORY) -> None:
+        self.memory = memory
+        self.records: dict[str, TokenRecord] = {}
+        self._answered: OrderedDict[str, None] = OrderedDict()
+        self._chains: OrderedDict[str, int] = OrderedDict()
+
+    def enter(self, delivery: Delivery, message: CallbackMessage) -> TokenRecord:
+        """Register ``delivery`` under its token (synchronously, before anything awaits); an Executing delivery
+        leads when no other does."""
+        record = self.records.get(message.token)
+        if record is None:
+            record = self.records[message.token] = TokenRecord()
+        record.deliveries += 1
+        if message.status is Status.STOPPING:
+            record.stopping = True
+        elif record.leader is None:
+            record.leader = delivery
+        return record
+
+    def claim(self, delivery: Delivery, message: CallbackMessage) -> None:
+        """Make ``delivery`` (already entered) the token's leader if no other delivery leads it now."""
+        record = self.records[message.token]
+        if record.leader is None:
+            record.leader = delivery
+
+    def leave(self, delivery: Delivery, message: CallbackMessage) -> None:
+        """``delivery`` is over: wake those who joined it, and forget the record once no delivery needs it."""
+        record = self.records.get(message.token)
+        if record is None:
+            return
+        if record.leader is delivery:
+            record.leader = None
+        if message.status is Status.STOPPING:
+            record.stopping = False
+        delivery.finish()
+        record.deliveries -= 1
+        if record.deliveries <= 0:
+            del self.records[message.token]
+
+    def running(self) -> Iterator[Delivery]:
+        """Leaders whose handler is running."""
+        for record in self.records.values():
+            if record.leader is not None and record.leader.phase is Phase.RUNNING:
+                yield record.leader
+
+    def answered(self, token: str) -> bool:
+        return token in self._answered
+
+    def remember_answer(self, token: str) -> None:
+        _remember(self._answered, token, None, self.memory)
+
+    def is_stale(self, message: CallbackMessage, chain: str) -> bool:
+        """True if a later link of this message's chain was already sent or run here."""
+        return message.continuation.link < self._chains.get(chain, 0)
+
+    def advance_chain(self, chain: str, link: int) -> None:
+        """Link ``link`` of ``chain`` is now the live one: earlier links that reappear are stale."""
+        if link > self._chains.get(chain, -1):
+            _remember(self._chains, chain, link, self.memory)
+
+
+def _remember(memory: OrderedDict[str, int] | OrderedDict[str, None], key: str, value: object, size: int) -> None:
+    memory[key] = value  # type: ignore[assignment]
+    memory.move_to_end(key)
+    while len(memory) > size:
+        memory.popitem(last=False)
