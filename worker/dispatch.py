@@ -1,9 +1,6 @@
 """Handling one delivery, top to bottom: parse, verify with SageMaker, run the handler under lease, settle the
-outcome (answer, re-queue, or keep), then acknowledge (delete). The phases and transitions it follows are
-:mod:`worker.lifecycle`; what one replica remembers about tokens is :mod:`worker.tokens`.
-
-Storing an outcome that was decided — a re-queued continuation and the delete that follows it, the delete after an
-answer — is finished even when a shutdown arrives meanwhile: cut short, it would leave two links of one chain.
+outcome, acknowledge. The phases and transitions it follows are :mod:`worker.lifecycle`; storing outcomes is
+:mod:`worker.settle`, stopping steps :mod:`worker.stopping`, what one replica remembers of tokens :mod:`worker.tokens`.
 """
 
 from __future__ import annotations
@@ -12,37 +9,36 @@ import asyncio
 import math
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TypeVar
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
 from worker.errors import MalformedMessage
-from worker.handler import CallbackContext, Fail, Handler, Retry
+from worker.handler import Fail, Retry
 from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
-from worker.lifecycle import Delivery, Disposition, Phase, StopCause
+from worker.lifecycle import Delivery, Disposition, Phase, StopCause, context_for
 from worker.logs import current_token, get_logger, mask_token_like, redact_token
-from worker.message import CallbackMessage, Continuation, Status, parse_message
-from worker.outcome import Failure, Outcome, failure, success
+from worker.message import CallbackMessage, Status, parse_message
+from worker.outcome import failure, success
 from worker.registry import Router
-from worker.report import Reporter, ReportResult
+from worker.report import Reporter
 from worker.requeue import Requeuer
-from worker.sqs import BatchEntryError, Queue, ReceivedMessage, with_retries
+from worker.settle import Settler, chain_of
+from worker.sqs import Queue, ReceivedMessage
 from worker.step_context import LookupFailed, StepInfo, StepResolver
+from worker.stopping import NO_STEP_INFO, STOPPING_REASON, Stopper
 from worker.tokens import Tokens
 
 log = get_logger("worker.dispatch")
-T = TypeVar("T")
 
-NO_STEP_INFO = StepInfo()
 #: A continuation received this early (clock skew between replicas) still runs now.
 EARLY_TOLERANCE = 1.0
 #: How old a listing of an execution's steps may be when a token is verified against it.
 VERIFY_MAX_AGE = 2.0
 _PREVIEW = 120
-STOPPING_REASON = "Pipeline execution is stopping; the callback step was stopped by the worker."
+__all__ = ["STOPPING_REASON", "Dispatcher", "RetryPolicy", "lease_exhausted_reason"]
 
 
 def lease_exhausted_reason(hours: float) -> str:
@@ -83,23 +79,31 @@ class Dispatcher:
         verify: bool = False,
         verify_max_age: float = VERIFY_MAX_AGE,
     ) -> None:
-        self.queue = queue
         self.leases = leases
-        self.reporter = reporter
         self.router = router
         self.invoker = invoker
         self.retry = retry
-        self.stop_hook_timeout = stop_hook_timeout
         self.clock = clock
         self.steps = steps
         self.verify = verify and steps is not None
         self.verify_max_age = verify_max_age if self.verify else math.inf
         self.tokens = Tokens()
-        self.requeuer = Requeuer(queue, clock)
         self.stats: Counter[str] = Counter()
         """Counts by event name (received, success, failure, continued, crashed, malformed, stopped, …)."""
-        self.reports: Counter[tuple[str, str]] = Counter()
+        self.settler = Settler(
+            queue=queue, reporter=reporter, requeuer=Requeuer(queue, clock), tokens=self.tokens, stats=self.stats
+        )
+        self.reports = self.settler.reports
         """Reports by (outcome, result), for metrics."""
+        self.stopper = Stopper(
+            settler=self.settler,
+            router=router,
+            invoker=invoker,
+            steps=steps,
+            verify_max_age=verify_max_age if self.verify else None,
+            stats=self.stats,
+            hook_timeout=stop_hook_timeout,
+        )
         self.on_handler_done: Callable[[str, float], None] | None = None
         """Called with the handler's name and its run time in seconds after every handler call."""
         self.on_settled: Callable[[], None] | None = None
@@ -115,7 +119,7 @@ class Dispatcher:
             await self._settle_fenced(delivery)
             if self.on_settled is not None:
                 self.on_settled()
-            await self._acknowledge(delivery)
+            await self.settler.acknowledge(delivery)
         finally:
             reset_contextvars(**bound)
         self.leases.remove(delivery.lease)  # not when cancelled: the runtime releases what is left
@@ -143,7 +147,7 @@ class Dispatcher:
         self._bind(message)
         record = self.tokens.enter(delivery, message)
         if message.status is Status.STOPPING:
-            return await self._stop_message(delivery, message, record.leader)
+            return await self.stopper.stop_message(delivery, message, record.leader)
         while record.leader is not delivery and record.leader is not None:
             leader = record.leader
             if not self._succeeds(delivery, message, leader):
@@ -163,7 +167,7 @@ class Dispatcher:
             # A continuation of a token answered here is verified instead: if its step was stopped, the stop hook
             # runs with the continuation's state.
             log.info("token answered here already; dropping this copy")
-        elif self.tokens.is_stale(message, self._chain(delivery, message)):
+        elif self.tokens.is_stale(message, chain_of(delivery, message)):
             log.warning("a later link of this continuation chain was seen here; dropping this stale link")
         else:
             return False
@@ -174,13 +178,13 @@ class Dispatcher:
         info = await self._verify(delivery, message)
         if info is None:
             return None
-        self.tokens.advance_chain(self._chain(delivery, message), message.continuation.link)
+        self.tokens.advance_chain(chain_of(delivery, message), message.continuation.link)
         if delivery.stop_cause is not None:
             log.info("a Stopping message arrived while the token was verified; the handler does not start")
             return delivery.enter(Phase.STOPPED)
         if message.continuation.not_before > self.clock() + EARLY_TOLERANCE:
             delivery.enter(Phase.WAITING)
-            return await self._requeue(delivery, message, message.continuation)
+            return await self.settler.requeue(delivery, message, message.continuation)
         return await self._run(delivery, message, info)
 
     def _bind(self, message: CallbackMessage) -> None:
@@ -192,16 +196,12 @@ class Dispatcher:
             status=message.status.value,
         )
 
-    @staticmethod
-    def _chain(delivery: Delivery, message: CallbackMessage) -> str:
-        return message.continuation.origin_message_id or delivery.received.message_id
-
     def _succeeds(self, delivery: Delivery, message: CallbackMessage, leader: Delivery) -> bool:
         """Whether ``delivery`` is a later link of the leader's chain (then it waits for the leader, not joins it)."""
         led = leader.message
         return (
             led is not None
-            and self._chain(delivery, message) == self._chain(leader, led)
+            and chain_of(delivery, message) == chain_of(leader, led)
             and message.continuation.link > led.continuation.link
         )
 
@@ -259,9 +259,9 @@ class Dispatcher:
         # it too, since its state may name work still going on.
         if status == "Stopping" or message.continuation.link > 0:
             name, delivery.handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
-            context = self._context(message, name, info, delivery.received.message_id)
+            context = context_for(message, name, info, delivery.received.message_id)
         log.info("the step is stopping or stopped; no handler runs", step_status=status)
-        return await self._stopped(delivery, message, StopCause(status), context)
+        return await self.stopper.stopped(delivery, message, StopCause(status), context)
 
     # -- running the handler ---------------------------------------------------------------------------------------
 
@@ -271,8 +271,8 @@ class Dispatcher:
         if handler is None:
             reason = self.router.unknown_reason(name)
             log.error("no such handler", reason=reason)
-            return await self._answer(delivery, message.token, failure(reason))
-        context = self._context(message, name, info, delivery.received.message_id)
+            return await self.settler.answer(delivery, message.token, failure(reason))
+        context = context_for(message, name, info, delivery.received.message_id)
         delivery.context, delivery.handler = context, handler
         delivery.start(asyncio.create_task(self.invoker.call(handler, context)))
         self._observe(delivery, name)
@@ -287,7 +287,7 @@ class Dispatcher:
             return await self._raised(delivery, message, exc)
         if isinstance(result, Retry):
             return await self._continue(delivery, message, result)
-        return await self._answer(delivery, message.token, success(result))
+        return await self.settler.answer(delivery, message.token, success(result))
 
     def _observe(self, delivery: Delivery, name: str) -> None:
         if self.on_handler_done is not None and delivery.task is not None:
@@ -297,36 +297,19 @@ class Dispatcher:
     async def _cancelled(self, delivery: Delivery, message: CallbackMessage) -> None:
         if delivery.lease_exhausted:
             hours = (self.clock() - (delivery.received.received_at or delivery.lease.budget_end - 43_200)) / 3600
-            return await self._answer(delivery, message.token, failure(lease_exhausted_reason(hours)))
+            return await self.settler.answer(delivery, message.token, failure(lease_exhausted_reason(hours)))
         cause = delivery.stop_cause
         if cause is None:  # the handler cancelled itself
             return await self._crashed(delivery, message, RuntimeError("the handler was cancelled"))
         log.info("handler cancelled because the pipeline is stopping", step_status=cause.step_status)
-        return await self._stopped(delivery, message, cause, delivery.context)
+        return await self.stopper.stopped(delivery, message, cause, delivery.context)
 
     async def _raised(self, delivery: Delivery, message: CallbackMessage, exc: Exception) -> None:
         if isinstance(exc, Fail):
-            return await self._answer(delivery, message.token, failure(exc.reason))
+            return await self.settler.answer(delivery, message.token, failure(exc.reason))
         if isinstance(exc, Retry):
             return await self._continue(delivery, message, exc)
         return await self._crashed(delivery, message, exc)
-
-    def _context(self, message: CallbackMessage, name: str, info: StepInfo, message_id: str) -> CallbackContext:
-        return CallbackContext(
-            token=message.token,
-            pipeline_execution_arn=message.pipeline_execution_arn,
-            pipeline_name=message.pipeline_name,
-            execution_id=message.execution_id,
-            arguments=message.arguments,
-            handler_name=name,
-            message_id=message_id,
-            attempt=message.continuation.attempt,
-            state=message.continuation.state,
-            continuations=message.continuation.continuations,
-            step_name=info.step_name,
-            experiment_name=info.experiment_name,
-            trial_name=info.trial_name,
-        )
 
     async def _continue(self, delivery: Delivery, message: CallbackMessage, retry: Retry) -> None:
         continuation = replace(
@@ -337,7 +320,7 @@ class Dispatcher:
         )
         self.stats["continued"] += 1
         delivery.enter(Phase.WAITING)
-        return await self._requeue(delivery, message, continuation)
+        return await self.settler.requeue(delivery, message, continuation)
 
     async def _crashed(self, delivery: Delivery, message: CallbackMessage, exc: BaseException) -> None:
         attempt = message.continuation.attempt
@@ -346,88 +329,15 @@ class Dispatcher:
         if attempt >= self.retry.max_attempts:
             log.error("handler failed on its last attempt", exc_info=exc)
             reason = f"handler {name!r} failed after {attempt} attempt(s): {summary}"
-            return await self._answer(delivery, message.token, failure(reason))
+            return await self.settler.answer(delivery, message.token, failure(reason))
         delay = self.retry.delay(attempt)
         log.warning("handler failed; it will be called again", error=summary, retry_in=delay, exc_info=exc)
         self.stats["crashed"] += 1
         continuation = replace(message.continuation, attempt=attempt + 1, not_before=self.clock() + delay)
         delivery.enter(Phase.WAITING)
-        return await self._requeue(delivery, message, continuation)
+        return await self.settler.requeue(delivery, message, continuation)
 
     # -- settling ----------------------------------------------------------------------------------------------------
-
-    async def _requeue(self, delivery: Delivery, message: CallbackMessage, continuation: Continuation) -> None:
-        """Send ``continuation`` as the chain's next link; if it cannot be, answer the step with a Failure."""
-        chain = self._chain(delivery, message)
-        link = replace(continuation, origin_message_id=chain, link=message.continuation.link + 1)
-        problem = await self._finish_despite_shutdown(delivery, self.requeuer.send(message, link))
-        if problem is not None:
-            return await self._answer(delivery, message.token, failure(problem))
-        self.tokens.advance_chain(chain, link.link)
-        return delivery.enter(Phase.REQUEUED)
-
-    async def _stop_message(self, delivery: Delivery, message: CallbackMessage, leader: Delivery | None) -> None:
-        """A Stopping message: stop the token's leader here (if any), run the stop hook once, answer the step."""
-        self.stats["stop_messages"] += 1
-        if leader is not None:
-            leader.request_stop(StopCause(by_message=True))
-            await leader.finished()
-            if leader.phase is Phase.ANSWERED:
-                log.info("the step was answered before the stop reached it")
-                return delivery.enter(Phase.DROPPED)
-        elif self.verify and not await self._stop_still_needed(delivery, message):
-            return None
-        return await self._stopped(delivery, message, StopCause("Stopping"), self._stop_context(delivery, leader))
-
-    def _stop_context(self, delivery: Delivery, leader: Delivery | None) -> CallbackContext:
-        """The context the stop hook gets: the leader's (its continuation state included), else this message's."""
-        if leader is not None and leader.context is not None:
-            delivery.handler = leader.handler
-            return leader.context
-        base = leader.message if leader is not None and leader.message is not None else delivery.message
-        assert base is not None  # noqa: S101 - a Stopping delivery has its message
-        name, delivery.handler = self.router.route(base.arguments, base.pipeline_name, None)
-        return self._context(base, name, NO_STEP_INFO, delivery.received.message_id)
-
-    async def _stop_still_needed(self, delivery: Delivery, message: CallbackMessage) -> bool:
-        """Whether a Stopping message with no leader here still has a step to answer (False: settled, dropped)."""
-        try:
-            info = await self.steps.resolve(  # type: ignore[union-attr]
-                message.pipeline_execution_arn, message.token, self.verify_max_age
-            )
-        except LookupFailed as exc:
-            log.warning("cannot check the step before stopping it; stopping it anyway", error=exc.code)
-            return True
-        if info is None:
-            log.error("SageMaker does not know this callback token; deleting the Stopping message")
-        elif info.waiting or info.status == "Stopping":
-            return True
-        else:
-            log.info("the step already has an outcome; nothing to stop", step_status=info.status)
-        delivery.enter(Phase.DROPPED)
-        return False
-
-    async def _stopped(
-        self, delivery: Delivery, message: CallbackMessage, cause: StopCause, context: CallbackContext | None
-    ) -> None:
-        """The step is stopping (or stopped): run the stop hook if this delivery owns it, answer if still needed."""
-        delivery.enter(Phase.STOPPING)
-        self.stats["stopped"] += 1
-        if context is not None and delivery.handler is not None and cause.runs_stop_hook:
-            await self._stop_hook(delivery.handler, context)
-        if cause.needs_answer:
-            return await self._answer(delivery, message.token, failure(STOPPING_REASON))
-        return delivery.enter(Phase.STOPPED)
-
-    async def _stop_hook(self, handler: Handler, context: CallbackContext) -> None:
-        try:
-            async with asyncio.timeout(self.stop_hook_timeout):
-                if await self.invoker.stop(handler, context):
-                    log.info("stop hook ran")
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("stop hook failed; answering the step anyway")
 
     async def _malformed(self, delivery: Delivery, exc: MalformedMessage) -> None:
         self.stats["malformed"] += 1
@@ -443,59 +353,4 @@ class Dispatcher:
         current_token.set(exc.token)
         bind_contextvars(token=redact_token(exc.token))
         log.error("malformed callback message; answering with a failure", reason=exc.reason)
-        return await self._answer(delivery, exc.token, failure(f"Malformed callback message: {exc.reason}"))
-
-    async def _answer(self, delivery: Delivery, token: str, outcome: Outcome) -> None:
-        delivery.enter(Phase.ANSWERING)
-        result = await self.reporter.report(token, outcome)
-        kind = type(outcome).__name__.lower()
-        self.reports[(kind, result.value)] += 1
-        if result is ReportResult.ACCEPTED:
-            self.stats[kind] += 1
-            log.info(
-                "step answered", outcome=kind, **({"reason": outcome.reason} if isinstance(outcome, Failure) else {})
-            )
-        elif result is ReportResult.ALREADY_DONE:
-            self.stats["already_done"] += 1
-            log.info("step already had an outcome", outcome=kind)
-        elif result is ReportResult.UNKNOWN_TOKEN:
-            self.stats["unknown_token"] += 1
-            log.error("SageMaker does not know this callback token; deleting the message")
-        else:
-            self.stats["rejected"] += 1
-            return delivery.enter(Phase.KEPT)
-        self.tokens.remember_answer(token)
-        return delivery.enter(Phase.ANSWERED)
-
-    async def _acknowledge(self, delivery: Delivery) -> None:
-        """Delete a settled message (retrying what SQS may yet accept); a kept one is let go to reappear."""
-        if delivery.disposition is Disposition.KEEP:
-            return delivery.enter(Phase.LEFT)
-        await self._finish_despite_shutdown(delivery, self._delete(delivery))
-        return delivery.enter(Phase.ACKNOWLEDGED)
-
-    async def _delete(self, delivery: Delivery) -> None:
-        handle = delivery.received.receipt_handle
-        try:
-            await with_retries(lambda: self.queue.delete(handle))
-        except BatchEntryError as exc:
-            log.warning("delete refused; the message may be delivered again", error=exc.code)
-        except Exception as exc:  # noqa: BLE001 - retries are spent; the lease must still be let go
-            log.error(  # noqa: TRY400 - an outage, not a bug: no traceback
-                "delete failed; the message will be delivered again", error=f"{type(exc).__name__}: {exc}"
-            )
-
-    async def _finish_despite_shutdown(self, delivery: Delivery, work: Awaitable[T]) -> T:
-        """Await ``work`` to its end even if the shutdown cancels this task meanwhile; the cancellation is then
-        taken up again once the delivery is acknowledged (``delivery.interrupted``)."""
-        task = asyncio.ensure_future(work)
-        while True:
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if task.cancelled():
-                    raise
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                delivery.interrupted = True
+        return await self.settler.answer(delivery, exc.token, failure(f"Malformed callback message: {exc.reason}"))

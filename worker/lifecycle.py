@@ -35,6 +35,7 @@ from worker.handler import CallbackContext, Handler, HandlerResult
 from worker.lease import Lease
 from worker.message import CallbackMessage
 from worker.sqs import ReceivedMessage
+from worker.step_context import StepInfo
 
 
 class Phase(enum.Enum):
@@ -185,3 +186,22 @@ class Delivery:
 
     def _outcome(self) -> Disposition:
         return self.disposition if self.settled or self.phase in (Phase.ACKNOWLEDGED, Phase.LEFT) else Disposition.KEEP
+
+
+def context_for(message: CallbackMessage, name: str, info: StepInfo, message_id: str) -> CallbackContext:
+    """The handler's view of a delivery: the message, the handler's name, and what SageMaker said of the step."""
+    return CallbackContext(
+        token=message.token,
+        pipeline_execution_arn=message.pipeline_execution_arn,
+        pipeline_name=message.pipeline_name,
+        execution_id=message.execution_id,
+        arguments=message.arguments,
+        handler_name=name,
+        message_id=message_id,
+        attempt=message.continuation.attempt,
+        state=message.continuation.state,
+        continuations=message.continuation.continuations,
+        step_name=info.step_name,
+        experiment_name=info.experiment_name,
+        trial_name=info.trial_name,
+    )

@@ -42,7 +42,9 @@ _EVENTS = {
     "malformed_messages": ("malformed", "Messages whose body was not a usable callback message."),
     "continuations": ("continued", "Retry continuations re-queued."),
     "handler_crashes": ("crashed", "Handler calls that raised an unexpected exception and were retried."),
-    "handlers_stopped": ("stopped", "Handlers cancelled because their pipeline was stopping."),
+    "handlers_stopped": ("stopped", "Deliveries that ended in a stop (a Stopping message, or a step found stopped)."),
+    "copies_joined": ("joined", "Deliveries of a token already in flight here, settled with the one in flight."),
+    "steps_already_done": ("already_done", "Deliveries or reports whose step already had an outcome."),
 }
 
 
@@ -84,7 +86,7 @@ class WorkerCollector(Collector):
             f"{PREFIX}_report_errors", "Errors from SageMaker report calls, by class.", labels=["error_class"]
         )
         by_class: dict[str, int] = {}
-        for code, count in worker.dispatcher.reporter.errors.items():
+        for code, count in worker.reporter.errors.items():
             by_class[error_class(code)] = by_class.get(error_class(code), 0) + count
         for name, count in sorted(by_class.items()):
             errors.add_metric([name], count)
@@ -92,6 +94,17 @@ class WorkerCollector(Collector):
         for name, (stat, text) in _EVENTS.items():
             yield _counter(name, text, dispatcher.stats[stat])
         yield _counter("visibility_extensions", "Message leases extended.", worker.leases.renewals)
+        yield _counter(
+            "visibility_extension_retries",
+            "Renewal calls (or entries) that failed and were retried within their round.",
+            worker.leases.renewal_failures,
+        )
+        steps = worker.dispatcher.steps
+        yield _counter(
+            "sagemaker_step_lookups",
+            "ListPipelineExecutionSteps and DescribePipelineExecution calls (token verification, step context).",
+            steps.calls if steps is not None else 0,
+        )
         yield _counter(
             "visibility_extension_calls", "ChangeMessageVisibilityBatch calls made.", worker.leases.renewal_calls
         )

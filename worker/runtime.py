@@ -138,6 +138,7 @@ class Worker:
         verify: bool = False,
     ) -> None:
         self.queue = queue
+        self.reporter = reporter
         self.handlers = handlers
         self.slots = Slots(concurrency)
         self.leases = LeaseKeeper(queue, queue.visibility_timeout)

@@ -1,0 +1,116 @@
+"""Settling a delivery's outcome: answering SageMaker, re-queueing the next link of a chain, and acknowledging
+(deleting) the message once its outcome is stored.
+
+Storing an outcome that was decided — a re-queued link and the delete that follows it, the delete after an answer —
+is finished even when a shutdown arrives meanwhile: cut short, a re-queue would leave two links of one chain (the
+new one sent, the old one released). An answer is not shielded: cut short, the message is redelivered and answered
+again with the same ``ClientRequestToken``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable
+from dataclasses import replace
+from typing import TypeVar
+
+from worker.lifecycle import Delivery, Disposition, Phase
+from worker.logs import get_logger
+from worker.message import CallbackMessage, Continuation
+from worker.outcome import Failure, Outcome, failure
+from worker.report import Reporter, ReportResult
+from worker.requeue import Requeuer
+from worker.sqs import BatchEntryError, Queue, with_retries
+from worker.tokens import Tokens
+
+log = get_logger("worker.settle")
+T = TypeVar("T")
+
+
+def chain_of(delivery: Delivery, message: CallbackMessage) -> str:
+    """The id of the continuation chain a delivery belongs to: the message id of the chain's first message."""
+    return message.continuation.origin_message_id or delivery.received.message_id
+
+
+class Settler:
+    """Stores outcomes: answers, next links and deletes."""
+
+    def __init__(
+        self, *, queue: Queue, reporter: Reporter, requeuer: Requeuer, tokens: Tokens, stats: Counter[str]
+    ) -> None:
+        self.queue = queue
+        self.reporter = reporter
+        self.requeuer = requeuer
+        self.tokens = tokens
+        self.stats = stats
+        self.reports: Counter[tuple[str, str]] = Counter()
+        """Reports by (outcome, result), for metrics."""
+
+    async def answer(self, delivery: Delivery, token: str, outcome: Outcome) -> None:
+        """Report ``outcome``; ANSWERED once SageMaker has it (or had one already, or does not know the token),
+        KEPT if it refused the request itself."""
+        delivery.enter(Phase.ANSWERING)
+        result = await self.reporter.report(token, outcome)
+        kind = type(outcome).__name__.lower()
+        self.reports[(kind, result.value)] += 1
+        if result is ReportResult.ACCEPTED:
+            self.stats[kind] += 1
+            log.info(
+                "step answered", outcome=kind, **({"reason": outcome.reason} if isinstance(outcome, Failure) else {})
+            )
+        elif result is ReportResult.ALREADY_DONE:
+            self.stats["already_done"] += 1
+            log.info("step already had an outcome", outcome=kind)
+        elif result is ReportResult.UNKNOWN_TOKEN:
+            self.stats["unknown_token"] += 1
+            log.error("SageMaker does not know this callback token; deleting the message")
+        else:
+            self.stats["rejected"] += 1
+            return delivery.enter(Phase.KEPT)
+        self.tokens.remember_answer(token)
+        return delivery.enter(Phase.ANSWERED)
+
+    async def requeue(self, delivery: Delivery, message: CallbackMessage, continuation: Continuation) -> None:
+        """Send ``continuation`` as the chain's next link (REQUEUED); if it cannot be, answer a Failure naming why."""
+        chain = chain_of(delivery, message)
+        link = replace(continuation, origin_message_id=chain, link=message.continuation.link + 1)
+        problem = await self.finish_despite_shutdown(delivery, self.requeuer.send(message, link))
+        if problem is not None:
+            return await self.answer(delivery, message.token, failure(problem))
+        self.tokens.advance_chain(chain, link.link)
+        return delivery.enter(Phase.REQUEUED)
+
+    async def acknowledge(self, delivery: Delivery) -> None:
+        """Delete a settled message (retrying what SQS may yet accept); a kept one is let go to reappear."""
+        if delivery.disposition is Disposition.KEEP:
+            return delivery.enter(Phase.LEFT)
+        await self.finish_despite_shutdown(delivery, self._delete(delivery))
+        return delivery.enter(Phase.ACKNOWLEDGED)
+
+    async def _delete(self, delivery: Delivery) -> None:
+        handle = delivery.received.receipt_handle
+        try:
+            await with_retries(lambda: self.queue.delete(handle))
+        except BatchEntryError as exc:
+            log.warning("delete refused; the message may be delivered again", error=exc.code)
+        except Exception as exc:  # noqa: BLE001 - retries are spent; the lease must still be let go
+            log.error(  # noqa: TRY400 - an outage, not a bug: no traceback
+                "delete failed; the message will be delivered again", error=f"{type(exc).__name__}: {exc}"
+            )
+
+    @staticmethod
+    async def finish_despite_shutdown(delivery: Delivery, work: Awaitable[T]) -> T:
+        """Await ``work`` to its end even if the shutdown cancels this task meanwhile; the cancellation is taken
+        up again once the delivery is acknowledged (``delivery.interrupted``)."""
+        task = asyncio.ensure_future(work)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                current = asyncio.current_task()
+                if current is not None:
+                    current.uncancel()
+                delivery.interrupted = True
