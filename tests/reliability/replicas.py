@@ -195,8 +195,13 @@ class ReplicaSet:
             replica.wait_started(timeout)
 
     def terminate_all(self, timeout: float = 60.0) -> list[int]:
-        """SIGTERM every live replica and wait for each; returns their exit codes."""
-        return [replica.stop(signal.SIGTERM, timeout) for replica in self.replicas if replica.current is not None]
+        """SIGTERM every live replica and wait for each; returns their exit codes. A replica the killer restarted a
+        moment ago is first let start: a SIGTERM that arrives while the interpreter still imports (before any
+        Python code can catch it) ends the process with -15, which says nothing about the worker's drain."""
+        live = [replica for replica in self.replicas if replica.current is not None]
+        for replica in live:
+            replica.wait_started(timeout)
+        return [replica.stop(signal.SIGTERM, timeout) for replica in live]
 
     def log_paths(self) -> list[Path]:
         return [incarnation.log_path for replica in self.replicas for incarnation in replica.incarnations]
