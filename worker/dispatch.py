@@ -37,6 +37,8 @@ log = get_logger("worker.dispatch")
 EARLY_TOLERANCE = 1.0
 #: How old a listing of an execution's steps may be when a token is verified against it.
 VERIFY_MAX_AGE = 2.0
+#: A message younger than this whose token SageMaker does not list is looked at once more before it is deleted.
+UNKNOWN_TOKEN_GRACE = 60.0
 _PREVIEW = 120
 __all__ = ["STOPPING_REASON", "Dispatcher", "RetryPolicy", "lease_exhausted_reason"]
 
@@ -91,7 +93,13 @@ class Dispatcher:
         self.stats: Counter[str] = Counter()
         """Counts by event name (received, success, failure, continued, crashed, malformed, stopped, …)."""
         self.settler = Settler(
-            queue=queue, reporter=reporter, requeuer=Requeuer(queue, clock), tokens=self.tokens, stats=self.stats
+            queue=queue,
+            reporter=reporter,
+            requeuer=Requeuer(queue, clock),
+            tokens=self.tokens,
+            stats=self.stats,
+            steps=steps,
+            clock=clock,
         )
         self.reports = self.settler.reports
         """Reports by (outcome, result), for metrics."""
@@ -143,16 +151,21 @@ class Dispatcher:
             message = parse_message(delivery.received.body)
         except MalformedMessage as exc:
             return await self._malformed(delivery, exc)
-        delivery.message = message
-        self._bind(message)
         record = self.tokens.enter(delivery, message)
+        delivery.message, delivery.latest_state = message, message.continuation.state
+        self._bind(message)
         if message.status is Status.STOPPING:
+            if record.stopper is not delivery and record.stopper is not None:
+                return await self._join(delivery, record.stopper)
             return await self.stopper.stop_message(delivery, message, record.leader)
         while record.leader is not delivery and record.leader is not None:
             leader = record.leader
             if not self._succeeds(delivery, message, leader):
                 return await self._join(delivery, leader)
-            await leader.finished()  # the leader's own next link, received before the leader let go: it leads next
+            # The leader's own chain, a later link: the leader's link is stale now (it must not start its handler
+            # if it has not yet); this one leads once the leader has let go.
+            self.tokens.advance_chain(chain_of(delivery, message), message.continuation.link)
+            await leader.finished()
             self.tokens.claim(delivery, message)
         if self._needless(delivery, message, stopping=record.stopping):
             return delivery.enter(Phase.DROPPED)
@@ -161,7 +174,8 @@ class Dispatcher:
     def _needless(self, delivery: Delivery, message: CallbackMessage, *, stopping: bool) -> bool:
         """A copy this replica can settle on sight: its token answered or being stopped here, or a link of its
         chain older than one seen here."""
-        if stopping:
+        if stopping and not message.continuation.link:
+            # A continuation link is verified instead: its stop hook has a state to stop.
             log.info("the step is being stopped here; dropping this copy")
         elif self.tokens.answered(message.token) and not (self.verify and message.continuation.link):
             # A continuation of a token answered here is verified instead: if its step was stopped, the stop hook
@@ -178,6 +192,9 @@ class Dispatcher:
         info = await self._verify(delivery, message)
         if info is None:
             return None
+        if self.tokens.is_stale(message, chain_of(delivery, message)):  # a later link arrived meanwhile
+            log.warning("a later link of this continuation chain arrived while this one was verified; dropping it")
+            return delivery.enter(Phase.DROPPED)
         self.tokens.advance_chain(chain_of(delivery, message), message.continuation.link)
         if delivery.stop_cause is not None:
             log.info("a Stopping message arrived while the token was verified; the handler does not start")
@@ -208,7 +225,9 @@ class Dispatcher:
     async def _join(self, delivery: Delivery, leader: Delivery) -> None:
         log.info("token already in flight here; this copy follows it")
         self.stats["joined"] += 1
-        disposition = await leader.finished()
+        # Shielded from a shutdown: the leader settles first (it may finish storing its outcome), and this copy
+        # then goes the same way — released with it, or deleted with it.
+        disposition = await self.settler.finish_despite_shutdown(delivery, leader.finished())
         delivery.enter(Phase.KEPT if disposition is Disposition.KEEP else Phase.JOINED)
 
     # -- verification ----------------------------------------------------------------------------------------------
@@ -224,9 +243,7 @@ class Dispatcher:
         if info is None:
             if not self.verify:
                 return NO_STEP_INFO
-            self.stats["unknown_token"] += 1
-            log.error("SageMaker does not know this callback token; deleting the message, no handler runs")
-            delivery.enter(Phase.DROPPED)
+            self._unknown(delivery)
             return None
         if info.step_name is not None:
             bind_contextvars(step=info.step_name)
@@ -234,6 +251,17 @@ class Dispatcher:
             return info
         await self._step_done(delivery, message, info)
         return None
+
+    def _unknown(self, delivery: Delivery) -> None:
+        """SageMaker does not know the token. A message just sent gets one more look after its visibility timeout
+        (SageMaker's listing may lag its own message); then it is deleted, and no handler ever runs for it."""
+        received = delivery.received
+        if received.receive_count < 2 and self.clock() - received.sent_time < UNKNOWN_TOKEN_GRACE:
+            log.warning("SageMaker does not know this callback token yet; looking again after the visibility timeout")
+            return delivery.enter(Phase.KEPT)
+        self.stats["unknown_token"] += 1
+        log.error("SageMaker does not know this callback token; deleting the message, no handler runs")
+        return delivery.enter(Phase.DROPPED)
 
     def _lookup_failed(self, delivery: Delivery, exc: LookupFailed) -> StepInfo | None:
         if not self.verify:
@@ -312,6 +340,10 @@ class Dispatcher:
         return await self._crashed(delivery, message, exc)
 
     async def _continue(self, delivery: Delivery, message: CallbackMessage, retry: Retry) -> None:
+        delivery.latest_state = retry.state
+        if delivery.stop_cause is not None:  # the stop came while the handler finished: nothing to continue
+            log.info("the handler asked to be called again, but its step is being stopped")
+            return await self.stopper.stopped(delivery, message, delivery.stop_cause, delivery.context)
         continuation = replace(
             message.continuation,
             continuations=message.continuation.continuations + 1,

@@ -108,13 +108,17 @@ class LeaseKeeper:
         finally:
             self._stopping = True
             if self._calls:
-                await asyncio.wait(set(self._calls), timeout=self.call_timeout + 1.0)
+                _, late = await asyncio.wait(set(self._calls), timeout=self.call_timeout + 1.0)
+                for call in late:
+                    call.cancel()
 
     async def renew_due(self) -> None:
         """Renew every lease whose visibility runs out within the margin: ten to a call, soonest expiry first, the
         calls spread over a quarter tick. Returns once every call has been started."""
         now = self.clock()
         horizon = now + self.margin
+        for lease in list(self.leases.values()):
+            self._check_budget(lease, now)
         due = sorted(
             (
                 lease
@@ -123,7 +127,7 @@ class LeaseKeeper:
             ),
             key=lambda lease: lease.visible_until,
         )
-        renewals = [(lease, timeout) for lease in due if (timeout := self._timeout(lease, now)) > 0]
+        renewals = [lease for lease in due if self._timeout(lease) > 0]
         if renewals:
             await self._spread(renewals, self.tick / 4)
 
@@ -132,15 +136,17 @@ class LeaseKeeper:
         while self._calls:
             await asyncio.gather(*self._calls, return_exceptions=True)
 
-    def _timeout(self, lease: Lease, now: float) -> int:
-        """The visibility to ask for; runs ``on_exhausted`` once when the 12-hour budget no longer covers the margin."""
-        remaining = int(lease.budget_end - now)
-        if remaining <= self.margin and lease.on_exhausted is not None:
+    def _check_budget(self, lease: Lease, now: float) -> None:
+        """Run ``on_exhausted`` once when the 12-hour budget no longer covers the margin (lost leases included)."""
+        if lease.budget_end - now <= self.margin and lease.on_exhausted is not None:
             callback, lease.on_exhausted = lease.on_exhausted, None
             callback()
-        return min(self.visibility_timeout, remaining)
 
-    async def _spread(self, renewals: list[tuple[Lease, int]], over: float) -> None:
+    def _timeout(self, lease: Lease) -> int:
+        """The visibility to ask for now: the timeout, or what is left of the 12 hours if less."""
+        return min(self.visibility_timeout, int(lease.budget_end - self.clock()))
+
+    async def _spread(self, renewals: list[Lease], over: float) -> None:
         loop = asyncio.get_running_loop()
         batches = range(0, len(renewals), MAX_BATCH)
         start, interval = loop.time(), over / len(batches)
@@ -149,9 +155,9 @@ class LeaseKeeper:
                 await asyncio.sleep(max(0.0, start + number * interval - loop.time()))
             if self._stopping:
                 return
-            batch = [(lease, timeout) for lease, timeout in renewals[first : first + MAX_BATCH] if self._holds(lease)]
+            batch = [lease for lease in renewals[first : first + MAX_BATCH] if self._holds(lease)]
             if batch:
-                for lease, _ in batch:
+                for lease in batch:
                     lease.renewing = True
                 self._track(asyncio.create_task(self._renew(batch)))
 
@@ -159,50 +165,58 @@ class LeaseKeeper:
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
 
-    async def _renew(self, batch: list[tuple[Lease, int]]) -> None:
+    async def _renew(self, batch: list[Lease]) -> None:
         """Renew ``batch``, retrying what failed until it is renewed, lost, let go, or out of visibility."""
         backoff = Backoff(base=min(0.5, self.tick / 10), cap=self.tick / 2)
         pending = batch
         try:
             while pending:
-                pending = await self._attempt(pending)
-                pending = [(lease, timeout) for lease, timeout in pending if self._worth_retrying(lease)]
+                pending = [lease for lease in await self._attempt(pending) if self._worth_retrying(lease)]
                 if pending:
                     self.renewal_failures += 1
                     await backoff.sleep()
+                    pending = [lease for lease in pending if self._worth_retrying(lease)]
         finally:
-            for lease, _ in batch:
+            for lease in batch:
                 lease.renewing = False
 
     def _worth_retrying(self, lease: Lease) -> bool:
         return self._holds(lease) and not self._stopping and self.clock() < lease.visible_until
 
-    async def _attempt(self, batch: list[tuple[Lease, int]]) -> list[tuple[Lease, int]]:
-        """One call; returns the entries to try again."""
+    async def _attempt(self, batch: list[Lease]) -> list[Lease]:
+        """One call, each entry asking for what it may have now; returns the entries to try again."""
         sent_at = self.clock()
+        asked = [(lease, self._timeout(lease)) for lease in batch]
+        asked = [(lease, timeout) for lease, timeout in asked if timeout > 0]
+        if not asked:
+            return []
         self.renewal_calls += 1
         try:
             async with asyncio.timeout(self.call_timeout):
                 errors = await self.queue.set_visibility_many(
-                    [(lease.message.receipt_handle, timeout) for lease, timeout in batch]
+                    [(lease.message.receipt_handle, timeout) for lease, timeout in asked]
                 )
         except Exception as exc:  # noqa: BLE001 - transport trouble or a timeout: the leases have time left
             log.warning("lease renewal failed; retrying", leases=len(batch), error=f"{type(exc).__name__}: {exc}")
-            return batch
-        retry: list[tuple[Lease, int]] = []
-        for (lease, timeout), error in zip(batch, errors, strict=True):
+            return [lease for lease, _ in asked]
+        retry: list[Lease] = []
+        for (lease, timeout), error in zip(asked, errors, strict=True):
             if not self._holds(lease):
                 continue  # deleted while the call was out: whatever SQS said no longer matters
             if error is None:
                 lease.visible_until = sent_at + timeout
                 self.renewals += 1
             elif not error.sender_fault:
-                retry.append((lease, timeout))
+                retry.append(lease)
             else:
                 self._lose(lease, error)
         return retry
 
     def _lose(self, lease: Lease, error: BatchEntryError) -> None:
+        if lease.on_exhausted is not None and lease.budget_end - self.clock() <= self.margin + self.call_timeout:
+            # Refused at the end of the 12 hours (InvalidParameterValue): the budget is spent, not the lease lost.
+            callback, lease.on_exhausted = lease.on_exhausted, None
+            callback()
         lease.lost = True
         log.warning(
             "lease lost; the message may be delivered again", message_id=lease.message.message_id, error=error.code

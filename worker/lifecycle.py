@@ -18,10 +18,12 @@
         ── DELETE ──► ACKNOWLEDGED (message deleted)         ── KEEP ──► LEFT (reappears after its visibility)
 
 One delivery per token *leads* on a replica: later deliveries of the same token (an SQS duplicate, a redelivery, a
-stale continuation link) join it and share its disposition. Before a handler first runs and before every
-continuation wake, SageMaker confirms the step is still ``Executing`` (``CALLBACK_WORKER_VERIFY_TOKENS``). A Stopping
-message marks the token: a leader still verifying never starts its handler, a running one is cancelled, and the stop
-hook runs once, with the leader's context (its continuation state included), before the step is answered.
+stale continuation link) join it and share its disposition; a later link of the leader's own chain waits for it and
+then leads. Before a handler first runs and before every continuation wake, SageMaker confirms the step is still
+``Executing`` (``CALLBACK_WORKER_VERIFY_TOKENS``). One Stopping delivery per token leads the stop on a replica (copies
+join it): a leader still verifying never starts its handler, a running one is cancelled, and the stop hook runs once
+in that replica's stop, with the newest state the leader knew, before the step is answered. A continuation that
+wakes later to find its step stopped runs the hook again with its own state: hooks must be idempotent.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import enum
 import time
 from dataclasses import dataclass, field
 
-from worker.handler import CallbackContext, Handler, HandlerResult
+from worker.handler import CallbackContext, Handler, HandlerResult, JSONValue
 from worker.lease import Lease
 from worker.message import CallbackMessage
 from worker.sqs import ReceivedMessage
@@ -127,6 +129,13 @@ class Delivery:
     stop_cause: StopCause | None = None
     """Set once a stop was asked for; a delivery still verifying never starts its handler."""
     lease_exhausted: bool = False
+    latest_state: JSONValue = None
+    """The newest state of the token's work: the handler's last ``Retry`` state once it returned one (re-queued or
+    cut short by a stop), else the state it was called with. The stop hook gets it."""
+    hook_ran: bool = False
+    """The stop hook ran in this delivery."""
+    settled_as: Phase | None = None
+    """The settled phase this delivery reached (kept once it moves on to ACKNOWLEDGED or LEFT)."""
     history: list[Phase] = field(default_factory=list)
     interrupted: bool = False
     """A shutdown arrived while the outcome was being stored; storing it was finished first."""
@@ -140,6 +149,8 @@ class Delivery:
             raise IllegalTransition(f"{self.phase.value} -> {phase.value}")
         self.history.append(self.phase)
         self.phase = phase
+        if phase in SETTLED:
+            self.settled_as = phase
 
     @property
     def settled(self) -> bool:
@@ -152,7 +163,7 @@ class Delivery:
     def abandon(self) -> None:
         """The per-message fence caught a bug: keep the message, whatever phase it was in."""
         self.history.append(self.phase)
-        self.phase = Phase.KEPT
+        self.phase = self.settled_as = Phase.KEPT
 
     def start(self, task: asyncio.Task[HandlerResult]) -> None:
         self.enter(Phase.RUNNING)

@@ -10,8 +10,9 @@ again with the same ``ClientRequestToken``.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -22,10 +23,14 @@ from worker.outcome import Failure, Outcome, failure
 from worker.report import Reporter, ReportResult
 from worker.requeue import Requeuer
 from worker.sqs import BatchEntryError, Queue, with_retries
+from worker.step_context import StepResolver
 from worker.tokens import Tokens
 
 log = get_logger("worker.settle")
 T = TypeVar("T")
+
+#: Seconds a shutdown waits for an outcome being stored (a re-queue, a delete) before it gives up on it.
+SHUTDOWN_SETTLE_LIMIT = 15.0
 
 
 def chain_of(delivery: Delivery, message: CallbackMessage) -> str:
@@ -37,13 +42,23 @@ class Settler:
     """Stores outcomes: answers, next links and deletes."""
 
     def __init__(
-        self, *, queue: Queue, reporter: Reporter, requeuer: Requeuer, tokens: Tokens, stats: Counter[str]
+        self,
+        *,
+        queue: Queue,
+        reporter: Reporter,
+        requeuer: Requeuer,
+        tokens: Tokens,
+        stats: Counter[str],
+        steps: StepResolver | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.reporter = reporter
         self.requeuer = requeuer
         self.tokens = tokens
         self.stats = stats
+        self.steps = steps
+        self.clock = clock
         self.reports: Counter[tuple[str, str]] = Counter()
         """Reports by (outcome, result), for metrics."""
 
@@ -69,6 +84,8 @@ class Settler:
             self.stats["rejected"] += 1
             return delivery.enter(Phase.KEPT)
         self.tokens.remember_answer(token)
+        if self.steps is not None and delivery.message is not None:
+            self.steps.forget(delivery.message.pipeline_execution_arn)  # a copy arriving now must not see Executing
         return delivery.enter(Phase.ANSWERED)
 
     async def requeue(self, delivery: Delivery, message: CallbackMessage, continuation: Continuation) -> None:
@@ -77,6 +94,8 @@ class Settler:
         link = replace(continuation, origin_message_id=chain, link=message.continuation.link + 1)
         problem = await self.finish_despite_shutdown(delivery, self.requeuer.send(message, link))
         if problem is not None:
+            if delivery.interrupted:  # shutting down: the message is released, and runs again elsewhere
+                raise asyncio.CancelledError
             return await self.answer(delivery, message.token, failure(problem))
         self.tokens.advance_chain(chain, link.link)
         return delivery.enter(Phase.REQUEUED)
@@ -89,28 +108,46 @@ class Settler:
         return delivery.enter(Phase.ACKNOWLEDGED)
 
     async def _delete(self, delivery: Delivery) -> None:
+        """Delete the message. The old link of a re-queued chain is deleted for as long as its lease lasts: back in
+        the queue, another replica would run it from the old state beside the new link."""
         handle = delivery.received.receipt_handle
-        try:
-            await with_retries(lambda: self.queue.delete(handle))
-        except BatchEntryError as exc:
-            log.warning("delete refused; the message may be delivered again", error=exc.code)
-        except Exception as exc:  # noqa: BLE001 - retries are spent; the lease must still be let go
-            log.error(  # noqa: TRY400 - an outage, not a bug: no traceback
-                "delete failed; the message will be delivered again", error=f"{type(exc).__name__}: {exc}"
-            )
+        while True:
+            try:
+                return await with_retries(lambda: self.queue.delete(handle))
+            except Exception as exc:  # noqa: BLE001 - retries are spent; decide whether to go on
+                error = f"{type(exc).__name__}: {exc}"
+                if not self._keeps_deleting(delivery, exc):
+                    log.error("delete failed; the message will be delivered again", error=error)  # noqa: TRY400
+                    return None
+                log.warning("delete of a re-queued link still failing; retrying while its lease lasts", error=error)
+
+    def _keeps_deleting(self, delivery: Delivery, exc: Exception) -> bool:
+        lease = delivery.lease
+        return (
+            delivery.settled_as is Phase.REQUEUED
+            and not delivery.interrupted
+            and not lease.lost
+            and not (isinstance(exc, BatchEntryError) and not exc.transient)
+            and self.clock() < lease.budget_end
+        )
 
     @staticmethod
     async def finish_despite_shutdown(delivery: Delivery, work: Awaitable[T]) -> T:
-        """Await ``work`` to its end even if the shutdown cancels this task meanwhile; the cancellation is taken
-        up again once the delivery is acknowledged (``delivery.interrupted``)."""
+        """Await ``work`` to its end even if the shutdown cancels this task meanwhile (for at most
+        ``SHUTDOWN_SETTLE_LIMIT`` seconds more); the cancellation is taken up again once the delivery is
+        acknowledged (``delivery.interrupted``)."""
         task = asyncio.ensure_future(work)
-        while True:
-            try:
-                return await asyncio.shield(task)
-            except asyncio.CancelledError:
-                if task.cancelled():
-                    raise
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                delivery.interrupted = True
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.cancelled():
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            delivery.interrupted = True
+        try:
+            async with asyncio.timeout(SHUTDOWN_SETTLE_LIMIT):
+                return await task
+        except TimeoutError:
+            raise asyncio.CancelledError from None

@@ -41,7 +41,8 @@ class ReceivedMessage:
     body: str
     receive_count: int
     first_receive_time: float
-    """Epoch seconds of the message's first receipt by anyone (the 12 h visibility budget counts from it)."""
+    """Epoch seconds of the message's first receipt by anyone (informational: the 12 h visibility budget counts
+    per receipt, from ``received_at``)."""
     sent_time: float
     received_at: float = 0.0
     """Epoch seconds at which the ReceiveMessage request that returned this delivery started (SQS's 12-hour

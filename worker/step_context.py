@@ -118,6 +118,12 @@ class StepResolver:
             await self._retrying(lambda: self._list(execution_arn, entry))
         return {token: status for token, (_, status) in entry.steps.items()}
 
+    def forget(self, execution_arn: str) -> None:
+        """Drop the cached listing of an execution (one of its steps was just answered: it has changed)."""
+        entry = self._executions.get(execution_arn)
+        if entry is not None:
+            entry.listed = -math.inf
+
     def _info(self, entry: _Execution, token: str) -> StepInfo | None:
         step = entry.steps.get(token)
         if step is None:

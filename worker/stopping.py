@@ -1,16 +1,18 @@
 """Stopping a step: a Stopping message, or a step found stopping or stopped when a delivery is verified or watched.
 
-The stop hook runs once per stop, in the delivery that answers it: a Stopping message cancels the token's leader
-on this replica (or keeps it from starting, if it is still being verified), waits for it, and runs ``on_stop`` with
-the leader's context — its continuation state included — before answering the step with a Failure. With no leader
-here, it first checks with SageMaker that the step still waits (a step already answered has nothing to stop). A
-continuation that wakes to find its step stopped runs ``on_stop`` with its own state.
+On a replica, one Stopping delivery per token leads the stop (copies of it join it): it cancels the token's leader
+here (or keeps it from starting, if it is still being verified), waits for it, and runs ``on_stop`` with the
+leader's context and the newest state the leader knew — a ``Retry`` it returned, or the continuation it was woken
+with — before answering the step with a Failure. With no leader here, it first checks with SageMaker that the step
+still waits (a step already answered has nothing to stop), and the hook gets no state. A continuation that wakes to
+find its step stopped runs ``on_stop`` with its own state: a hook may run more than once for one stop.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from dataclasses import replace
 
 from worker.handler import CallbackContext, Handler
 from worker.invoke import Invoker
@@ -57,10 +59,10 @@ class Stopper:
         if leader is not None:
             leader.request_stop(StopCause(by_message=True))
             await leader.finished()
-            if leader.phase is Phase.ANSWERED:
-                log.info("the step was answered before the stop reached it")
+            if leader.settled_as in (Phase.ANSWERED, Phase.DROPPED) or leader.hook_ran:
+                log.info("the step was answered (or found finished) before the stop reached it")
                 return delivery.enter(Phase.DROPPED)
-        elif not await self._still_waits(message):
+        if (leader is None or leader.settled_as is Phase.KEPT) and not await self._still_waits(message):
             return delivery.enter(Phase.DROPPED)
         return await self.stopped(delivery, message, StopCause("Stopping"), self._context(delivery, leader))
 
@@ -71,16 +73,20 @@ class Stopper:
         delivery.enter(Phase.STOPPING)
         self.stats["stopped"] += 1
         if context is not None and delivery.handler is not None and cause.runs_stop_hook:
-            await self._hook(delivery.handler, context)
+            await self._hook(delivery.handler, replace(context, state=delivery.latest_state))
+            delivery.hook_ran = True
         if cause.needs_answer:
             return await self.settler.answer(delivery, message.token, failure(STOPPING_REASON))
         return delivery.enter(Phase.STOPPED)
 
     def _context(self, delivery: Delivery, leader: Delivery | None) -> CallbackContext:
-        """The context the stop hook gets: the leader's (its continuation state included), else this message's."""
-        if leader is not None and leader.context is not None:
-            delivery.handler = leader.handler
-            return leader.context
+        """The context the stop hook gets: the leader's, with the newest state it knew (a ``Retry`` it returned, or
+        the continuation it was woken with); else this message's."""
+        if leader is not None:
+            delivery.latest_state = leader.latest_state
+            if leader.context is not None:
+                delivery.handler = leader.handler
+                return leader.context
         base = leader.message if leader is not None and leader.message is not None else delivery.message
         assert base is not None  # noqa: S101 - a Stopping delivery has its message
         name, delivery.handler = self.router.route(base.arguments, base.pipeline_name, None)

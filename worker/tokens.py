@@ -1,11 +1,12 @@
 """What this replica knows about the tokens it handles: which delivery leads each token, which tokens it answered,
 and how far each continuation chain has got.
 
-Nothing here is needed for correctness across replicas — SageMaker (``CALLBACK_WORKER_VERIFY_TOKENS``) is the source
-of truth for whether a step still waits — but it settles on sight, without a call, the duplicates that meet on one
-replica: a second delivery of a token joins the one already under way, a copy of a token answered here is dropped,
-and an older link of a continuation chain that reappears (its delete failed after the next link was sent) is
-recognised by its chain id and link number and dropped.
+All of it is one replica's memory: SageMaker (``CALLBACK_WORKER_VERIFY_TOKENS``) is the shared source of truth for
+whether a step still waits. This settles on sight, without a call, the duplicates that meet on one replica: a second
+delivery of a token joins the one under way, a copy of a token answered here is dropped, and an older link of a
+continuation chain that reappears (its delete failed after the next link was sent) is recognised by its chain id and
+link number and dropped. An old link that reappears on *another* replica is not recognised: that is why the delete
+of a re-queued link is retried for as long as its lease lasts (:mod:`worker.settle`).
 """
 
 from __future__ import annotations
@@ -27,9 +28,13 @@ class TokenRecord:
 
     leader: Delivery | None = None
     """The Executing delivery carrying the token's lifecycle here."""
-    stopping: bool = False
-    """A Stopping message for the token is being handled here."""
+    stopper: Delivery | None = None
+    """The Stopping delivery carrying the token's stop here (copies of it join it)."""
     deliveries: int = 0
+
+    @property
+    def stopping(self) -> bool:
+        return self.stopper is not None
 
 
 class Tokens:
@@ -49,7 +54,8 @@ class Tokens:
             record = self.records[message.token] = TokenRecord()
         record.deliveries += 1
         if message.status is Status.STOPPING:
-            record.stopping = True
+            if record.stopper is None:
+                record.stopper = delivery
         elif record.leader is None:
             record.leader = delivery
         return record
@@ -67,8 +73,8 @@ class Tokens:
             return
         if record.leader is delivery:
             record.leader = None
-        if message.status is Status.STOPPING:
-            record.stopping = False
+        if record.stopper is delivery:
+            record.stopper = None
         delivery.finish()
         record.deliveries -= 1
         if record.deliveries <= 0:
@@ -91,8 +97,9 @@ class Tokens:
         return message.continuation.link < self._chains.get(chain, 0)
 
     def advance_chain(self, chain: str, link: int) -> None:
-        """Link ``link`` of ``chain`` is now the live one: earlier links that reappear are stale."""
-        if link > self._chains.get(chain, -1):
+        """Link ``link`` of ``chain`` is now the live one: earlier links that reappear are stale. (Link 0 makes
+        nothing stale and is not remembered: the memory holds only chains that continued.)"""
+        if link > self._chains.get(chain, 0):
             _remember(self._chains, chain, link, self.memory)
 
 
