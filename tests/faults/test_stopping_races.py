@@ -16,7 +16,7 @@ from tests.faultproxy import FaultProxy, Rule
 from tests.faults.support import Chain, start_one, until
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import queue_depth, running_worker, wait_for_status, worker_settings
-from worker.handler import CallbackContext
+from worker.handler import CallbackContext, Retry
 
 
 class Recorder:
@@ -101,4 +101,54 @@ async def test_a_step_answered_elsewhere_cancels_the_handler_running_here(
         await until(lambda: not worker.tasks)
     assert worker.dispatcher.reports == {}  # nothing reported here: no ConflictException
     assert handler.stops == []  # the step succeeded: nothing to stop
+    assert await queue_depth(sqs, queue_url) == 0
+
+
+async def test_a_stopping_message_delivered_twice_runs_the_stop_hook_once(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory
+) -> None:
+    handler = Recorder()
+    capture_url, _ = await make_queue()
+    queue_url, _ = await make_queue()
+    arn = await start_one(sagemaker, capture_url)  # SageMaker's messages land here; the test forwards them
+    executing = (await sqs.receive_message(QueueUrl=capture_url, WaitTimeSeconds=10))["Messages"][0]
+    await sqs.send_message(QueueUrl=queue_url, MessageBody=executing["Body"])
+    async with running_worker(worker_settings(queue_url, handler="h"), {"h": handler}):
+        await until(lambda: bool(handler.calls))
+        await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken="s" * 32)
+        stopping = (await sqs.receive_message(QueueUrl=capture_url, WaitTimeSeconds=10))["Messages"][0]
+        for _ in range(2):  # SQS delivers it twice, to the same replica
+            await sqs.send_message(QueueUrl=queue_url, MessageBody=stopping["Body"])
+        assert await wait_for_status(sagemaker, arn, within=30) == "Stopped"
+        await until(lambda: handler.cancelled.is_set())
+        await asyncio.sleep(1.0)  # time for the second copy to be handled
+    assert len(handler.stops) == 1
+    assert await queue_depth(sqs, queue_url) == 0
+
+
+async def test_a_retry_returned_as_the_stop_arrives_reaches_the_stop_hook(
+    sagemaker: Any, sqs: Any, make_queue: QueueFactory
+) -> None:
+    returning = asyncio.Event()
+    stops: list[Any] = []
+
+    class Poller:
+        async def __call__(self, context: CallbackContext) -> Retry:
+            returning.set()
+            try:
+                await asyncio.sleep(1.0)
+            except asyncio.CancelledError:
+                pass  # it finishes its call anyway (as a sync handler's thread would) and returns its Retry
+            return Retry(60, state={"job": "j-7"})
+
+        async def on_stop(self, context: CallbackContext) -> None:
+            stops.append(context.state)
+
+    queue_url, _ = await make_queue()
+    async with running_worker(worker_settings(queue_url, handler="p"), {"p": Poller()}):
+        arn = await start_one(sagemaker, queue_url)
+        await asyncio.wait_for(returning.wait(), timeout=20)
+        await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken="s" * 32)
+        assert await wait_for_status(sagemaker, arn, within=30) == "Stopped"
+    assert {"job": "j-7"} in stops
     assert await queue_depth(sqs, queue_url) == 0
