@@ -10,6 +10,7 @@ never saw the continuation's state; (d) a step answered elsewhere left this repl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from tests.faultproxy import FaultProxy, Rule
@@ -120,7 +121,7 @@ async def test_a_stopping_message_delivered_twice_runs_the_stop_hook_once(
         for _ in range(2):  # SQS delivers it twice, to the same replica
             await sqs.send_message(QueueUrl=queue_url, MessageBody=stopping["Body"])
         assert await wait_for_status(sagemaker, arn, within=30) == "Stopped"
-        await until(lambda: handler.cancelled.is_set())
+        await until(handler.cancelled.is_set)
         await asyncio.sleep(1.0)  # time for the second copy to be handled
     assert len(handler.stops) == 1
     assert await queue_depth(sqs, queue_url) == 0
@@ -135,10 +136,9 @@ async def test_a_retry_returned_as_the_stop_arrives_reaches_the_stop_hook(
     class Poller:
         async def __call__(self, context: CallbackContext) -> Retry:
             returning.set()
-            try:
+            # It finishes its call despite the cancel (as a sync handler's thread would) and returns its Retry.
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(1.0)
-            except asyncio.CancelledError:
-                pass  # it finishes its call anyway (as a sync handler's thread would) and returns its Retry
             return Retry(60, state={"job": "j-7"})
 
         async def on_stop(self, context: CallbackContext) -> None:
