@@ -104,6 +104,8 @@ class Result:
     cpu_seconds: float
     peak_rss_mb: float
     latencies_ms: list[float] = field(default_factory=list)
+    lookups: int = 0
+    """ListPipelineExecutionSteps and DescribePipelineExecution calls the consumer made (token verification)."""
 
     @property
     def rate(self) -> float:
@@ -124,6 +126,7 @@ class Result:
             "peak_rss_mb": round(self.peak_rss_mb, 1),
             "latency_p50_ms": round(percentile(self.latencies_ms, 0.5), 1),
             "latency_p99_ms": round(percentile(self.latencies_ms, 0.99), 1),
+            "lookups_per_callback": round(self.lookups / self.callbacks, 3) if self.callbacks else float("nan"),
         }
 
 
@@ -244,6 +247,7 @@ class Bench:
         if rate is None:
             await self.fill(queue_url, bodies)
         env = {**extra_env, "BENCH_QUEUE_URL": queue_url, "CALLBACK_WORKER_QUEUE_URL": queue_url}
+        lookups_before = self.lookups()
         process = self.spawn(command, env)
         sent: dict[str, float] = {}
         try:
@@ -269,8 +273,18 @@ class Bench:
         answered = self.answer_times(tokens)
         latencies = [1000 * (answered[token] - sent[token]) for token in sent]
         return Result(
-            name, count, max(answered.values()) - min(answered.values()), last_cpu - first_cpu, rss, latencies
+            name,
+            count,
+            max(answered.values()) - min(answered.values()),
+            last_cpu - first_cpu,
+            rss,
+            latencies,
+            self.lookups() - lookups_before,
         )
+
+    def lookups(self) -> int:
+        calls = self.emulator.calls
+        return calls["ListPipelineExecutionSteps"] + calls["DescribePipelineExecution"]
 
     async def _first_answer(self, process: subprocess.Popen[bytes], tokens: list[str]) -> float:
         """CPU seconds of the consumer when the first answer arrives, sampled as it happens."""

@@ -22,6 +22,8 @@ from worker.emulator.server import EmulatorServer
 WORKER = python("-m", "worker.cli", "run")
 #: Default settings: only the handler is chosen (logs at INFO, as in production, to /dev/null).
 WORKER_DEFAULT = {"CALLBACK_WORKER_HANDLER": "echo"}
+#: The tuned worker without token verification: what verification costs is the difference to "worker (tuned)".
+VERIFY_OFF = "worker (tuned, no verification)"
 
 
 def consumers(tuned: dict[str, str], floor_loops: list[int]) -> dict[str, tuple[list[str], dict[str, str]]]:
@@ -33,6 +35,7 @@ def consumers(tuned: dict[str, str], floor_loops: list[int]) -> dict[str, tuple[
         "naive": (python("-m", "benchmarks.naive"), {}),
         "worker (default)": (WORKER, WORKER_DEFAULT),
         "worker (tuned)": (WORKER, {**WORKER_DEFAULT, **tuned}),
+        VERIFY_OFF: (WORKER, {**WORKER_DEFAULT, **tuned, "CALLBACK_WORKER_VERIFY_TOKENS": "false"}),
     }
 
 
@@ -122,12 +125,15 @@ async def latency_at_half_load(
 def ratios(throughput: dict[str, Any]) -> dict[str, float]:
     floor, naive = throughput["floor"], throughput["naive"]
     out: dict[str, float] = {}
-    for name in ("worker (default)", "worker (tuned)"):
+    for name in ("worker (default)", "worker (tuned)", VERIFY_OFF):
         worker = throughput[name]
         out[f"{name} / floor callbacks/s"] = round(worker["callbacks_per_s"] / floor["callbacks_per_s"], 3)
         out[f"{name} / floor CPU per callback"] = round(worker["cpu_ms_per_callback"] / floor["cpu_ms_per_callback"], 3)
         out[f"{name} / naive callbacks/s"] = round(worker["callbacks_per_s"] / naive["callbacks_per_s"], 3)
         out[f"{name} / naive CPU per callback"] = round(worker["cpu_ms_per_callback"] / naive["cpu_ms_per_callback"], 3)
+    on, off = throughput["worker (tuned)"], throughput[VERIFY_OFF]
+    out["verification: extra CPU ms per callback"] = round(on["cpu_ms_per_callback"] - off["cpu_ms_per_callback"], 3)
+    out["verification: look-up calls per callback"] = on["lookups_per_callback"]
     return out
 
 

@@ -31,6 +31,8 @@ Semantics these fakes assume, where AWS leaves room (each one chosen to be the h
   to an answered step is ``ConflictException``; an unknown token is ``ResourceNotFound``.
 * ``StopPipelineExecution`` (:meth:`FakeSageMaker.stop`) turns every ``Executing`` callback step of the execution
   ``Stopping`` and sends, for each, a message like the ``Executing`` one with ``"status": "Stopping"``.
+* ``ListPipelineExecutionSteps`` is read-after-write consistent: a listing shows every stop and answer applied before
+  it (the real API does not promise this; a lagging listing would let a handler start on a step already stopped).
 
 Faults are scripted per operation with ``fail_next(operation, kind)`` and hit the next call of that operation:
 
@@ -115,6 +117,8 @@ class Process:
 
     name: str
     alive: bool = True
+    draining: bool = False
+    """A graceful shutdown is cancelling its deliveries (as the runtime does once the grace period is over)."""
     tasks: dict[asyncio.Task[Any], None] = field(default_factory=dict)
     """Every task started in its context, in order (for kill -9)."""
 
@@ -226,6 +230,11 @@ class MemoryQueue:
         """Called (synchronously) with each message the moment a delete applies to it (the first delete only)."""
 
     # -- what the test uses ------------------------------------------------------------------------------------------
+
+    def fail_next(self, operation: str, kind: str) -> None:
+        """Make the next ``operation`` call (``receive``, ``delete``, ``set_visibility``, ``set_visibility_many``,
+        ``send``) fail with ``kind`` (``error``, ``lost_reply``, ``entry``; see the module docstring)."""
+        self.faults.fail_next(operation, kind)
 
     def put(self, body: str, delay: float = 0.0, sender: str | None = None) -> StoredMessage:
         """Add a message now (as a producer other than the worker would, or as a send applies)."""
@@ -451,6 +460,11 @@ class FakeSageMaker:
         self.calls: dict[str, int] = {}
 
     # -- what the test uses ------------------------------------------------------------------------------------------
+
+    def fail_next(self, operation: str, kind: str) -> None:
+        """Make the next ``operation`` call (``answer``: success or failure; ``list``; ``describe``) fail with
+        ``kind`` (``error``, ``throttle``, ``lost_reply`` for answers; see the module docstring)."""
+        self.faults.fail_next(operation, kind)
 
     def start_execution(self) -> str:
         arn = f"{ACCOUNT_ARN}:pipeline/{self.pipeline}/execution/exec{len(self.executions) + 1:04d}"

@@ -98,6 +98,7 @@ class Dispatcher:
             requeuer=Requeuer(queue, clock),
             tokens=self.tokens,
             stats=self.stats,
+            leases=leases,
             steps=steps,
             clock=clock,
         )

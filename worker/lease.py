@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from worker.logs import get_logger
 from worker.retrying import Backoff
-from worker.sqs import MAX_BATCH, BatchEntryError, Queue, ReceivedMessage, settle
+from worker.sqs import MAX_BATCH, BatchEntryError, Queue, ReceivedMessage, settle, with_retries
 
 #: SQS's ceiling on how long a message may stay hidden, counted from the ReceiveMessage request that returned it.
 MAX_HIDDEN_SECONDS = 12 * 60 * 60
@@ -211,6 +211,32 @@ class LeaseKeeper:
             else:
                 self._lose(lease, error)
         return retry
+
+    async def confirm(self, lease: Lease) -> bool:
+        """Whether this delivery still holds its message, asked of SQS itself: a visibility change with its receipt
+        handle, which SQS refuses once the message was received again elsewhere (its lease lapsed). Before a
+        continuation is sent this is the fence that keeps two deliveries of one link from both continuing the chain.
+        True when SQS cannot be asked (transport trouble): only a refusal proves the message gone."""
+        if lease.lost or self.clock() >= lease.visible_until:
+            return False
+        timeout, sent_at = self._timeout(lease), self.clock()
+        if timeout <= 0:
+            return False
+        try:
+            errors = await with_retries(
+                lambda: self.queue.set_visibility_many([(lease.message.receipt_handle, timeout)])
+            )
+        except Exception as exc:  # noqa: BLE001 - unknown: the lease is not known lost
+            log.warning("could not confirm the lease; going on", error=f"{type(exc).__name__}: {exc}")
+            return self.clock() < lease.visible_until
+        error = errors[0]
+        if error is None:
+            lease.visible_until = max(lease.visible_until, sent_at + timeout)
+            return True
+        if error.sender_fault:
+            self._lose(lease, error)
+            return False
+        return self.clock() < lease.visible_until
 
     def _lose(self, lease: Lease, error: BatchEntryError) -> None:
         if lease.on_exhausted is not None and lease.budget_end - self.clock() <= self.margin + self.call_timeout:

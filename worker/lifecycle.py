@@ -79,7 +79,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
         {Phase.RUNNING, Phase.WAITING, Phase.STOPPING, Phase.STOPPED, Phase.ANSWERING, Phase.DROPPED, Phase.KEPT}
     ),
     Phase.RUNNING: frozenset({Phase.WAITING, Phase.ANSWERING, Phase.STOPPING, Phase.STOPPED}),
-    Phase.WAITING: frozenset({Phase.REQUEUED, Phase.ANSWERING}),
+    Phase.WAITING: frozenset({Phase.REQUEUED, Phase.ANSWERING, Phase.KEPT}),
     Phase.STOPPING: frozenset({Phase.ANSWERING, Phase.STOPPED, Phase.DROPPED}),
     Phase.ANSWERING: frozenset({Phase.ANSWERED, Phase.KEPT}),
     **{phase: frozenset({Phase.ACKNOWLEDGED, Phase.LEFT}) for phase in SETTLED},

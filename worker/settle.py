@@ -1,12 +1,13 @@
 """Settling a delivery's outcome: answering SageMaker, re-queueing the next link of a chain, and acknowledging
 (deleting) the message once its outcome is stored.
 
-Storing an outcome that was decided — a re-queued link and the delete that follows it, the delete after an answer —
-is finished even when a shutdown arrives meanwhile: cut short, a re-queue would leave two links of one chain (the
-new one sent, the old one released). An answer is not shielded: cut short, the message is redelivered and answered
-again with the same ``ClientRequestToken``.
+Before a continuation is sent, SQS itself confirms that this delivery still holds its message (a visibility change
+with its receipt handle): if the lease lapsed and another consumer received the message meanwhile, that one carries
+the chain on, and this one sends nothing. Storing an outcome that was decided — a re-queued link and the delete that
+follows it, the delete after an answer — is finished even when a shutdown arrives meanwhile: cut short, a re-queue
+would leave two links of one chain (the new one sent, the old one released). An answer is not shielded: cut short,
+the message is redelivered and answered again with the same ``ClientRequestToken``.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery, Disposition, Phase
 from worker.logs import get_logger
 from worker.message import CallbackMessage, Continuation
@@ -49,10 +51,12 @@ class Settler:
         requeuer: Requeuer,
         tokens: Tokens,
         stats: Counter[str],
+        leases: LeaseKeeper,
         steps: StepResolver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
+        self.leases = leases
         self.reporter = reporter
         self.requeuer = requeuer
         self.tokens = tokens
@@ -92,6 +96,9 @@ class Settler:
         """Send ``continuation`` as the chain's next link (REQUEUED); if it cannot be, answer a Failure naming why."""
         chain = chain_of(delivery, message)
         link = replace(continuation, origin_message_id=chain, link=message.continuation.link + 1)
+        if not await self.leases.confirm(delivery.lease):
+            log.warning("this message was delivered again elsewhere (its lease lapsed); the other delivery continues")
+            return delivery.enter(Phase.KEPT)
         problem = await self.finish_despite_shutdown(delivery, self.requeuer.send(message, link))
         if problem is not None:
             if delivery.interrupted:  # shutting down: the message is released, and runs again elsewhere

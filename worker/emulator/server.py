@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Coroutine
 from contextlib import AsyncExitStack
 from types import TracebackType
@@ -80,6 +81,8 @@ class EmulatorServer:
         self.port = port
         self.partition = Partition(region, account)
         self.injector = FaultInjector(faults)
+        self.calls: Counter[str] = Counter()
+        """Requests received, by operation (benchmarks count the worker's calls with it)."""
         self.store = Store()
         self._sender = sender
         self._max_running_executions = max_running_executions
@@ -187,6 +190,7 @@ class EmulatorServer:
                 f"{request.method} {request.path} is not an operation; send POST / with {TARGET_HEADER}"
             )
         operation = operation_from_target(request.headers.get(TARGET_HEADER))
+        self.calls[operation] += 1
         await self.injector.before(operation)
         try:
             raw = await request.read()
