@@ -1,8 +1,10 @@
 """Leases: every in-flight message stays hidden while its handler runs.
 
-A ticker starts a renewal round once per tick (a third of the visibility timeout, at most a minute). A round takes
-every lease whose visibility runs out within the *margin* — two ticks plus the longest a renewal call may take — and
-renews them ten to a ``ChangeMessageVisibilityBatch``, soonest expiry first, the calls spread over a quarter tick.
+A ticker starts a renewal round once per tick (a fifth of the visibility timeout, at least a second, at most a
+minute). A round takes every lease whose visibility runs out within the *margin* — two ticks plus the longest a
+renewal call may take (half a tick, at most 10 s), half the visibility timeout — and renews them ten to a
+``ChangeMessageVisibilityBatch``, soonest expiry first, the calls spread over a quarter tick. A lease is so renewed
+about every three ticks (0.6 of the visibility timeout).
 
 Each call is a task of its own, bounded by ``call_timeout``: the ticker never waits for a round, so one slow call
 delays no other lease. A call that fails (transport error, timeout, or a per-entry error SQS marks as its own fault)
@@ -59,7 +61,7 @@ class Lease:
 def lease_timing(visibility_timeout: int) -> tuple[float, float, float]:
     """``(tick, call_timeout, margin)`` for a visibility timeout: a lease is renewed once less than ``margin`` of
     its visibility is left; ``margin`` is two ticks plus the longest a renewal call may take."""
-    tick = min(MAX_TICK, max(1.0, visibility_timeout / 3))
+    tick = min(MAX_TICK, max(1.0, visibility_timeout / 5))
     call_timeout = min(MAX_CALL_TIMEOUT, tick / 2)
     return tick, call_timeout, 2 * tick + call_timeout
 
