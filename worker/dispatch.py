@@ -37,6 +37,9 @@ log = get_logger("worker.dispatch")
 EARLY_TOLERANCE = 1.0
 #: How old a listing of an execution's steps may be when a token is verified against it.
 VERIFY_MAX_AGE = 2.0
+#: The longest a continuation may wait (a Retry's delay, or a notBefore in a body); longer is answered as a Failure.
+MAX_CONTINUATION_WAIT = 7 * 86_400
+MAX_WAIT_TEXT = "7 days"
 #: A message younger than this whose token SageMaker does not list is looked at once more before it is deleted.
 UNKNOWN_TOKEN_GRACE = 60.0
 _PREVIEW = 120
@@ -200,7 +203,11 @@ class Dispatcher:
         if delivery.stop_cause is not None:
             log.info("a Stopping message arrived while the token was verified; the handler does not start")
             return delivery.enter(Phase.STOPPED)
-        if message.continuation.not_before > self.clock() + EARLY_TOLERANCE:
+        wait = message.continuation.not_before - self.clock()
+        if wait > MAX_CONTINUATION_WAIT:  # forged, or a handler's mistake: it would hop every 15 minutes for ever
+            reason = f"the continuation's notBefore is {wait / 86_400:.0f} days ahead; at most {MAX_WAIT_TEXT} allowed"
+            return await self.settler.answer(delivery, message.token, failure(reason))
+        if wait > EARLY_TOLERANCE:
             delivery.enter(Phase.WAITING)
             return await self.settler.requeue(delivery, message, message.continuation)
         return await self._run(delivery, message, info)
@@ -345,6 +352,9 @@ class Dispatcher:
         if delivery.stop_cause is not None:  # the stop came while the handler finished: nothing to continue
             log.info("the handler asked to be called again, but its step is being stopped")
             return await self.stopper.stopped(delivery, message, delivery.stop_cause, delivery.context)
+        if retry.delay > MAX_CONTINUATION_WAIT:
+            reason = f"the handler asked to wait {retry.delay / 86_400:.0f} days; at most {MAX_WAIT_TEXT} allowed"
+            return await self.settler.answer(delivery, message.token, failure(reason))
         continuation = replace(
             message.continuation,
             continuations=message.continuation.continuations + 1,

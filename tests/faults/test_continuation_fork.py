@@ -21,19 +21,26 @@ from tests.worker_harness import queue_depth, running_worker, wait_for_status, w
 ONE_CHAIN = [None, 1, 2, 3]
 
 
+async def run_one_step(sagemaker: Any, sqs: Any, queue_url: str, chain: Chain, *, deliveries: int) -> None:
+    """Run a worker until the step succeeded and ``deliveries`` messages were handled; then one chain, empty queue."""
+    settings = worker_settings(queue_url, handler="chain", visibility_timeout=3)
+    async with running_worker(settings, {"chain": chain}) as worker:
+        arn = await start_one(sagemaker, queue_url)
+        assert await wait_for_status(sagemaker, arn, within=60) == "Succeeded"
+        await until(lambda: worker.dispatcher.stats["received"] >= deliveries)
+        await until(lambda: not worker.tasks, within=10)
+    assert chain.calls == ONE_CHAIN
+    assert await queue_depth(sqs, queue_url) == 0
+
+
 async def test_a_delete_failing_once_after_a_requeue_is_retried(
     sagemaker: Any, sqs: Any, make_queue: QueueFactory, sqs_faults: FaultProxy
 ) -> None:
     chain = Chain(delay=2.0)
     sqs_faults.add(Rule("DeleteMessageBatch", "entry_error"))  # InternalError, SQS's fault: worth a retry
     queue_url, _ = await make_queue()
-    async with running_worker(worker_settings(queue_url, handler="chain", visibility_timeout=3), {"chain": chain}):
-        arn = await start_one(sagemaker, queue_url)
-        assert await wait_for_status(sagemaker, arn, within=60) == "Succeeded"
-        await until(lambda: sqs_faults.count("DeleteMessageBatch") >= 5)
+    await run_one_step(sagemaker, sqs, queue_url, chain, deliveries=4)
     assert next(call.fault for call in sqs_faults.calls if call.operation == "DeleteMessageBatch") == "entry_error"
-    assert chain.calls == ONE_CHAIN
-    assert await queue_depth(sqs, queue_url) == 0
 
 
 async def test_an_old_link_that_reappears_after_its_delete_was_refused_is_dropped(
@@ -53,15 +60,7 @@ async def test_an_old_link_that_reappears_after_its_delete_was_refused_is_droppe
         Rule("DeleteMessageBatch", "entry_error", code="ReceiptHandleIsInvalid", sender_fault=True, when=first_delete)
     )
     queue_url, _ = await make_queue()
-    async with running_worker(
-        worker_settings(queue_url, handler="chain", visibility_timeout=3), {"chain": chain}
-    ) as worker:
-        arn = await start_one(sagemaker, queue_url)
-        assert await wait_for_status(sagemaker, arn, within=60) == "Succeeded"
-        await until(lambda: worker.dispatcher.stats["received"] >= 5)  # the four links and link 0 again
-        await until(lambda: not worker.tasks, within=10)
-    assert chain.calls == ONE_CHAIN
-    assert await queue_depth(sqs, queue_url) == 0
+    await run_one_step(sagemaker, sqs, queue_url, chain, deliveries=5)  # the four links and link 0 again
 
 
 async def test_a_send_whose_reply_was_lost_and_was_stored_twice_runs_once(
@@ -70,16 +69,8 @@ async def test_a_send_whose_reply_was_lost_and_was_stored_twice_runs_once(
     chain = Chain(delay=1.0)
     sqs_faults.add(Rule("SendMessage", "lost_reply"))  # stored, but the worker hears a 500 and sends it again
     queue_url, _ = await make_queue()
-    async with running_worker(
-        worker_settings(queue_url, handler="chain", visibility_timeout=3), {"chain": chain}
-    ) as worker:
-        arn = await start_one(sagemaker, queue_url)
-        assert await wait_for_status(sagemaker, arn, within=60) == "Succeeded"
-        await until(lambda: worker.dispatcher.stats["received"] >= 5)  # the four links and the duplicate
-        await until(lambda: not worker.tasks, within=10)
+    await run_one_step(sagemaker, sqs, queue_url, chain, deliveries=5)  # the four links and the duplicate
     assert sum(call.operation == "SendMessage" for call in sqs_faults.calls) == 4  # three links, one twice
-    assert chain.calls == ONE_CHAIN
-    assert await queue_depth(sqs, queue_url) == 0
 
 
 async def test_a_shutdown_during_a_slow_requeue_leaves_one_chain(
