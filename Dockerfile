@@ -14,12 +14,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 RUN python -m venv /opt/venv
+# The runtime dependencies first, exactly as locked: every pin with its hashes (pip refuses any file whose hash is not
+# listed, and any requirement without a pin and a hash). Regenerate the lock with the command in its header.
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY config ./config
 COPY worker ./worker
 COPY handlers ./handlers
-# pip compiles every module it installs, so the runtime stage never needs to write bytecode.
-RUN /opt/venv/bin/pip install --no-cache-dir /src
+# The project itself without dependencies (nothing unlocked comes in), then `pip check`: the lock satisfies every
+# range in pyproject.toml. pip compiles every module it installs, so the runtime stage never writes bytecode.
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /src \
+    && /opt/venv/bin/pip check
 
 # ---- runtime: the virtual environment, tini and nothing else --------------------------------------------------
 FROM python:3.12.11-slim-bookworm
@@ -39,10 +45,13 @@ COPY --from=build /opt/venv /opt/venv
 
 # PYTHONDONTWRITEBYTECODE: the root filesystem is read-only at run time, so Python must not try to write .pyc files.
 # CALLBACK_WORKER_HEALTH_PORT: /healthz, /readyz and /metrics are on in the image (the worker's default is off).
+# CALLBACK_WORKER_HEALTH_HOST: on every interface of the container, so that probes and Prometheus reach it on the
+# container's own address (a bare `callback-worker run` listens on 127.0.0.1 only).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    CALLBACK_WORKER_HEALTH_PORT=8080
+    CALLBACK_WORKER_HEALTH_PORT=8080 \
+    CALLBACK_WORKER_HEALTH_HOST=0.0.0.0
 
 WORKDIR /
 USER 10001:10001

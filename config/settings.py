@@ -7,10 +7,10 @@ the same way as every other AWS program in the same pod or task.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from worker.errors import ConfigurationError
 
@@ -70,6 +70,15 @@ class Settings(BaseSettings):
             "be `*`, a key without `/` means every step of that pipeline. Step keys need STEP_CONTEXT.",
         ),
     ]
+    handlers: Annotated[
+        tuple[str, ...] | None,
+        NoDecode,
+        Field(
+            default=None,
+            description="Comma-separated names of the handlers messages may run (an allowlist). A message naming "
+            "any other handler is answered with a Failure and nothing runs. Unset: every loaded handler.",
+        ),
+    ]
     concurrency: Annotated[
         int, Field(default=10, ge=1, le=100_000, description="Maximum number of messages handled at once.")
     ]
@@ -116,9 +125,10 @@ class Settings(BaseSettings):
     health_host: Annotated[
         str,
         Field(
-            default="0.0.0.0",  # noqa: S104 - probes reach the pod on its own address
+            default="127.0.0.1",
             min_length=1,
-            description="Address the health port listens on.",
+            description="Address the health port listens on. The image and the deployments in deploy/ set "
+            "`0.0.0.0`, so that probes and Prometheus reach the container on its own address.",
         ),
     ]
     log_format: Annotated[
@@ -161,6 +171,29 @@ class Settings(BaseSettings):
             normalised[f"{pipeline.lower()}/{step or '*'}"] = handler
         return normalised
 
+    @field_validator("handlers", mode="before")
+    @classmethod
+    def _split_handlers(cls, value: object) -> object:
+        return value.split(",") if isinstance(value, str) else value
+
+    @field_validator("handlers")
+    @classmethod
+    def _handlers_cover_the_settings(
+        cls, value: tuple[str, ...] | None, info: ValidationInfo
+    ) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        names = tuple(sorted({name.strip() for name in value}))
+        if not names or "" in names:
+            raise ValueError("expected comma-separated handler names, none of them empty")
+        for setting, handler in _named_handlers(info.data):
+            if handler not in names:
+                raise ValueError(
+                    f"{env_name(setting)} names handler {handler!r}, which is not in this allowlist; "
+                    "every handler the settings name must be allowed"
+                )
+        return names
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:
@@ -177,6 +210,12 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL such as https://sqs.us-east-1.amazonaws.com/123456789012/q")
         return value
+
+
+def _named_handlers(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """(setting, handler name) for every handler that ``values`` (the settings validated so far) name."""
+    named = [("handler", values["handler"])] if values.get("handler") is not None else []
+    return named + [("routes", handler) for handler in values.get("routes", {}).values()]
 
 
 def env_name(field_name: str) -> str:

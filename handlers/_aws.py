@@ -4,6 +4,12 @@ A job handler's first call finds or starts the job and answers ``Retry(poll_inte
 polls it once and answers again, until the job ends. No worker slot is held while the job runs, and the state (the
 job's identity and start time) travels in the re-queued message, so a restart loses nothing.
 
+**Continuation state is not trusted.** Anyone who may send to the queue can write a continuation's state, so before a
+job named in the state is polled or stopped (and before ``on_stop`` runs with a state), the handler checks that it is
+this step's job: the job, queue or state machine the handler's settings (or an allowed step argument) choose, and the
+name or marker derived from the token. A state naming anything else fails the step, naming the mismatch; the job it
+names is neither polled nor stopped.
+
 AWS errors: throttling, 5xx and connection trouble propagate (the worker retries the call with backoff, up to
 ``CALLBACK_WORKER_MAX_ATTEMPTS``); any other AWS error (no such job, access denied, bad parameter) answers the step
 with a Failure naming the error code at once, since calling again would not change it.
@@ -22,6 +28,7 @@ from typing import Annotated, Generic, TypeVar
 from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import Field
 
+from handlers._context import preview
 from handlers._settings import HandlerSettings
 from worker.handler import CallbackContext, Fail, JSONValue, OutputValue, Retry
 from worker.retrying import error_code, is_transient
@@ -77,6 +84,15 @@ async def aws_errors(what: str) -> AsyncIterator[None]:
         raise Fail(f"{what}: {client_error_message(exc)}") from exc
     except ParamValidationError as exc:
         raise Fail(f"{what}: {exc}") from exc
+
+
+def check_target(what: str, named: str, expected: str) -> None:
+    """:class:`Fail` unless the continuation state names ``expected``: a forged state must not steer the handler."""
+    if named != expected:
+        raise Fail(
+            f"the continuation state names {what} {preview(named, 120)}, not this step's {preview(expected, 120)}; "
+            "it was neither polled nor stopped"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +171,9 @@ class PollingJobHandler(ABC):
         async with aws_errors(self.label):
             if ref is None:
                 ref = await self.launch(context)
-            status = await self.poll(ref)
+            else:
+                await self.verify(ref, context)
+            status = await self.poll(ref, context)
             if status.running and self._overdue(ref):
                 await self.stop(ref)
                 waited = round(time.time() - ref.started)
@@ -170,7 +188,13 @@ class PollingJobHandler(ABC):
         return Retry(self.settings.poll_interval, ref.dump())
 
     async def on_stop(self, context: CallbackContext) -> None:
-        """Stop this step's job if it can be found and still runs (the Stopping message carries no state)."""
+        """Stop this step's job if it can be found and still runs; the job is found from the token, not the state.
+
+        A state the hook gets (the newest one the step knew) is checked all the same: one that names another job fails.
+        """
+        claimed = JobRef.load(context.state)
+        if claimed is not None:
+            await self.verify(claimed, context)
         ref = await self.find(context)
         if ref is not None:
             await self.stop(ref)
@@ -187,7 +211,11 @@ class PollingJobHandler(ABC):
         """This step's job if it still runs, derived from the token alone."""
 
     @abstractmethod
-    async def poll(self, ref: JobRef) -> JobStatus:
+    async def verify(self, ref: JobRef, context: CallbackContext) -> None:
+        """:class:`Fail` unless ``ref`` (from a continuation's state) is this step's job; must not touch another job."""
+
+    @abstractmethod
+    async def poll(self, ref: JobRef, context: CallbackContext) -> JobStatus:
         """The job's current status."""
 
     @abstractmethod

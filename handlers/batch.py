@@ -13,8 +13,8 @@ from aiobotocore.session import get_session
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from handlers._aws import JobRef, JobStatus, LazyClient, PollingJobHandler, PollingSettings
-from handlers._context import argument_environment, run_key, step_arguments
+from handlers._aws import JobRef, JobStatus, LazyClient, PollingJobHandler, PollingSettings, check_target
+from handlers._context import argument_environment, preview, run_key, step_arguments
 from handlers._settings import load_settings
 from worker.handler import CallbackContext, Fail, OutputValue
 
@@ -26,6 +26,8 @@ QUEUE_ARGUMENT = "batch_job_queue"
 DEFINITION_ARGUMENT = "batch_job_definition"
 FINISHED = frozenset({"SUCCEEDED", "FAILED"})
 STOP_REASON = "The SageMaker pipeline execution is stopping."
+#: How many jobs found to be their step's a handler remembers, so that a running job's owner is looked up once.
+OWNED_MEMORY = 4096
 
 
 class BatchSettings(PollingSettings):
@@ -93,6 +95,12 @@ class BatchHandler(PollingJobHandler):
     **Stopping.** ``on_stop`` finds the job by name and calls TerminateJob, which cancels a job not yet started and
     terminates a running one; a finished job is left alone.
 
+    **Continuations.** A continuation's state names the job it polls (job id and queue); anyone who may send to the
+    queue can write one, so before the job is described or terminated its queue must be this step's (``JOB_QUEUE``, or
+    ``batch_job_queue`` when allowed) and ListJobs must list the job id under this step's job name in that queue. A
+    state that names another job fails the step, and that job is never described or terminated. Each handler remembers
+    the last 4,096 jobs it found to be their step's, so a running job costs one ListJobs per replica, not one per poll.
+
     Permissions: ``batch:SubmitJob``, ``batch:ListJobs``, ``batch:DescribeJobs``, ``batch:TerminateJob``. Tested against
     moto server with ``{"batch": {"use_docker": false}}`` (jobs succeed, or fail with ``MOTO_SIMPLE_BATCH_FAIL_AFTER``,
     at once) and against an HTTP-level stub of the Batch REST API for jobs that are still running and for TerminateJob —
@@ -108,6 +116,8 @@ class BatchHandler(PollingJobHandler):
         self._client: LazyClient[BatchClient] = LazyClient(
             lambda: get_session().create_client("batch", config=AioConfig(retries={"mode": "standard"}))
         )
+        self._owned: dict[tuple[str, str, str], None] = {}
+        """(job id, queue, job name) of jobs ListJobs showed to be their step's, oldest first."""
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -143,7 +153,23 @@ class BatchHandler(PollingJobHandler):
             return None
         return JobRef(found["jobId"], queue, time.time())
 
-    async def poll(self, ref: JobRef) -> JobStatus:
+    async def verify(self, ref: JobRef, context: CallbackContext) -> None:
+        """The state's queue must be this step's, and the job one ListJobs lists there under this step's name."""
+        queue = self._chosen(context, QUEUE_ARGUMENT, "job_queue")
+        check_target("Batch job queue", ref.scope, queue)
+        owned = (ref.id, queue, self.job_name(context.token))
+        if owned in self._owned:
+            return
+        if not any(job["jobId"] == ref.id for job in await self._jobs_named(queue, owned[2])):
+            raise Fail(
+                f"the continuation state names Batch job {preview(ref.id, 80)}, which is not this step's job "
+                f"{owned[2]} in {queue}; it was neither polled nor stopped"
+            )
+        self._owned[owned] = None
+        if len(self._owned) > OWNED_MEMORY:
+            del self._owned[next(iter(self._owned))]
+
+    async def poll(self, ref: JobRef, context: CallbackContext) -> JobStatus:
         client = await self._client.get()
         jobs = (await client.describe_jobs(jobs=[ref.id]))["jobs"]
         if not jobs:
@@ -177,16 +203,22 @@ class BatchHandler(PollingJobHandler):
 
     async def _find_job(self, queue: str, name: str) -> JobSummaryTypeDef | None:
         """The newest job named ``name`` in ``queue``, whatever its status."""
+        newest: JobSummaryTypeDef | None = None
+        for job in await self._jobs_named(queue, name):
+            if _created(job) >= _created(newest):
+                newest = job
+        return newest
+
+    async def _jobs_named(self, queue: str, name: str) -> list[JobSummaryTypeDef]:
+        """Every job named ``name`` in ``queue``, whatever its status (ListJobs, all pages)."""
         client = await self._client.get()
         kwargs: dict[str, Any] = {}
-        newest: JobSummaryTypeDef | None = None
+        jobs: list[JobSummaryTypeDef] = []
         while True:
             page = await client.list_jobs(jobQueue=queue, filters=[{"name": "JOB_NAME", "values": [name]}], **kwargs)
-            for job in page.get("jobSummaryList", []):
-                if job.get("jobName") == name and _created(job) >= _created(newest):
-                    newest = job
+            jobs += [job for job in page.get("jobSummaryList", []) if job.get("jobName") == name]
             if not page.get("nextToken"):
-                return newest
+                return jobs
             kwargs["nextToken"] = page["nextToken"]
 
 

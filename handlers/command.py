@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +27,12 @@ ARGS_ARGUMENT = "command_args"
 STDERR_TAIL = 4096
 #: Characters of stderr's end shown in a failure reason (the whole reason is cut at 256).
 STDERR_SHOWN = 180
+#: Variables of the worker's environment every program gets (those that are set).
+BASE_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+#: What separates ``ARGV`` from the step's ``command_args``.
+ARGS_SEPARATOR = "--"
 _CHUNK = 65536
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class CommandSettings(HandlerSettings):
@@ -52,11 +58,28 @@ class CommandSettings(HandlerSettings):
     max_output: Annotated[
         int, Field(default=1_048_576, ge=1024, le=67_108_864, description="Bytes of stdout accepted.")
     ]
+    pass_env: Annotated[
+        tuple[str, ...],
+        Field(default=(), max_length=1000, description="Variables of the worker's environment the program also gets."),
+    ]
 
     @field_validator("argv", mode="before")
     @classmethod
     def _decode_argv(cls, value: object) -> object:
         return decode_json(value)
+
+    @field_validator("pass_env", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value
+
+    @field_validator("pass_env")
+    @classmethod
+    def _variable_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not _ENV_NAME.match(name):
+                raise ValueError(f"{name!r} is not a variable name")
+        return value
 
     @field_validator("cwd")
     @classmethod
@@ -77,20 +100,27 @@ class CommandHandler:
     - ``TIMEOUT`` (default ``3600``): Seconds the program may run (0 < t ≤ 43,200) before it is killed and the step
       failed.
     - ``KILL_GRACE`` (default ``5``): Seconds between SIGTERM and SIGKILL when the program is stopped (0 to 60).
-    - ``ALLOW_ARGS`` (default ``false``): Append the step argument ``command_args`` (a list of strings) to ``ARGV``;
-      the argument is then not passed on as a variable or on stdin.
+    - ``ALLOW_ARGS`` (default ``false``): Append the step argument ``command_args`` (a list of strings) to ``ARGV``,
+      after a ``--`` separator (``ARGV... -- ARGS...``, also when the list is empty), so that a step's arguments are
+      never read as options the program was not configured with; the argument is then not passed on as a variable or
+      on stdin. The program must accept ``--`` (most option parsers do).
     - ``SEND_TOKEN`` (default ``false``): Give the program the callback token (``CALLBACK_TOKEN``, and ``token`` on
       stdin).
     - ``MAX_OUTPUT`` (default ``1048576``): Bytes of stdout accepted (1 KiB to 64 MiB); more fails the step.
+    - ``PASS_ENV`` (default empty): Comma-separated names of variables of the worker's environment the program gets
+      besides the minimal set below, e.g. ``AWS_REGION,HTTPS_PROXY``; names that are not set are skipped.
 
     Unset ``ARGV``: each step routed here fails naming the variable.
 
     What the program gets:
 
-    - its environment: the worker's own, plus one ``CALLBACK_ARG_<NAME>`` per step argument (the routing argument
-      excluded) — the name upper-cased with every character but ``A-Z0-9_`` replaced by ``_``; strings as they are,
-      other values as JSON (two arguments that give one variable name fail the step) — and ``CALLBACK_PIPELINE_NAME``,
-      ``CALLBACK_PIPELINE_EXECUTION_ARN``, ``CALLBACK_EXECUTION_ID``, ``CALLBACK_ATTEMPT``;
+    - its environment: not the worker's — which holds AWS credentials and other handlers' secrets — but only
+      ``PATH``, ``LANG``, ``LC_ALL``, ``TZ``, ``HOME`` and ``TMPDIR`` (those the worker has) and the variables named
+      by ``PASS_ENV``; plus one ``CALLBACK_ARG_<NAME>`` per step argument (the routing argument excluded) — the name
+      upper-cased with every character but ``A-Z0-9_`` replaced by ``_``; strings as they are, other values as JSON
+      (two arguments that give one variable name fail the step) — and ``CALLBACK_PIPELINE_NAME``,
+      ``CALLBACK_PIPELINE_EXECUTION_ARN``, ``CALLBACK_EXECUTION_ID``, ``CALLBACK_ATTEMPT`` (and ``CALLBACK_TOKEN`` with
+      ``SEND_TOKEN``), which win over a ``PASS_ENV`` variable of the same name;
     - on stdin, the context document as one JSON object: ``{"arguments", "pipelineName", "pipelineExecutionArn",
       "executionId", "attempt"}`` (plus ``token`` with ``SEND_TOKEN``), then end of file.
 
@@ -150,12 +180,13 @@ class CommandHandler:
         if extra is not None and self.settings.allow_args:
             if not isinstance(extra, list) or not all(isinstance(item, str) for item in extra):
                 raise Fail(f"the step argument {ARGS_ARGUMENT!r} must be a list of strings")
+            argv.append(ARGS_SEPARATOR)
             argv.extend(str(item) for item in extra)
         return argv
 
     def _environment(self, context: CallbackContext) -> dict[str, str]:
         arguments: Mapping[str, JSONValue] = step_arguments(context, exclude=self._overrides())
-        environment = dict(os.environ)
+        environment = inherited_environment(self.settings.pass_env)
         environment.update(argument_environment(arguments))
         environment.update(
             CALLBACK_PIPELINE_NAME=context.pipeline_name,
@@ -181,6 +212,11 @@ class CommandHandler:
         except (OSError, ValueError) as exc:  # not found, not executable, NUL byte in an argument or variable
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise Fail(f"command {argv[0]!r} could not be started: {reason}") from None
+
+
+def inherited_environment(names: tuple[str, ...]) -> dict[str, str]:
+    """The part of the worker's environment a program gets: :data:`BASE_ENVIRONMENT` and ``names``, those set."""
+    return {name: os.environ[name] for name in (*BASE_ENVIRONMENT, *names) if name in os.environ}
 
 
 async def terminate_group(process: asyncio.subprocess.Process, grace: float) -> None:

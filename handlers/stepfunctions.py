@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from handlers._aws import JobRef, JobStatus, LazyClient, PollingJobHandler, PollingSettings
+from handlers._aws import JobRef, JobStatus, LazyClient, PollingJobHandler, PollingSettings, check_target
 from handlers._context import canonical_json, context_document, object_outputs, preview, run_key
 from handlers._settings import load_settings
 from worker.handler import CallbackContext, Fail
@@ -96,6 +96,11 @@ class StepFunctionsHandler(PollingJobHandler):
     StopExecution; an execution that does not exist is nothing to stop. Express workflows cannot be described or stopped
     this way and are not supported.
 
+    **Continuations.** A continuation's state names the execution it polls; anyone who may send to the queue can write
+    one, so the state's state machine must be this step's (``STATE_MACHINE_ARN``, or ``state_machine_arn`` when
+    allowed) and its execution ARN the one the token's execution name gives on that machine. A state that names any
+    other execution fails the step without a call to Step Functions.
+
     Permissions: ``states:StartExecution``, ``states:DescribeExecution``, ``states:StopExecution``. Tested against moto
     server with ``{"stepfunctions": {"execute_state_machine": true}}``, which really runs Pass, Fail and Wait states.
     """
@@ -147,7 +152,13 @@ class StepFunctionsHandler(PollingJobHandler):
         machine = self.state_machine(context)
         return JobRef(execution_arn(machine, self.execution_name(context.token)), machine, time.time())
 
-    async def poll(self, ref: JobRef) -> JobStatus:
+    async def verify(self, ref: JobRef, context: CallbackContext) -> None:
+        """The state's machine must be this step's, and its execution the one the token names on that machine."""
+        machine = self.state_machine(context)
+        check_target("state machine", ref.scope, machine)
+        check_target("execution", ref.id, execution_arn(machine, self.execution_name(context.token)))
+
+    async def poll(self, ref: JobRef, context: CallbackContext) -> JobStatus:
         client = await self._client.get()
         execution = await client.describe_execution(executionArn=ref.id)
         status = execution["status"]

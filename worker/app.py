@@ -22,6 +22,7 @@ from worker.errors import ConfigurationError
 from worker.handler import Handler
 from worker.health import serve_health
 from worker.logs import get_logger
+from worker.registry import restrict
 from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
 from worker.runtime import FATAL_RECEIVE_CODES, Worker, stop_on_signals
@@ -134,7 +135,9 @@ def describe_redrive(attributes: Mapping[str, Any]) -> dict[str, Any]:
 def build_worker(
     settings: Settings, handlers: Mapping[str, Handler], sqs: SQSClient, sagemaker: SageMakerClient
 ) -> Worker:
-    """A worker for ``settings`` on these clients (not started)."""
+    """A worker for ``settings`` on these clients (not started). Messages may choose only the handlers that
+    ``CALLBACK_WORKER_HANDLERS`` allows, when it is set."""
+    handlers = restrict(handlers, settings.handlers)
     queue = Queue(sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time)
     return Worker(
         queue=queue,
@@ -168,7 +171,7 @@ async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: 
                 log.warning("the queue has no redrive policy: a message without a callback token is received forever")
             log.info(
                 "queue ready",
-                handlers=sorted(handlers),
+                handlers=sorted(worker.handlers),
                 default_handler=settings.handler,
                 **describe_redrive(attributes),
             )

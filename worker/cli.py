@@ -57,7 +57,8 @@ def _run(_: argparse.Namespace) -> int:
         signal.signal(sig, _exit_cleanly)
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
-    loaded = load_handlers()
+    _check_allowlist(settings)
+    loaded = load_handlers(allow=settings.handlers)  # a handler outside the allowlist is not even imported
     handlers = {name: item.handler for name, item in loaded.items()}
     _check_default_handler(settings, sorted(handlers))
     from worker.app import run_daemon  # noqa: PLC0415 - keeps `handlers` and `emulate` free of AWS imports
@@ -78,6 +79,18 @@ def _check_default_handler(settings: Settings, available: list[str]) -> None:
             raise ConfigurationError(
                 f"invalid setting {env_name(setting)}: no handler named {handler!r}; "
                 f"available: {', '.join(available) or 'none'}"
+            )
+
+
+def _check_allowlist(settings: Settings) -> None:
+    """Every name of ``CALLBACK_WORKER_HANDLERS`` must be an installed handler: a typo would otherwise fail every
+    callback meant for it. Discovery imports nothing."""
+    installed = sorted(source.name for source in discover())
+    for name in settings.handlers or ():
+        if name not in installed:
+            raise ConfigurationError(
+                f"invalid setting {env_name('handlers')}: no handler named {name!r}; "
+                f"available: {', '.join(installed) or 'none'}"
             )
 
 

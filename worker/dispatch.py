@@ -19,7 +19,7 @@ from worker.handler import Fail, Retry
 from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery, Disposition, Phase, StopCause, context_for
-from worker.logs import current_token, get_logger, mask_token_like, redact_token
+from worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
 from worker.message import CallbackMessage, Status, parse_message
 from worker.outcome import failure, success
 from worker.registry import Router
@@ -367,7 +367,7 @@ class Dispatcher:
 
     async def _crashed(self, delivery: Delivery, message: CallbackMessage, exc: BaseException) -> None:
         attempt = message.continuation.attempt
-        summary = f"{type(exc).__name__}: {exc}"
+        summary = f"{type(exc).__name__}: {scrub(str(exc), message.token)}"  # the reason leaves the worker
         name = delivery.context.handler_name if delivery.context is not None else "?"
         if attempt >= self.retry.max_attempts:
             log.error("handler failed on its last attempt", exc_info=exc)
@@ -390,7 +390,7 @@ class Dispatcher:
                 "malformed message without a usable token; left for the queue's redrive policy",
                 reason=exc.reason,
                 body_length=len(received.body),
-                body_preview=mask_token_like(received.body[:_PREVIEW]),
+                body_preview=mask_token_like(received.body[: _PREVIEW + 10])[:_PREVIEW],  # no token cut in half
             )
             return delivery.enter(Phase.KEPT)
         current_token.set(exc.token)

@@ -12,7 +12,7 @@ after the handler's own task (if it runs on this replica) has been cancelled.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias, runtime_checkable
 
 JSONValue: TypeAlias = "str | int | float | bool | list[JSONValue] | dict[str, JSONValue] | None"
@@ -24,8 +24,8 @@ Outputs: TypeAlias = Mapping[str, OutputValue]
 class CallbackContext:
     """Everything a handler knows about the callback step it answers."""
 
-    token: str
-    """The callback token (10 alphanumerics). Never log it whole."""
+    token: str = field(repr=False)
+    """The callback token (10 alphanumerics). Never log it whole; the context's ``repr`` leaves it out."""
     pipeline_execution_arn: str
     pipeline_name: str
     """The pipeline segment of the execution ARN."""

@@ -2,7 +2,7 @@
 
 A ticker starts a renewal round once per tick (a fifth of the visibility timeout, at least a second, at most a
 minute). A round takes every lease whose visibility runs out within the *margin* — two ticks plus the longest a
-renewal call may take (half a tick, at most 10 s), half the visibility timeout — and renews them ten to a
+renewal call may take (half a tick, 1 to 10 s), about half the visibility timeout — and renews them ten to a
 ``ChangeMessageVisibilityBatch``, soonest expiry first, the calls spread over a quarter tick. A lease is so renewed
 about every three ticks (0.6 of the visibility timeout).
 
@@ -35,8 +35,9 @@ from worker.sqs import MAX_BATCH, BatchEntryError, Queue, ReceivedMessage, settl
 MAX_HIDDEN_SECONDS = 12 * 60 * 60
 #: The longest tick: with a 12-hour visibility timeout, renewals still start within a minute of being due.
 MAX_TICK = 60.0
-#: The longest a renewal call may take before it is abandoned and retried.
+#: The longest a renewal call may take before it is abandoned and retried (half a tick, within these bounds).
 MAX_CALL_TIMEOUT = 10.0
+MIN_CALL_TIMEOUT = 1.0
 
 log = get_logger("worker.lease")
 
@@ -62,7 +63,7 @@ def lease_timing(visibility_timeout: int) -> tuple[float, float, float]:
     """``(tick, call_timeout, margin)`` for a visibility timeout: a lease is renewed once less than ``margin`` of
     its visibility is left; ``margin`` is two ticks plus the longest a renewal call may take."""
     tick = min(MAX_TICK, max(1.0, visibility_timeout / 5))
-    call_timeout = min(MAX_CALL_TIMEOUT, tick / 2)
+    call_timeout = min(MAX_CALL_TIMEOUT, max(MIN_CALL_TIMEOUT, tick / 2))
     return tick, call_timeout, 2 * tick + call_timeout
 
 

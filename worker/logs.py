@@ -1,4 +1,5 @@
-"""structlog set-up: JSON for machines, console for people, per-message context, and token redaction."""
+"""structlog set-up: JSON for machines, console for people, per-message context, token redaction, and a cap on the
+length of every value (a message may carry megabytes of text, and each log line would copy it)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,107 @@ def redact_token(token: str) -> str:
 current_token: ContextVar[str | None] = ContextVar("callback_worker_current_token", default=None)
 
 
+def scrub(text: str, token: str | None) -> str:
+    """``text`` fit to leave the worker (a failure reason sent to SageMaker, a log line of a library): ``token`` and
+    every other run that looks like a token masked as :func:`redact_token` masks a token.
+
+    Free text has ten-letter words (``connection``, ``ValueError``), so here a run counts as a token only if it has
+    a digit or three capitals — as all but about 1 % of random tokens have; the token being handled is masked
+    whatever it looks like."""
+    if token:
+        text = text.replace(token, redact_token(token))
+    return _TOKEN_LIKE.sub(_mask_if_likely, text)
+
+
+def _mask_if_likely(match: re.Match[str]) -> str:
+    run = match[0]
+    likely = any(char.isdigit() for char in run) or sum(char.isupper() for char in run) >= 3
+    return redact_token(run) if likely else run
+
+
+#: Characters a log value (the event included) may have; the rest is cut. Values often come from a message, and a
+#: message may carry 1 MiB of text that every line about it would copy.
+MAX_VALUE_CHARS = 1_000
+#: A traceback is mostly the worker's own text and says most at its end: it keeps more, from the end.
+MAX_TRACEBACK_CHARS = 20_000
+#: How deep inside lists and mappings values are capped; deeper containers are logged as a capped ``repr``.
+_CAP_DEPTH = 4
+
+
+def cap(text: str, limit: int = MAX_VALUE_CHARS) -> str:
+    """``text``, or its first ``limit`` characters and a marker saying how many were cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}...[{len(text) - limit} more characters cut]"
+
+
+def _cap_tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"[{len(text) - limit} characters cut]...{text[-limit:]}"
+
+
+def _capped(value: Any, secret: str | None, depth: int = 0) -> Any:
+    """``value`` with its strings capped, the current token (``secret``) masked first: a cut must not leave part of
+    the token where the redaction of the rendered line no longer finds it."""
+    if isinstance(value, str):
+        return cap(value.replace(secret, redact_token(secret)) if secret else value)
+    if not isinstance(value, list | tuple | dict):
+        return value
+    if depth >= _CAP_DEPTH:
+        return _capped(repr(value), secret)
+    if isinstance(value, dict):
+        return {key: _capped(item, secret, depth + 1) for key, item in value.items()}
+    return [_capped(item, secret, depth + 1) for item in value]
+
+
+def _cap_values(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    secret = current_token.get()
+    for key, value in event_dict.items():
+        if key == "exception" and isinstance(value, str):
+            event_dict[key] = _cap_tail(value, MAX_TRACEBACK_CHARS)
+        elif isinstance(value, str | list | tuple | dict):
+            event_dict[key] = _capped(value, secret)
+    return event_dict
+
+
+class RedactTokenFilter(logging.Filter):
+    """For the standard library's log records (botocore, aiohttp, plugins): the message, the traceback and the stack
+    with the current token and every token-shaped run masked, and capped like structlog's values.
+
+    The record is changed in place (Python 3.11 cannot hand a handler a changed copy), and only when its text
+    changes. What counts as token-shaped is :func:`scrub`'s rule.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        token = current_token.get()
+        message = _message_of(record)
+        clean = cap(scrub(message, token))
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = _cap_tail(scrub(record.exc_text, token), MAX_TRACEBACK_CHARS)
+        if record.stack_info:
+            record.stack_info = _cap_tail(scrub(record.stack_info, token), MAX_TRACEBACK_CHARS)
+        return True
+
+
+def _message_of(record: logging.LogRecord) -> str:
+    try:
+        return record.getMessage()
+    except (TypeError, ValueError, KeyError):  # arguments that do not fit the format: show both, masked later
+        return f"{record.msg!s} {record.args!r}"
+
+
+def install_stdlib_redaction(logger: logging.Logger | None = None) -> None:
+    """Put a :class:`RedactTokenFilter` on every handler of ``logger`` (the root logger) that has none yet."""
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(item, RedactTokenFilter) for item in handler.filters):
+            handler.addFilter(RedactTokenFilter())
+
+
 def _redact_tokens(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     token = event_dict.get("token")
     if isinstance(token, str):
@@ -59,7 +161,8 @@ def _redact_rendered(_: WrappedLogger, __: str, rendered: Any) -> Any:
 def configure_logging(
     log_format: Literal["json", "console"] = "json", level: str = "INFO", stream: TextIO | None = None
 ) -> None:
-    """Configure structlog (and the standard library's root logger, for botocore and aiohttp) once at start-up."""
+    """Configure structlog (and the standard library's root logger, for botocore, aiohttp and plugins, whose records
+    pass through :class:`RedactTokenFilter`) once at start-up."""
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
@@ -72,6 +175,7 @@ def configure_logging(
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info if log_format == "json" else structlog.dev.set_exc_info,
             _redact_tokens,
+            _cap_values,  # after the redaction: a cut must not leave part of the token where no redaction finds it
             renderer,
             _redact_rendered,
         ],
@@ -80,6 +184,7 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     logging.basicConfig(level=max(logging.getLevelName(level), logging.WARNING), stream=stream or sys.stderr)
+    install_stdlib_redaction()
 
 
 def get_logger(name: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any
 
 from worker.errors import MalformedMessage
 from worker.handler import JSONValue
+from worker.logs import mask_token_like
 
 TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{10}")
 EXECUTION_ARN_PATTERN = re.compile(
@@ -24,6 +25,10 @@ EXECUTION_ARN_PATTERN = re.compile(
 #: The key under which the worker stores its own continuation data in a re-queued body.
 CONTINUATION_KEY = "callbackWorkerContinuation"
 _STRING_PREVIEW = 80
+#: A ``"token"`` member with a well-formed value, found in a body the JSON parser gave up on (nested too deeply to
+#: read, or broken further on): key case-insensitive like the parser's, no escapes.
+_RAW_TOKEN = re.compile(r'"token"\s*:\s*"([A-Za-z0-9]{10})"', re.IGNORECASE)
+_RAW_ARN = re.compile(r'"pipelineExecutionArn"\s*:\s*"([^"\\]{1,2048})"', re.IGNORECASE)
 
 
 class Status(StrEnum):
@@ -105,10 +110,30 @@ def _load_object(body: str) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as exc:
-        raise MalformedMessage(f"body is not JSON: {type(exc).__name__}: {str(exc)[:_STRING_PREVIEW]}") from None
+        detail = mask_token_like(str(exc)[:_STRING_PREVIEW])
+        token, arn = _salvage(body)
+        raise MalformedMessage(
+            f"body is not JSON: {type(exc).__name__}: {detail}", token=token, pipeline_execution_arn=arn
+        ) from None
     if not isinstance(document, dict):
         raise MalformedMessage(f"body is JSON {type(document).__name__}, not an object")
     return document
+
+
+def _salvage(body: str) -> tuple[str | None, str | None]:
+    """The token (and execution ARN) of a body the parser could not read, when the text names exactly one.
+
+    A body nested too deeply for the parser still carries a valid token: it is answered with a Failure rather than
+    left to the dead-letter queue, where its step would wait until someone answered it by hand.
+    """
+    token = _only(_RAW_TOKEN.findall(body))
+    if token is None:
+        return None, None
+    return token, _only(_RAW_ARN.findall(body))
+
+
+def _only(found: list[str]) -> str | None:
+    return found[0] if len(set(found)) == 1 else None
 
 
 def _build(token: str, arn: object, fields: dict[str, Any]) -> CallbackMessage:
@@ -180,6 +205,8 @@ def _describe(value: object) -> str:
     if value is None:
         return "absent"
     if isinstance(value, str):
-        preview = value[:_STRING_PREVIEW] + ("..." if len(value) > _STRING_PREVIEW else "")
+        # Masked before it is cut (masking keeps lengths): a token across the cut is masked too.
+        preview = mask_token_like(value[: _STRING_PREVIEW + 10])[:_STRING_PREVIEW]
+        preview += "..." if len(value) > _STRING_PREVIEW else ""
         return f"got a {len(value)}-character string {preview!r}"
     return f"got {type(value).__name__}"

@@ -8,6 +8,7 @@ follows it, the delete after an answer — is finished even when a shutdown arri
 would leave two links of one chain (the new one sent, the old one released). An answer is not shielded: cut short,
 the message is redelivered and answered again with the same ``ClientRequestToken``.
 """
+
 from __future__ import annotations
 
 import asyncio

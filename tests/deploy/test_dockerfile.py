@@ -34,6 +34,8 @@ from tests.deploy.manifests import (
 )
 
 PINNED_SLIM_PYTHON = re.compile(r"python:3\.1[12]\.\d+-slim(-[a-z]+)?")
+LOCK = REPO / "requirements.lock"
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the value the image sets, compared here
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -65,6 +67,7 @@ def test_runtime_stage_contract() -> None:
     assert env["PYTHONUNBUFFERED"] == "1"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1", "the root filesystem is read-only at run time"
     assert env["CALLBACK_WORKER_HEALTH_PORT"] == "8080"
+    assert env["CALLBACK_WORKER_HEALTH_HOST"] == ALL_INTERFACES, "the worker's own default is loopback"
     assert env["PATH"].startswith("/opt/venv/bin:")
     assert any("tini" in item.arguments for item in image.instructions if item.keyword == "RUN")
 
@@ -86,6 +89,51 @@ def test_dockerignore_admits_exactly_what_the_dockerfile_copies() -> None:
     assert sources <= allowed, f"COPY sources excluded by .dockerignore: {sorted(sources - allowed)}"
     for source in sources:
         assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
+
+
+# ---- the hashed lock of the runtime dependencies ---------------------------------------------------------------
+
+
+def build_runs() -> list[str]:
+    """The ``RUN`` instructions of every stage, in order."""
+    return [item.arguments for item in parse_dockerfile(DOCKERFILE.read_text()) if item.keyword == "RUN"]
+
+
+def test_runtime_dependencies_come_from_the_lock_with_require_hashes() -> None:
+    runs = build_runs()
+    (lock_install,) = [index for index, text in enumerate(runs) if "requirements.lock" in text]
+    assert re.search(r"pip install .*--require-hashes.* -r requirements\.lock", runs[lock_install])
+    (project_install,) = [index for index, text in enumerate(runs) if re.search(r"pip install .*/src\b", text)]
+    assert lock_install < project_install, "the locked dependencies first"
+    assert "--no-deps" in runs[project_install], "the project brings no unlocked dependency"
+    assert "pip check" in runs[project_install], "the lock satisfies the project's ranges"
+    copies = [item.arguments.split() for item in parse_dockerfile(DOCKERFILE.read_text()) if item.keyword == "COPY"]
+    assert ["requirements.lock", "./"] in copies
+
+
+def test_every_pinned_package_of_the_lock_has_a_hash() -> None:
+    pins: dict[str, int] = {}
+    current = None
+    for line in LOCK.read_text().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        if not line[0].isspace():
+            match = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!-]+) \\", line)
+            assert match, f"not a pin with hashes: {line!r}"
+            current = match[1]
+            pins[current] = 0
+        elif line.strip().startswith("--hash=sha256:"):
+            assert current is not None
+            assert re.fullmatch(r"--hash=sha256:[0-9a-f]{64}( \\)?", line.strip()), line
+            pins[current] += 1
+    assert pins, "the lock pins nothing"
+    assert [name for name, count in pins.items() if count == 0] == []
+
+
+def test_the_lock_header_names_no_package_index() -> None:
+    text = LOCK.read_text()
+    assert "--generate-hashes" in text.splitlines()[4], "the header says how the lock was made"
+    assert not re.search(r"--(extra-)?index-url|--find-links|--trusted-host|://", text)
 
 
 # ---- the ENTRYPOINT + CMD command line -------------------------------------------------------------------------

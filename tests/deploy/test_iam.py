@@ -18,7 +18,15 @@ from tests.deploy.manifests import (
     run_tool,
 )
 
-PERMISSION_POLICIES = ("worker-policy.json", "kms-policy.json")
+PERMISSION_POLICIES = (
+    "worker-policy.json",
+    "kms-policy.json",
+    "keda-policy.json",
+    "pipeline-execution-policy.json",
+    "queue-policy.json",
+)
+#: The example pipeline execution role (the pipeline's RoleArn), which SageMaker sends callback messages with.
+PIPELINE_ROLE = "arn:aws:iam::123456789012:role/sagemaker-pipeline-execution"
 SQS_ACTIONS = {
     "sqs:ReceiveMessage",
     "sqs:DeleteMessage",
@@ -108,6 +116,69 @@ def test_irsa_trust_policy_trusts_the_worker_and_keda_service_accounts() -> None
         assert condition[f"{issuer}:aud"] == "sts.amazonaws.com"
         subjects.add(condition[f"{issuer}:sub"])
     assert subjects == expected
+
+
+def the_queue() -> str:
+    return queue_arn(kubernetes_env()["CALLBACK_WORKER_QUEUE_URL"])
+
+
+def as_set(value: str | list[str]) -> set[str]:
+    return {value} if isinstance(value, str) else set(value)
+
+
+def test_every_policy_names_the_same_queue() -> None:
+    for name in ("worker-policy.json", "keda-policy.json", "pipeline-execution-policy.json", "queue-policy.json"):
+        queues = {item["Resource"] for item in statements(name) if str(item["Resource"]).startswith("arn:aws:sqs:")}
+        assert queues == {the_queue()}, name
+
+
+def test_queue_policy_sends_only_from_the_pipeline_and_worker_roles() -> None:
+    worker_roles = {
+        kubernetes_objects()["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+        load_json(ECS / "task-definition.json")["taskRoleArn"],
+    }
+    assert len(worker_roles) == 1, "the Kubernetes and ECS examples use the same worker role"
+    senders = {PIPELINE_ROLE, *worker_roles}
+    allows = [item for item in statements("queue-policy.json") if item["Effect"] == "Allow"]
+    assert {action for item in allows for action in actions(item)} == {"sqs:SendMessage"}
+    assert {principal for item in allows for principal in as_set(item["Principal"]["AWS"])} == senders
+    (deny,) = [
+        item
+        for item in statements("queue-policy.json")
+        if actions(item) == {"sqs:SendMessage"} and item["Effect"] == "Deny"
+    ]
+    assert deny["Principal"] == "*"
+    assert as_set(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == senders
+
+
+def test_pipeline_execution_policy_sends_and_uses_the_queue_key_through_sqs() -> None:
+    send, key = statements("pipeline-execution-policy.json")
+    assert actions(send) == {"sqs:SendMessage"}
+    assert actions(key) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    (kms_statement,) = statements("kms-policy.json")
+    assert key["Resource"] == kms_statement["Resource"], "the queue's key, as in kms-policy.json"
+    assert key["Condition"] == kms_statement["Condition"]
+
+
+def test_keda_policy_only_reads_queue_attributes() -> None:
+    (statement,) = statements("keda-policy.json")
+    assert statement["Effect"] == "Allow"
+    assert actions(statement) == {"sqs:GetQueueAttributes"}
+    assert statement["Resource"] == the_queue()
+
+
+def test_keda_trust_policy_trusts_the_keda_operator_through_the_cluster_provider() -> None:
+    (worker,) = statements("irsa-trust-policy.json")
+    (keda,) = statements("keda-trust-policy.json")
+    assert keda["Action"] == "sts:AssumeRoleWithWebIdentity"
+    provider = keda["Principal"]["Federated"]
+    assert provider == worker["Principal"]["Federated"], "the same cluster"
+    issuer = provider.split("oidc-provider/", 1)[1]
+    condition = keda["Condition"]["StringEquals"]
+    assert condition == {
+        f"{issuer}:sub": "system:serviceaccount:keda:keda-operator",
+        f"{issuer}:aud": "sts.amazonaws.com",
+    }
 
 
 def test_ecs_task_role_trust_policy() -> None:

@@ -18,7 +18,7 @@ from tests.deploy.manifests import (
     worker_container,
 )
 
-CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service"}
+CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "NetworkPolicy"}
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
 #: Kubernetes releases the core objects are validated against: kubernetes-validate's newest and an older one still
 #: run by managed clusters.
@@ -203,3 +203,40 @@ def test_trigger_authentication_uses_aws_pod_identity() -> None:
     assert identity["provider"] == "aws"
     assert identity.get("identityOwner", "keda") in ("keda", "workload")
     assert not ("roleArn" in identity and "identityOwner" in identity), "KEDA rejects roleArn with identityOwner"
+
+
+def test_keda_reads_the_queue_with_a_role_of_its_own() -> None:
+    identity = kubernetes_objects()["TriggerAuthentication"]["spec"]["podIdentity"]
+    worker_role = kubernetes_objects()["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    role = identity["roleArn"]
+    assert re.fullmatch(r"arn:aws:iam::\d{12}:role/[\w+=,.@/-]+", role), role
+    assert role.split(":")[4] == worker_role.split(":")[4], "the example account throughout"
+    assert role != worker_role, "not the worker's role, which can receive, delete and send"
+
+
+# ---- the NetworkPolicy ---------------------------------------------------------------------------------------
+
+
+def network_policy() -> JsonObject:
+    return kubernetes_objects()["NetworkPolicy"]
+
+
+def test_network_policy_selects_the_worker_pods() -> None:
+    spec = network_policy()["spec"]
+    labels = deployment()["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= labels.items()
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}, "both directions are restricted"
+
+
+def test_network_policy_admits_the_probes_and_the_metrics_service() -> None:
+    (rule,) = network_policy()["spec"]["ingress"]
+    (port,) = worker_container(deployment())["ports"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": port["containerPort"]}]
+    service_port = kubernetes_objects()["Service"]["spec"]["ports"][0]["targetPort"]
+    assert service_port in (port["name"], port["containerPort"]), "the metrics Service reaches an admitted port"
+
+
+def test_network_policy_egress_is_dns_and_https() -> None:
+    rules = network_policy()["spec"]["egress"]
+    ports = {(port["protocol"], port["port"]) for rule in rules for port in rule["ports"]}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443)}

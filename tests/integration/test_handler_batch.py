@@ -279,9 +279,33 @@ async def test_a_job_past_max_wait_is_terminated_and_fails_naming_the_setting(
 
 
 async def test_a_job_batch_has_forgotten_fails_the_step(stub: BatchStub, make_handler: HandlerFactory) -> None:
-    state: JSONValue = {"id": "gone", "scope": "q", "started": time.time()}
-    with pytest.raises(Fail, match="Batch job gone is unknown to Batch"):
-        await make_handler(job_queue="q", job_definition="d")(context(new_token(), state=state))
+    handler = make_handler(job_queue="q", job_definition="d")
+    token = new_token()
+    first = await handler(context(token))
+    assert isinstance(first, Retry)
+    stub.describejobs = lambda body: {"jobs": []}  # type: ignore[method-assign]
+    with pytest.raises(Fail, match=f"Batch job {only_job(stub)['jobId']} is unknown to Batch"):
+        await handler(context(token, state=first.state))
+
+
+async def test_a_continuation_looks_its_job_up_once_per_handler(stub: BatchStub, make_handler: HandlerFactory) -> None:
+    token = new_token()
+    first = await make_handler(job_queue="q", job_definition="d")(context(token))
+    assert isinstance(first, Retry)
+    listed: list[dict[str, Any]] = []
+    list_jobs = stub.listjobs
+
+    def counted(body: dict[str, Any]) -> dict[str, Any]:
+        listed.append(body)
+        return list_jobs(body)
+
+    stub.listjobs = counted  # type: ignore[method-assign]
+    stub.script = [{"status": "RUNNING"}]
+    replica = make_handler(job_queue="q", job_definition="d")
+    for _ in range(3):
+        assert isinstance(await replica(context(token, state=first.state)), Retry)
+    assert len(listed) == 1  # the job's name is checked once, then remembered
+    assert listed[0]["filters"] == [{"name": "JOB_NAME", "values": [f"callback-{run_key(token)}"]}]
 
 
 async def test_arguments_are_not_passed_when_turned_off(stub: BatchStub, make_handler: HandlerFactory) -> None:

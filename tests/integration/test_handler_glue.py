@@ -80,7 +80,8 @@ async def create_job(glue: Any) -> str:
 async def test_a_run_that_succeeds_at_once_answers_with_its_outputs(glue: Any, make_handler: HandlerFactory) -> None:
     job = await create_job(glue)
     token = new_token()
-    outputs = await make_handler(job_name=job)(context(token, {"handler": "glue", "n": 5, "path": "s3://b/k"}))
+    handler = make_handler(job_name=job, pass_arguments="true")
+    outputs = await handler(context(token, {"handler": "glue", "n": 5, "path": "s3://b/k"}))
     runs = (await glue.get_job_runs(JobName=job))["JobRuns"]
     assert len(runs) == 1
     assert outputs == {
@@ -143,7 +144,8 @@ async def test_the_job_name_argument_is_used_only_when_allowed(glue: Any, make_h
     arguments: dict[str, JSONValue] = {"glue_job_name": job, "x": "1"}
     with pytest.raises(Fail, match="set CALLBACK_WORKER_GLUE_JOB_NAME"):
         await make_handler()(context(new_token(), arguments))
-    outputs = await make_handler(allow_job_name_argument="true")(context(new_token(), arguments))
+    allowed = make_handler(allow_job_name_argument="true", pass_arguments="true")
+    outputs = await allowed(context(new_token(), arguments))
     assert isinstance(outputs, dict)
     assert outputs["job_name"] == job
     run = (await glue.get_job_runs(JobName=job))["JobRuns"][0]
@@ -151,10 +153,13 @@ async def test_the_job_name_argument_is_used_only_when_allowed(glue: Any, make_h
     assert run["Arguments"]["--x"] == "1"
 
 
-async def test_arguments_are_not_passed_when_turned_off(glue: Any, make_handler: HandlerFactory) -> None:
+@pytest.mark.parametrize("settings", [{}, {"pass_arguments": "false"}], ids=["by-default", "turned-off"])
+async def test_arguments_are_not_passed_unless_turned_on(
+    glue: Any, make_handler: HandlerFactory, settings: dict[str, str]
+) -> None:
     job = await create_job(glue)
     token = new_token()
-    await make_handler(job_name=job, pass_arguments="false")(context(token, {"n": 5}))
+    await make_handler(job_name=job, **settings)(context(token, {"n": 5, "extra-jars": "s3://b/evil.jar"}))
     run = (await glue.get_job_runs(JobName=job))["JobRuns"][0]
     assert run["Arguments"] == {MARKER: run_key(token)}
 

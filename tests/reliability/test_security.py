@@ -38,6 +38,7 @@ SHELL_FUNCTIONS = {
 }
 SHELLS = {"sh", "bash", "zsh", "dash", "ksh", "/bin/sh", "/bin/bash", "/usr/bin/env", "cmd", "cmd.exe", "powershell"}
 TOKEN = "Tok4Leak99"
+OTHER_TOKEN = "Tok4Leak00"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abcdef123456"
 
 
@@ -126,14 +127,20 @@ async def test_command_handler_arguments_are_never_shell_expanded(
     outputs = await CommandHandler()(context)
     record(injections=len(command_args) + 1, executed=sum(trap.exists() for trap in traps))
     assert [trap for trap in traps if trap.exists()] == [], "a shell ran an argument"
-    assert json.loads(str(outputs["argv"])) == command_args, "arguments must reach the program verbatim"
+    # Verbatim, after the "--" that ends the command's own options.
+    assert json.loads(str(outputs["argv"])) == ["--", *command_args], "arguments must reach the program verbatim"
     assert outputs["x"] == f"$(touch {traps[-1]})"
 
 
 def test_a_broken_body_with_a_real_token_does_not_log_it_whole(moto_sqs: str, tmp_path: Path, record: Recorder) -> None:
-    """Regression (fixed in bb9409f): the preview of a body without a usable token was logged unmasked."""
+    """Regression (fixed in bb9409f): the preview of a body without a usable token was logged unmasked.
+
+    The body names two tokens, so that none is usable: a broken body naming exactly one is answered with a Failure
+    (tests/security/test_deep_nesting.py).
+    """
     backend = SqsBackend("moto", moto_sqs)
-    body = json.dumps({"token": TOKEN, "pipelineExecutionArn": ARN, "arguments": {}})[:-1]  # one brace short
+    document = {"token": TOKEN, "pipelineExecutionArn": ARN, "arguments": {"token": OTHER_TOKEN}}
+    body = json.dumps(document)[:-1]  # one brace short
     with closing(backend.client()) as sqs:
         queue_url, _ = make_queue(sqs, "leak", max_receive_count=1, visibility_timeout=30)
         env = worker_env(
@@ -148,5 +155,5 @@ def test_a_broken_body_with_a_real_token_does_not_log_it_whole(moto_sqs: str, tm
             wait_for(lambda: "malformed message without a usable token" in log.read_text(), timeout=60, what="it")
             assert replicas[0].stop(signal.SIGTERM) == 0
     logs = WorkerLogs.read(replicas.log_paths())
-    record(leaked=logs.leaked_tokens([TOKEN]))
-    assert logs.leaked_tokens([TOKEN]) == [], "the token appears whole in the log"
+    record(leaked=logs.leaked_tokens([TOKEN, OTHER_TOKEN]))
+    assert logs.leaked_tokens([TOKEN, OTHER_TOKEN]) == [], "a token appears whole in the log"

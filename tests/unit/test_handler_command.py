@@ -181,12 +181,12 @@ def test_argument_names_are_sanitised() -> None:
     assert argument_env_name("a.b-c d/é") == "CALLBACK_ARG_A_B_C_D__"
 
 
-async def test_step_args_are_appended_only_when_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_step_args_are_appended_after_a_separator_only_when_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
     script = "import json, sys; print(json.dumps({'argv': json.dumps(sys.argv[1:])}))"
     arguments: dict[str, JSONValue] = {"command_args": ["--epochs", "3"]}
     assert await python(monkeypatch, script)(context(arguments)) == {"argv": "[]"}
     allowed = python(monkeypatch, script, allow_args="true")
-    assert await allowed(context(arguments)) == {"argv": '["--epochs", "3"]'}
+    assert await allowed(context(arguments)) == {"argv": '["--", "--epochs", "3"]'}
     with pytest.raises(Fail, match="'command_args' must be a list of strings"):
         await allowed(context({"command_args": "--epochs 3"}))
 
@@ -278,6 +278,7 @@ async def test_unconfigured_handler_fails_naming_the_variable() -> None:
         ("KILL_GRACE", "soon", "CALLBACK_WORKER_COMMAND_KILL_GRACE='soon'"),
         ("CWD", "/nonexistent/dir", "CALLBACK_WORKER_COMMAND_CWD='/nonexistent/dir': Value error, not an existing"),
         ("MAX_OUTPUT", "10", "CALLBACK_WORKER_COMMAND_MAX_OUTPUT"),
+        ("PASS_ENV", "AWS_REGION,BAD-NAME", "CALLBACK_WORKER_COMMAND_PASS_ENV='AWS_REGION,BAD-NAME': Value error"),
     ],
 )
 def test_bad_settings_fail_construction_naming_the_variable(

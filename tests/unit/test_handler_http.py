@@ -171,7 +171,7 @@ async def test_the_url_argument_is_used_only_when_allowed(receiver: Any, make_ha
         "meta": '{"a":[1]}',
     }
     assert recorder.requests[-1][2]["arguments"] == {"http_url": f"{base}/list", "x": 1}
-    allowed = make_handler(f"{base}/ok", allow_url_argument="true")
+    allowed = make_handler(f"{base}/ok", allow_url_argument="true", allowed_urls=f"{base}/")
     with pytest.raises(Fail, match="JSON list"):
         await allowed(context(arguments))
     assert recorder.requests[-1][0] == "/list"
@@ -204,6 +204,7 @@ async def test_aclose_twice_and_reuse_after_close(receiver: Any, make_handler: A
         ("HEADERS", '{"X-A": "a\\r\\nX-B: b"}', "CALLBACK_WORKER_HTTP_HEADERS: Value error, the value of header"),
         ("HEADERS", '{"X-A": 1}', "CALLBACK_WORKER_HTTP_HEADERS: Input should be a valid string"),
         ("MAX_RESPONSE", "1", "CALLBACK_WORKER_HTTP_MAX_RESPONSE='1'"),
+        ("ALLOWED_URLS", "https://ok/,file:///x", "CALLBACK_WORKER_HTTP_ALLOWED_URLS: Value error, 'file:///x' is not"),
     ],
 )
 def test_bad_settings_fail_construction_naming_the_variable(

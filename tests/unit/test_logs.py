@@ -14,7 +14,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.contextvars import bound_contextvars
 
-from worker.logs import TOKEN_SHOWN, configure_logging, current_token, get_logger, mask_token_like, redact_token
+from worker.logs import (
+    MAX_VALUE_CHARS,
+    TOKEN_SHOWN,
+    RedactTokenFilter,
+    cap,
+    configure_logging,
+    current_token,
+    get_logger,
+    mask_token_like,
+    redact_token,
+    scrub,
+)
 
 TOKEN = "26vcYbeWsZ"
 Format = Literal["json", "console"]
@@ -32,6 +43,9 @@ def restore_logging() -> Iterator[None]:
     current_token.reset(reset)
     structlog.configure(**saved)
     structlog.contextvars.clear_contextvars()
+    for handler in {*root.handlers, *handlers}:  # pytest's own handlers were given the filter too
+        for item in [item for item in handler.filters if isinstance(item, RedactTokenFilter)]:
+            handler.removeFilter(item)
     root.handlers[:] = handlers
     root.setLevel(level)
 
@@ -183,3 +197,36 @@ def test_token_like_runs_in_free_text_are_masked() -> None:
     assert '"AbC*******"' in masked
     assert "123456789012" in masked  # twelve digits are not a token
     assert mask_token_like("short 12345 and longer abcdefghijk") == "short 12345 and longer abcdefghijk"
+
+
+# --- scrub, cap, and the standard library's records --------------------------------------------------------------
+
+
+def test_scrub_masks_the_given_token_and_token_shaped_runs() -> None:
+    assert scrub(f"{TOKEN} and ABCDEFGHIJ", TOKEN) == f"{redact_token(TOKEN)} and ABC*******"
+    assert scrub("short 12345", None) == "short 12345"
+
+
+def test_cap_keeps_short_text_and_marks_the_cut() -> None:
+    assert cap("x" * MAX_VALUE_CHARS) == "x" * MAX_VALUE_CHARS
+    assert cap("x" * (MAX_VALUE_CHARS + 7)) == "x" * MAX_VALUE_CHARS + "...[7 more characters cut]"
+
+
+def record(message: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("plugin", logging.WARNING, __file__, 1, message, args, None)
+
+
+def test_the_filter_masks_formatted_records_and_keeps_others_as_they_are() -> None:
+    masked = record("token %s", TOKEN)
+    assert RedactTokenFilter().filter(masked) is True
+    assert masked.getMessage() == f"token {redact_token(TOKEN)}"
+    plain = record("nothing to hide")
+    RedactTokenFilter().filter(plain)
+    assert (plain.msg, plain.args) == ("nothing to hide", ())
+
+
+def test_the_filter_survives_arguments_that_do_not_fit_the_format() -> None:
+    broken = record("%d items for %s", "many", TOKEN)
+    RedactTokenFilter().filter(broken)
+    assert TOKEN not in broken.getMessage()
+    assert "%d items" in broken.getMessage()

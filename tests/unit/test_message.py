@@ -213,10 +213,24 @@ def test_non_finite_or_huge_not_before_is_malformed(not_before: str) -> None:
     assert "notBefore" in error.reason
 
 
-def test_integer_beyond_the_digit_limit_is_malformed_without_token() -> None:
+def test_integer_beyond_the_digit_limit_is_malformed_keeping_the_token() -> None:
     error = malformed('{"token": "26vcYbeWsZ", "arguments": {"n": ' + "9" * 5000 + "}}")
-    assert error.token is None  # the body as a whole is not JSON Python will read
+    assert error.token == "26vcYbeWsZ"  # the body is not JSON Python will read, but it names one token
+    assert error.pipeline_execution_arn is None
     assert "not JSON" in error.reason
+
+
+def test_a_body_too_deep_to_parse_keeps_its_token_and_arn() -> None:
+    depth = 100_000  # too deep for any Python's parser (3.11 gives up near 1,000, later ones deeper)
+    text = json.dumps({"token": TOKEN, "pipelineExecutionArn": ARN}).removesuffix("}")
+    error = malformed(text + ', "arguments": {"x": ' + "[" * depth + "]" * depth + "}}")
+    assert (error.token, error.pipeline_execution_arn) == (TOKEN, ARN)
+    assert "RecursionError" in error.reason
+
+
+def test_a_broken_body_naming_two_tokens_keeps_neither() -> None:
+    error = malformed('{"token": "26vcYbeWsZ", "arguments": {"token": "AAAAAAAAAA"}')
+    assert error.token is None
 
 
 # --- continuation envelope --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from tests.plugin_factory import make_plugin, module_name
 from worker.errors import PluginError
 from worker.handler import CallbackContext, Handler
-from worker.registry import HandlerSource, Router, discover, load_handlers
+from worker.registry import AllowedHandlers, HandlerSource, Router, discover, load_handlers, restrict
 
 FUNCTION_PLUGIN = """
 def hello(context):
@@ -270,3 +270,27 @@ def test_router_with_no_handlers() -> None:
     router = Router({}, default="first", argument="handler")
     assert router.route({}) == ("first", None)
     assert router.unknown_reason("first").endswith("available: none")
+
+
+def test_allowed_handlers_hold_only_the_allowed_ones() -> None:
+    allowed = AllowedHandlers(HANDLERS, ["second", "absent"])
+    assert dict(allowed) == {"second": second}
+    assert (len(allowed), "first" in allowed, allowed.allowed) == (1, False, frozenset({"second", "absent"}))
+    assert restrict(HANDLERS, None) is HANDLERS
+
+
+def test_router_refuses_a_name_outside_the_allowlist_even_by_default_or_route() -> None:
+    router = Router(restrict(HANDLERS, ["second"]), default="first", argument="handler", routes={"p/*": "first"})
+    assert router.allowed == frozenset({"second"})
+    assert router.route({}, "p") == ("first", None)
+    assert router.route({}) == ("first", None)
+    assert router.route({"handler": "second"}) == ("second", second)
+    assert router.unknown_reason("first") == (
+        "handler 'first' is not allowed on this worker (CALLBACK_WORKER_HANDLERS); allowed: second"
+    )
+
+
+def test_router_with_an_explicit_allowlist_offers_only_allowed_names() -> None:
+    router = Router(HANDLERS, default=None, argument="handler", allowed=["first"])
+    assert router.route({"handler": "second"}) == ("second", None)
+    assert router.unknown_reason("second").endswith("allowed: first")

@@ -57,6 +57,8 @@ def test_defaults(env: pytest.MonkeyPatch) -> None:
     assert settings.log_level == "INFO"
     assert settings.wait_time == 20
     assert settings.pollers == 1
+    assert settings.health_host == "127.0.0.1"
+    assert settings.handlers is None
 
 
 def test_every_contract_setting_is_a_field() -> None:
@@ -159,6 +161,25 @@ def test_empty_queue_url_is_missing(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("CALLBACK_WORKER_QUEUE_URL", "")
     with pytest.raises(ConfigurationError, match="missing setting CALLBACK_WORKER_QUEUE_URL"):
         load_settings()
+
+
+@pytest.mark.parametrize(("text", "expected"), [("echo", ("echo",)), (" http ,echo,http", ("echo", "http"))])
+def test_handlers_allowlist_is_comma_separated(env: pytest.MonkeyPatch, text: str, expected: tuple[str, ...]) -> None:
+    env.setenv("CALLBACK_WORKER_HANDLERS", text)
+    assert load_settings().handlers == expected
+
+
+def test_handlers_allowlist_must_cover_the_default_handler(env: pytest.MonkeyPatch) -> None:
+    env.setenv("CALLBACK_WORKER_HANDLERS", "http")
+    env.setenv("CALLBACK_WORKER_HANDLER", "echo")
+    with pytest.raises(ConfigurationError, match=r"CALLBACK_WORKER_HANDLERS=.*CALLBACK_WORKER_HANDLER names") as caught:
+        load_settings()
+    assert str(caught.value).startswith("invalid setting")
+
+
+def test_handlers_allowlist_given_as_a_list() -> None:
+    settings = Settings(queue_url=QUEUE_URL, handlers=["b", "a"], routes={"p": "a"})
+    assert settings.handlers == ("a", "b")
 
 
 def test_handler_and_argument(env: pytest.MonkeyPatch) -> None:
