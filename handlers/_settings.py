@@ -68,6 +68,14 @@ def decode_json(value: object) -> object:
     return value
 
 
+def split_commas(value: object) -> object:
+    """A ``mode="before"`` validator body: comma-separated text becomes a tuple of its non-empty, stripped items;
+    anything else passes unchanged."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= _SHOWN_INPUT else text[: _SHOWN_INPUT - 3] + "..."

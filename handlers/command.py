@@ -19,7 +19,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from handlers._context import argument_environment, context_document, object_outputs, step_arguments
-from handlers._settings import HandlerSettings, decode_json, load_settings
+from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
 from worker.handler import CallbackContext, Fail, JSONValue, OutputValue
 
 ARGS_ARGUMENT = "command_args"
@@ -71,7 +71,7 @@ class CommandSettings(HandlerSettings):
     @field_validator("pass_env", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:
-        return tuple(name.strip() for name in value.split(",") if name.strip()) if isinstance(value, str) else value
+        return split_commas(value)
 
     @field_validator("pass_env")
     @classmethod

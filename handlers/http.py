@@ -18,7 +18,7 @@ from pydantic_settings import SettingsConfigDict
 from yarl import URL
 
 from handlers._context import context_document, object_outputs, preview, run_key
-from handlers._settings import HandlerSettings, decode_json, load_settings
+from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
 from worker.handler import CallbackContext, Fail, OutputValue
 from worker.logs import get_logger, mask_token_like
 
@@ -97,7 +97,7 @@ class HttpSettings(HandlerSettings):
     @field_validator("allowed_urls", mode="before")
     @classmethod
     def _split_prefixes(cls, value: object) -> object:
-        return tuple(item.strip() for item in value.split(",") if item.strip()) if isinstance(value, str) else value
+        return split_commas(value)
 
     @field_validator("allowed_urls")
     @classmethod
