@@ -22,6 +22,8 @@ COPY pyproject.toml README.md ./
 COPY config ./config
 COPY worker ./worker
 COPY handlers ./handlers
+COPY callback_worker ./callback_worker
+COPY emulator ./emulator
 # The project itself without dependencies (nothing unlocked comes in), then `pip check`: the lock satisfies every
 # range in pyproject.toml. pip compiles every module it installs, so the runtime stage never writes bytecode.
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /src \

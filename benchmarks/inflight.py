@@ -81,7 +81,7 @@ async def in_flight_scale(bench: Bench, messages: int, hold_seconds: float) -> d
         "BENCH_HOLD_SECONDS": str(hold_seconds),
         "PYTHONPATH": str(plugin_path()),
     }
-    process = bench.spawn(python("-m", "worker.cli", "run"), env)
+    process = bench.spawn(python("-m", "callback_worker.cli", "run"), env)
     started = time.monotonic()
     received = "callback_worker_messages_received_total"
     try:

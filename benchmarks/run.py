@@ -17,9 +17,9 @@ from typing import Any
 
 from benchmarks.harness import AWS_ENV, ROOT, Bench, Result, localstack, machine, median_result, percentile, python
 from benchmarks.inflight import in_flight_scale
-from worker.emulator.server import EmulatorServer
+from emulator.server import EmulatorServer
 
-WORKER = python("-m", "worker.cli", "run")
+WORKER = python("-m", "callback_worker.cli", "run")
 #: Default settings: only the handler is chosen (logs at INFO, as in production, to /dev/null).
 WORKER_DEFAULT = {"CALLBACK_WORKER_HANDLER": "echo"}
 #: The tuned worker without token verification: what verification costs is the difference to "worker (tuned)".

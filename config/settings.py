@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from worker.errors import ConfigurationError
+from config.errors import SettingsError
 
 ENV_PREFIX = "CALLBACK_WORKER_"
 #: SQS allows a message to stay invisible for at most 12 hours.
@@ -224,15 +224,15 @@ def env_name(field_name: str) -> str:
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment, or raise :class:`ConfigurationError` naming the first bad setting."""
+    """Read settings from the environment, or raise :class:`SettingsError` naming the first bad setting."""
     try:
         return Settings()
     except ValidationError as exc:
         error = exc.errors()[0]
         name = env_name(str(error["loc"][0])) if error["loc"] else ENV_PREFIX + "*"
         if error["type"] == "missing":
-            raise ConfigurationError(f"missing setting {name}: {_describe(str(error['loc'][0]))}") from None
-        raise ConfigurationError(f"invalid setting {name}={error.get('input')!r}: {error['msg']}") from None
+            raise SettingsError(f"missing setting {name}: {_describe(str(error['loc'][0]))}") from None
+        raise SettingsError(f"invalid setting {name}={error.get('input')!r}: {error['msg']}") from None
 
 
 def _describe(field_name: str) -> str:

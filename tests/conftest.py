@@ -14,7 +14,7 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from worker.offline import offline_aws_env
+from callback_worker.offline import offline_aws_env
 
 pytest_plugins = ["tests.emulator_fixtures"]
 

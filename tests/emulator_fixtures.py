@@ -2,9 +2,9 @@
 
 Fixtures:
 
-- ``threaded_emulator``: a started :class:`~worker.emulator.ThreadedEmulatorServer` (no faults), stopped
+- ``threaded_emulator``: a started :class:`~emulator.ThreadedEmulatorServer` (no faults), stopped
   afterwards; ``emulator`` is the same fixture under its short name, except in ``tests/integration`` whose
-  conftest overrides ``emulator`` with an :class:`~worker.emulator.EmulatorServer` on the test's loop;
+  conftest overrides ``emulator`` with an :class:`~emulator.EmulatorServer` on the test's loop;
 - ``emulator_factory``: ``emulator_factory(**options)`` starts another one with :class:`EmulatorServer`
   options (``faults=``, ``max_running_executions=``, ``region=``, ...); all are stopped afterwards;
 - ``sagemaker_client``: a plain boto3 SageMaker client on ``threaded_emulator``.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from worker.emulator import ThreadedEmulatorServer
+from emulator import ThreadedEmulatorServer
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

@@ -6,13 +6,18 @@ those are how a handler speaks, these are how the worker reports that something 
 
 from __future__ import annotations
 
+from config.errors import SettingsError
+
 
 class WorkerError(Exception):
     """Root of every error the worker raises on purpose."""
 
 
-class ConfigurationError(WorkerError):
-    """A setting is missing or invalid; start-up stops with this message."""
+class ConfigurationError(WorkerError, SettingsError):
+    """A setting is missing or invalid, or the queue cannot be used; start-up stops with this message.
+
+    Also a :class:`config.errors.SettingsError`, the error the settings layer raises on its own.
+    """
 
 
 class PluginError(WorkerError):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from callback_worker.cli import build_parser
 from tests.deploy.manifests import (
     COMPOSE,
     DOCKERFILE,
@@ -22,7 +23,6 @@ from tests.deploy.manifests import (
     compose_services,
     load_image,
 )
-from worker.cli import build_parser
 
 READY_D = "/etc/localstack/init/ready.d"
 

@@ -24,7 +24,7 @@ def run_handlers(plugin_root: Path) -> subprocess.CompletedProcess[str]:
     path = [str(plugin_root), str(REPO), os.environ.get("PYTHONPATH", "")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(part for part in path if part)}
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", "handlers"],
+        [sys.executable, "-m", "callback_worker.cli", "handlers"],
         cwd=plugin_root,
         env=env,
         capture_output=True,

@@ -38,7 +38,12 @@ def worker_env(tmp_path: Path, **settings: str) -> dict[str, str]:
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-m", "callback_worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -91,7 +96,11 @@ def test_sigterm_drains_within_the_grace_period_and_releases_messages(
         verify_tokens="false",  # hand-made tokens: no SageMaker knows them
     )
     process = subprocess.Popen(
-        [sys.executable, "-m", "worker.cli", "run"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-m", "callback_worker.cli", "run"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         wait_until_in_flight(sqs_client, queue_url, len(TOKENS))

@@ -45,7 +45,7 @@ def test_the_worker_lists_the_example_handler_with_its_distribution(tmp_path: Pa
     metadata = write_metadata(tmp_path)
     assert metadata["approval"] == "callback_worker_example.approval:ApprovalGate"
     result = subprocess.run(
-        [sys.executable, "-m", "worker.cli", "handlers"],
+        [sys.executable, "-m", "callback_worker.cli", "handlers"],
         env=environment(tmp_path, EXAMPLE / "src"),
         cwd=tmp_path,
         capture_output=True,

@@ -1,7 +1,7 @@
 """The operator commands as a subprocess, the way an operator runs them, on a real emulator execution.
 
-They run through ``python -m worker.cli`` once ``worker.cli.build_parser()`` registers them, and through
-``python -m worker.ops`` (the same parser, on its own) until then.
+They run through ``python -m callback_worker.cli`` once ``callback_worker.cli.build_parser()`` registers them, and
+through ``python -m callback_worker.ops`` (the same parser, on its own) until then.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-import worker.cli
+import callback_worker.cli
+from emulator import ThreadedEmulatorServer
 from tests.emulator_fixtures import create_pipeline, list_steps, receive_messages, two_step_definition, wait_for_status
-from worker.emulator import ThreadedEmulatorServer
 from worker.message import parse_message
 
 if TYPE_CHECKING:
@@ -34,9 +34,9 @@ REPO = Path(__file__).resolve().parents[2]
 def console_module() -> str:
     wired = any(
         isinstance(action, argparse._SubParsersAction) and "succeed" in action.choices
-        for action in worker.cli.build_parser()._actions
+        for action in callback_worker.cli.build_parser()._actions
     )
-    return "worker.cli" if wired else "worker.ops"
+    return "callback_worker.cli" if wired else "callback_worker.ops"
 
 
 Run = Callable[..., subprocess.CompletedProcess[str]]

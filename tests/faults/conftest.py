@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from emulator.server import EmulatorServer
 from tests.faultproxy import FaultProxy
 from tests.integration.conftest import loop_emulator, make_queue, sagemaker, sqs
-from worker.emulator.server import EmulatorServer
 
 __all__ = ["loop_emulator", "make_queue", "sagemaker", "sqs"]
 

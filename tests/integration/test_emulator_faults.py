@@ -12,6 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from emulator import FaultConfig, OperationFaults, ThreadedEmulatorServer
 from tests.emulator_fixtures import (
     create_pipeline,
     list_steps,
@@ -20,7 +21,6 @@ from tests.emulator_fixtures import (
     start_execution,
     wait_for_status,
 )
-from worker.emulator import FaultConfig, OperationFaults, ThreadedEmulatorServer
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

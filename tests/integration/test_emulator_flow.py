@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import get_session
 
+from emulator import EmulatorServer
 from tests.emulator_fixtures import (
     assert_json_matches,
     create_pipeline,
@@ -21,7 +22,6 @@ from tests.emulator_fixtures import (
     two_step_definition,
     wait_for_status,
 )
-from worker.emulator import EmulatorServer
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient as AsyncSageMakerClient

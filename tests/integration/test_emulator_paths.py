@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from emulator import ThreadedEmulatorServer
 from tests.emulator_fixtures import (
     ROLE_ARN,
     assert_json_matches,
@@ -24,7 +25,6 @@ from tests.emulator_fixtures import (
     two_step_definition,
     wait_for_status,
 )
-from worker.emulator import ThreadedEmulatorServer
 
 if TYPE_CHECKING:
     from collections.abc import Callable

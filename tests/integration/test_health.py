@@ -14,11 +14,11 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
+from emulator.server import EmulatorServer
 from handlers.echo import EchoHandler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, wait_for_status, worker_settings
 from worker.app import aws_clients, build_worker
-from worker.emulator.server import EmulatorServer
 from worker.handler import CallbackContext, Handler
 from worker.health import serve_health
 from worker.runtime import Worker

@@ -1,5 +1,5 @@
-"""The operator commands in-process (``worker.ops.main``) against the emulator and moto: exact output, exit codes,
-and the effect of each answer read back through the SageMaker API."""
+"""The operator commands in-process (``callback_worker.ops.main``) against the emulator and moto: exact output, exit
+codes, and the effect of each answer read back through the SageMaker API."""
 
 from __future__ import annotations
 
@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from callback_worker.ops import ExitCode, main
+from callback_worker.ops.reads import execution_steps, waiting_steps
+from callback_worker.ops.tables import timestamp
+from emulator import ThreadedEmulatorServer
 from tests.emulator_fixtures import (
     create_pipeline,
     list_steps,
@@ -21,11 +25,7 @@ from tests.emulator_fixtures import (
     two_step_definition,
     wait_for_status,
 )
-from worker.emulator import ThreadedEmulatorServer
 from worker.message import Status, parse_message
-from worker.ops import ExitCode, main
-from worker.ops.reads import execution_steps, waiting_steps
-from worker.ops.tables import timestamp
 from worker.outcome import failure, success
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def stage(
 
 
 class Cli:
-    """Runs ``worker.ops.main`` and captures what it wrote."""
+    """Runs ``callback_worker.ops.main`` and captures what it wrote."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
         self.capsys = capsys

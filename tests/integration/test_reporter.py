@@ -6,10 +6,10 @@ import asyncio
 import json
 from typing import Any
 
+from emulator.faults import FaultConfig
+from emulator.server import EmulatorServer
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, wait_for_status
-from worker.emulator.faults import FaultConfig
-from worker.emulator.server import EmulatorServer
 from worker.outcome import success
 from worker.report import Reporter, ReportResult
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from emulator.faults import FaultConfig, OperationFaults
+from emulator.server import EmulatorServer
 from handlers.echo import EchoHandler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (
@@ -22,8 +24,6 @@ from tests.worker_harness import (
     wait_for_status,
     worker_settings,
 )
-from worker.emulator.faults import FaultConfig, OperationFaults
-from worker.emulator.server import EmulatorServer
 from worker.handler import CallbackContext, JSONValue, Retry
 from worker.lease import MAX_HIDDEN_SECONDS
 from worker.sqs import ReceivedMessage

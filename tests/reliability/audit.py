@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from worker.emulator import ThreadedEmulatorServer
-from worker.emulator.protocol import TARGET_HEADER
-from worker.emulator.server import EmulatorServer
+from emulator import ThreadedEmulatorServer
+from emulator.protocol import TARGET_HEADER
+from emulator.server import EmulatorServer
 
 SEND_OPERATIONS = {
     "SendPipelineExecutionStepSuccess": "Success",

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from emulator import FaultConfig
 from tests.reliability.audit import AuditedEmulator
 from tests.reliability.queues import LocalStackUnavailable, SqsBackend, localstack
 from tests.reliability.scale import Scale, current_scale, current_seed
-from worker.emulator import FaultConfig
 
 LOCALSTACK_ENV = "RELIABILITY_LOCALSTACK"
 REPORT_ENV = "RELIABILITY_REPORT"

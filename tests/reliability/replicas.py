@@ -19,7 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-from worker.offline import offline_aws_env
+from callback_worker.offline import offline_aws_env
 
 REGION = "us-east-1"
 _STARTED_EVENT = '"worker started"'
@@ -95,7 +95,7 @@ class Replica:
         path = self.log_dir / f"replica-{self.index}.{len(self.incarnations)}.log"
         log = path.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"],
+            [sys.executable, "-m", "callback_worker.cli", "run"],
             env=self.env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

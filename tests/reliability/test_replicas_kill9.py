@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from emulator import FaultConfig, OperationFaults
 from tests.reliability.audit import SEND_OPERATIONS
 from tests.reliability.conftest import EmulatorFactory, Recorder
 from tests.reliability.fleet import Fleet, common_figures, verify
@@ -25,7 +26,6 @@ from tests.reliability.pipelines import create_echo_pipeline
 from tests.reliability.queues import SqsBackend, make_queue, sagemaker_client
 from tests.reliability.replicas import ReplicaSet, worker_env
 from tests.reliability.scale import Scale, current_scale, current_seed
-from worker.emulator import FaultConfig, OperationFaults
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(current_scale().timeout)]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from callback_worker.offline import CLOSED_ENDPOINT
 from tests.plugin_factory import make_plugin
 from tests.reliability.conftest import EmulatorFactory, Recorder
 from tests.reliability.fleet import Fleet, common_figures, verify
@@ -27,7 +28,6 @@ from tests.reliability.pipelines import create_echo_pipeline
 from tests.reliability.queues import SqsBackend, json_body, make_queue, sagemaker_client, wait_for
 from tests.reliability.replicas import Replica, ReplicaSet, WorkerLogs, worker_env
 from tests.reliability.scale import Scale, current_scale
-from worker.offline import CLOSED_ENDPOINT
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(current_scale().timeout)]
 

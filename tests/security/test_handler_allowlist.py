@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
+from callback_worker import cli
+from config.errors import SettingsError
 from config.settings import Settings, env_name, load_settings
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, running_worker, step_of, wait_for_status
 from tests.worker_harness import worker_settings as settings_for
-from worker import cli
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Handler
 from worker.registry import Router, restrict
@@ -77,7 +78,7 @@ def test_a_setting_naming_a_handler_outside_the_allowlist_stops_start_up(
 ) -> None:
     env.setenv("CALLBACK_WORKER_HANDLERS", "safe")
     env.setenv(setting, value)
-    with pytest.raises(ConfigurationError, match=setting) as caught:
+    with pytest.raises(SettingsError, match=setting) as caught:
         load_settings()
     assert "'danger'" in str(caught.value)
 
@@ -85,7 +86,7 @@ def test_a_setting_naming_a_handler_outside_the_allowlist_stops_start_up(
 @pytest.mark.parametrize("text", [",", "safe,,echo", " "])
 def test_an_empty_name_in_the_allowlist_stops_start_up(env: pytest.MonkeyPatch, text: str) -> None:
     env.setenv("CALLBACK_WORKER_HANDLERS", text)
-    with pytest.raises(ConfigurationError, match="CALLBACK_WORKER_HANDLERS"):
+    with pytest.raises(SettingsError, match="CALLBACK_WORKER_HANDLERS"):
         load_settings()
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import worker.cli
+import callback_worker.cli
 
 PROBE = """
-import sys, worker.cli
-worker.cli.main(["handlers"])
-print("emulator loaded" if "worker.emulator.server" in sys.modules else "emulator not loaded")
+import sys, callback_worker.cli
+callback_worker.cli.main(["handlers"])
+print("emulator loaded" if "emulator.server" in sys.modules else "emulator not loaded")
 """
 
 
@@ -21,6 +21,6 @@ def test_other_commands_do_not_load_the_emulator() -> None:
 
 
 def test_emulate_takes_the_emulator_options() -> None:
-    args = worker.cli.build_parser().parse_args(["emulate", "--port", "4567", "--throttle-rate", "0.5"])
+    args = callback_worker.cli.build_parser().parse_args(["emulate", "--port", "4567", "--throttle-rate", "0.5"])
 
     assert (args.port, args.throttle_rate) == (4567, 0.5)

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from worker.emulator.arns import Partition
-from worker.emulator.definition import parse_definition
-from worker.emulator.engine import Engine, check_outputs
-from worker.emulator.operations import Operations
-from worker.emulator.state import Execution, StepRun, Store
+from emulator.arns import Partition
+from emulator.definition import parse_definition
+from emulator.engine import Engine, check_outputs
+from emulator.operations import Operations
+from emulator.state import Execution, StepRun, Store
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from worker.emulator.cli import add_arguments, server_options
-from worker.emulator.errors import InternalFailureError, ThrottlingError
-from worker.emulator.faults import (
+from emulator.cli import add_arguments, server_options
+from emulator.errors import InternalFailureError, ThrottlingError
+from emulator.faults import (
     FaultConfig,
     FaultInjector,
     OperationFaults,

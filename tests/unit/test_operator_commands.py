@@ -1,4 +1,4 @@
-"""worker/ops/commands.py and aws.py: the subcommands' arguments, the error fence and its exit codes."""
+"""callback_worker/ops/commands.py and aws.py: the subcommands' arguments, the error fence and its exit codes."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionError
 
-import worker.cli
-from worker.ops import ExitCode, add_commands, main
-from worker.ops.aws import guarded, sagemaker_client, sqs_client
-from worker.ops.commands import EXIT_CODES_HELP
-from worker.ops.errors import OperatorError, UsageError
+import callback_worker.cli
+from callback_worker.ops import ExitCode, add_commands, main
+from callback_worker.ops.aws import guarded, sagemaker_client, sqs_client
+from callback_worker.ops.commands import EXIT_CODES_HELP
+from callback_worker.ops.errors import OperatorError, UsageError
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/train/execution/7pinimwddh3a"
@@ -162,7 +162,7 @@ def test_refused_input_sends_nothing_and_exits_2(
     argv: list[str], message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for factory in ("answers.sagemaker_client", "reads.sagemaker_client", "testmessage.sqs_client"):
-        monkeypatch.setattr(f"worker.ops.{factory}", no_client)
+        monkeypatch.setattr(f"callback_worker.ops.{factory}", no_client)
     assert main(argv) == ExitCode.USAGE
     err = capsys.readouterr().err
     assert message in err
@@ -170,7 +170,10 @@ def test_refused_input_sends_nothing_and_exits_2(
 
 
 def test_parsing_the_commands_imports_no_aws_sdk() -> None:
-    code = "import sys, worker.ops; worker.ops.main; print(sorted(m for m in sys.modules if m.startswith('bo')))"
+    code = (
+        "import sys, callback_worker.ops; callback_worker.ops.main; "
+        "print(sorted(m for m in sys.modules if m.startswith('bo')))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert result.stdout.strip() == "[]"
 
@@ -178,14 +181,16 @@ def test_parsing_the_commands_imports_no_aws_sdk() -> None:
 def operator_commands_wired() -> bool:
     return any(
         isinstance(action, argparse._SubParsersAction) and "succeed" in action.choices
-        for action in worker.cli.build_parser()._actions
+        for action in callback_worker.cli.build_parser()._actions
     )
 
 
-@pytest.mark.skipif(not operator_commands_wired(), reason="worker.cli.build_parser() does not call add_commands yet")
+@pytest.mark.skipif(
+    not operator_commands_wired(), reason="callback_worker.cli.build_parser() does not call add_commands yet"
+)
 def test_the_console_script_routes_the_operator_commands() -> None:
-    args = worker.cli.build_parser().parse_args(["succeed", TOKEN, "--output", "a=1"])
-    assert args.command.__module__ == "worker.ops.commands"
+    args = callback_worker.cli.build_parser().parse_args(["succeed", TOKEN, "--output", "a=1"])
+    assert args.command.__module__ == "callback_worker.ops.commands"
     assert args.command.__name__ == "_succeed"
     for command in ("run", "handlers", "emulate", "demo", "describe", "steps", "pending", "fail", "send-test-message"):
-        assert command in worker.cli.build_parser().format_help()
+        assert command in callback_worker.cli.build_parser().format_help()

@@ -1,12 +1,11 @@
-"""worker/ops/inputs.py: operator input checked by the worker's rules; no refusal ever shows a token."""
+"""callback_worker/ops/inputs.py: operator input checked by the worker's rules; no refusal ever shows a token."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.message import TOKEN_PATTERN
-from worker.ops.errors import ExitCode, UsageError
-from worker.ops.inputs import (
+from callback_worker.ops.errors import ExitCode, UsageError
+from callback_worker.ops.inputs import (
     check_execution_arn,
     check_token,
     failure_outcome,
@@ -16,6 +15,7 @@ from worker.ops.inputs import (
     parse_pairs,
     success_outcome,
 )
+from worker.message import TOKEN_PATTERN
 from worker.outcome import Failure, Success, client_request_token
 
 TOKEN = "26vcYbeWsZ"

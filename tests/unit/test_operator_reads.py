@@ -1,5 +1,5 @@
-"""worker/ops/reads.py against botocore's Stubber: every page is read through NextToken, and ``pending`` keeps only
-callback steps still waiting in running executions. Requests and answers are checked against the service model."""
+"""callback_worker/ops/reads.py against botocore's Stubber: every page is read through NextToken, and ``pending`` keeps
+only callback steps still waiting in running executions. Requests and answers are checked against the service model."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from worker.ops import reads
-from worker.ops.errors import ExitCode
+from callback_worker.ops import reads
+from callback_worker.ops.errors import ExitCode
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

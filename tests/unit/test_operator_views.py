@@ -1,4 +1,4 @@
-"""worker/ops/tables.py and views.py: aligned tables, labelled fields, JSON, escaping, and masked tokens."""
+"""callback_worker/ops/tables.py and views.py: aligned tables, labelled fields, JSON, escaping, and masked tokens."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from worker.ops import views
-from worker.ops.tables import MAX_CELL, cell, clean, fields, shorten, table, timestamp, to_json
+from callback_worker.ops import views
+from callback_worker.ops.tables import MAX_CELL, cell, clean, fields, shorten, table, timestamp, to_json
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/train/execution/7pinimwddh3a"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from config.errors import SettingsError
 from config.settings import ENV_PREFIX, Settings, env_name, load_settings
-from worker.errors import ConfigurationError
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -89,7 +89,7 @@ def test_env_name() -> None:
 
 
 def test_missing_queue_url_names_the_variable(clean_env: pytest.MonkeyPatch) -> None:
-    with pytest.raises(ConfigurationError, match="CALLBACK_WORKER_QUEUE_URL") as caught:
+    with pytest.raises(SettingsError, match="CALLBACK_WORKER_QUEUE_URL") as caught:
         load_settings()
     assert "missing" in str(caught.value)
     assert caught.value.__cause__ is None  # pydantic's multi-line dump is not chained into the operator's line
@@ -98,7 +98,7 @@ def test_missing_queue_url_names_the_variable(clean_env: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize("url", ["sqs.us-east-1.amazonaws.com/1/q", "ftp://host/q", " https://host/q"])
 def test_queue_url_must_be_http(clean_env: pytest.MonkeyPatch, url: str) -> None:
     clean_env.setenv("CALLBACK_WORKER_QUEUE_URL", url)
-    with pytest.raises(ConfigurationError, match="invalid setting CALLBACK_WORKER_QUEUE_URL"):
+    with pytest.raises(SettingsError, match="invalid setting CALLBACK_WORKER_QUEUE_URL"):
         load_settings()
 
 
@@ -121,7 +121,7 @@ def test_numeric_out_of_bounds_names_the_setting(env: pytest.MonkeyPatch, field:
     _, _, below, above = NUMERIC_BOUNDS[field]
     for text in (below, above):
         env.setenv(env_name(field), text)
-        with pytest.raises(ConfigurationError) as caught:
+        with pytest.raises(SettingsError) as caught:
             load_settings()
         message = str(caught.value)
         assert message.startswith(f"invalid setting {env_name(field)}=")
@@ -142,7 +142,7 @@ def test_numeric_out_of_bounds_names_the_setting(env: pytest.MonkeyPatch, field:
 )
 def test_non_numbers_rejected(env: pytest.MonkeyPatch, field: str, text: str) -> None:
     env.setenv(env_name(field), text)
-    with pytest.raises(ConfigurationError, match=f"invalid setting {env_name(field)}="):
+    with pytest.raises(SettingsError, match=f"invalid setting {env_name(field)}="):
         load_settings()
 
 
@@ -159,7 +159,7 @@ def test_empty_variables_count_as_unset(env: pytest.MonkeyPatch) -> None:
 
 def test_empty_queue_url_is_missing(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("CALLBACK_WORKER_QUEUE_URL", "")
-    with pytest.raises(ConfigurationError, match="missing setting CALLBACK_WORKER_QUEUE_URL"):
+    with pytest.raises(SettingsError, match="missing setting CALLBACK_WORKER_QUEUE_URL"):
         load_settings()
 
 
@@ -172,7 +172,7 @@ def test_handlers_allowlist_is_comma_separated(env: pytest.MonkeyPatch, text: st
 def test_handlers_allowlist_must_cover_the_default_handler(env: pytest.MonkeyPatch) -> None:
     env.setenv("CALLBACK_WORKER_HANDLERS", "http")
     env.setenv("CALLBACK_WORKER_HANDLER", "echo")
-    with pytest.raises(ConfigurationError, match=r"CALLBACK_WORKER_HANDLERS=.*CALLBACK_WORKER_HANDLER names") as caught:
+    with pytest.raises(SettingsError, match=r"CALLBACK_WORKER_HANDLERS=.*CALLBACK_WORKER_HANDLER names") as caught:
         load_settings()
     assert str(caught.value).startswith("invalid setting")
 
@@ -204,7 +204,7 @@ def test_log_format_case_insensitive(env: pytest.MonkeyPatch, text: str, expecte
 @pytest.mark.parametrize(("field", "text"), [("log_level", "warn"), ("log_level", "TRACE"), ("log_format", "text")])
 def test_unknown_log_choices_name_the_setting(env: pytest.MonkeyPatch, field: str, text: str) -> None:
     env.setenv(env_name(field), text)
-    with pytest.raises(ConfigurationError, match=f"invalid setting {env_name(field)}="):
+    with pytest.raises(SettingsError, match=f"invalid setting {env_name(field)}="):
         load_settings()
 
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.emulator.arns import Partition, new_callback_token, new_execution_id
-from worker.emulator.definition import StepSpec
-from worker.emulator.errors import ConflictError, ResourceLimitExceededError
-from worker.emulator.sqs import CallbackMessage, MessageSender
-from worker.emulator.state import (
+from emulator.arns import Partition, new_callback_token, new_execution_id
+from emulator.definition import StepSpec
+from emulator.errors import ConflictError, ResourceLimitExceededError
+from emulator.sqs import CallbackMessage, MessageSender
+from emulator.state import (
     Answer,
     Execution,
     ExecutionStatus,
@@ -42,9 +42,9 @@ from worker.emulator.state import (
     StepStatus,
     Store,
 )
-from worker.emulator.values import Scalar, parse_typed, to_text
+from emulator.values import Scalar, parse_typed, to_text
 
-logger = logging.getLogger("worker.emulator")
+logger = logging.getLogger("emulator")
 
 #: FailureReason of a step holds at most 1024 characters; of an execution, 1300.
 _STEP_REASON_LIMIT = 1024

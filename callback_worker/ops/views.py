@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from callback_worker.ops.tables import fields, table, to_json
 from worker.logs import redact_token
 from worker.message import EXECUTION_ARN_PATTERN
-from worker.ops.tables import fields, table, to_json
 
 STEP_HEADERS = ("Step", "Status", "Started", "Queue", "Token", "Outputs", "Failure reason")
 PENDING_HEADERS = ("Pipeline", "Execution", "Step", "Status", "Started", "Queue", "Token")

@@ -20,7 +20,7 @@ SubParsers = argparse._SubParsersAction  # argparse names no public type for it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one operator command (``python -m worker.ops COMMAND ...``); returns the exit code."""
+    """Run one operator command (``python -m callback_worker.ops COMMAND ...``); returns the exit code."""
     parser = argparse.ArgumentParser(prog="callback-worker", description="Operator commands of callback-worker.")
     add_commands(parser.add_subparsers(required=True, metavar="COMMAND"))
     args = parser.parse_args(argv)
@@ -87,19 +87,19 @@ def _command(subparsers: SubParsers[argparse.ArgumentParser], name: str, summary
 
 
 def _describe(args: argparse.Namespace) -> int:
-    from worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops import reads  # noqa: PLC0415
 
     return reads.describe(args)
 
 
 def _steps(args: argparse.Namespace) -> int:
-    from worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops import reads  # noqa: PLC0415
 
     return reads.steps(args)
 
 
 def _pending(args: argparse.Namespace) -> int:
-    from worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops import reads  # noqa: PLC0415
 
     return reads.pending(args)
 
@@ -112,18 +112,18 @@ def _step_target(parser: argparse.ArgumentParser) -> None:
 
 
 def _succeed(args: argparse.Namespace) -> int:
-    from worker.ops import answers  # noqa: PLC0415
+    from callback_worker.ops import answers  # noqa: PLC0415
 
     return answers.succeed(args)
 
 
 def _fail(args: argparse.Namespace) -> int:
-    from worker.ops import answers  # noqa: PLC0415
+    from callback_worker.ops import answers  # noqa: PLC0415
 
     return answers.fail(args)
 
 
 def _send_test_message(args: argparse.Namespace) -> int:
-    from worker.ops import testmessage  # noqa: PLC0415
+    from callback_worker.ops import testmessage  # noqa: PLC0415
 
     return testmessage.send_test_message(args)

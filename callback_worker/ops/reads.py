@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from worker.ops import views
-from worker.ops.aws import guarded, sagemaker_client
-from worker.ops.errors import ExitCode
-from worker.ops.inputs import check_execution_arn
-from worker.ops.tables import complain, emit
+from callback_worker.ops import views
+from callback_worker.ops.aws import guarded, sagemaker_client
+from callback_worker.ops.errors import ExitCode
+from callback_worker.ops.inputs import check_execution_arn
+from callback_worker.ops.tables import complain, emit
 from worker.retrying import error_code
 
 if TYPE_CHECKING:

@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import get_session
 
+from callback_worker.offline import offline_aws_env
 from config.settings import Settings
 from handlers.echo import EchoHandler
 from worker.app import aws_clients, build_worker
 from worker.handler import CallbackContext, Handler
 from worker.logs import configure_logging
-from worker.offline import offline_aws_env
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -150,7 +150,7 @@ def moto_sqs() -> Iterator[str]:
 
 
 async def _demo(sqs_url: str, say: Printer) -> int:
-    from worker.emulator.server import EmulatorServer  # noqa: PLC0415 - not part of the daemon
+    from emulator.server import EmulatorServer  # noqa: PLC0415 - not part of the daemon
 
     async with EmulatorServer(host="127.0.0.1", port=0) as emulator:
         os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = emulator.endpoint_url

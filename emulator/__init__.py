@@ -3,14 +3,14 @@
 It serves the pipeline and callback operations of SageMaker's JSON 1.1 API to unmodified boto3 and
 aiobotocore clients (``endpoint_url`` or ``AWS_ENDPOINT_URL_SAGEMAKER``), runs Callback-step pipelines as
 the service does, and sends their messages to SQS through the standard AWS environment. See
-:mod:`worker.emulator.server` for the runners, :mod:`worker.emulator.engine` for execution semantics and
-:mod:`worker.emulator.faults` for fault injection.
+:mod:`emulator.server` for the runners, :mod:`emulator.engine` for execution semantics and
+:mod:`emulator.faults` for fault injection.
 """
 
-from worker.emulator.faults import FaultConfig, OperationFaults
-from worker.emulator.protocol import OPERATION_NAMES
-from worker.emulator.server import EmulatorServer, ThreadedEmulatorServer
-from worker.emulator.sqs import CallbackMessage, MessageSender
+from emulator.faults import FaultConfig, OperationFaults
+from emulator.protocol import OPERATION_NAMES
+from emulator.server import EmulatorServer, ThreadedEmulatorServer
+from emulator.sqs import CallbackMessage, MessageSender
 
 __all__ = [
     "OPERATION_NAMES",

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
+from callback_worker.ops.errors import ExitCode, OperatorError
+from callback_worker.ops.tables import complain
 from worker.logs import redact_token
-from worker.ops.errors import ExitCode, OperatorError
-from worker.ops.tables import complain
 from worker.retrying import error_code
 
 if TYPE_CHECKING:

@@ -10,10 +10,11 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from callback_worker.ops import add_commands as add_operator_commands
+from config.errors import SettingsError
 from config.settings import Settings, env_name, load_settings
 from worker.errors import ConfigurationError, PluginError
 from worker.logs import configure_logging
-from worker.ops import add_commands as add_operator_commands
 from worker.registry import discover, load_handlers
 
 
@@ -24,7 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(arguments)
     try:
         code: int = args.command(args)
-    except (ConfigurationError, PluginError) as exc:
+    except (SettingsError, PluginError) as exc:
         print(f"callback-worker: {exc}", file=sys.stderr)  # noqa: T201 - the one line an operator reads
         return 2
     return code
@@ -104,14 +105,14 @@ def _handlers(_: argparse.Namespace) -> int:
 
 
 def _add_emulator(parser: argparse.ArgumentParser) -> None:
-    from worker.emulator import cli as emulator_cli  # noqa: PLC0415 - the emulator is not part of the daemon
+    from emulator import cli as emulator_cli  # noqa: PLC0415 - the emulator is not part of the daemon
 
     emulator_cli.add_arguments(parser)
     parser.set_defaults(command=emulator_cli.run)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from worker.demo import run_demo  # noqa: PLC0415 - needs the optional `demo` extra (moto)
+    from callback_worker.demo import run_demo  # noqa: PLC0415 - needs the optional `demo` extra (moto)
 
     code: int = run_demo(args)
     return code

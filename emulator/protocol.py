@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from worker.emulator.errors import SerializationError, ServiceError, UnknownOperationError
+from emulator.errors import SerializationError, ServiceError, UnknownOperationError
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_HEADER = "X-Amz-Target"

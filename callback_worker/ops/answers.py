@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from worker.ops import views
-from worker.ops.aws import guarded, sagemaker_client
-from worker.ops.errors import ExitCode, NotFoundError, UsageError
-from worker.ops.inputs import check_execution_arn, check_token, failure_outcome, parse_pairs, success_outcome
-from worker.ops.reads import execution_steps
-from worker.ops.tables import emit
+from callback_worker.ops import views
+from callback_worker.ops.aws import guarded, sagemaker_client
+from callback_worker.ops.errors import ExitCode, NotFoundError, UsageError
+from callback_worker.ops.inputs import check_execution_arn, check_token, failure_outcome, parse_pairs, success_outcome
+from callback_worker.ops.reads import execution_steps
+from callback_worker.ops.tables import emit
 
 
 @guarded

@@ -26,8 +26,8 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from worker.emulator.errors import DefinitionError, ValidationError
-from worker.emulator.expressions import (
+from emulator.errors import DefinitionError, ValidationError
+from emulator.expressions import (
     Const,
     Expr,
     Get,
@@ -36,7 +36,7 @@ from worker.emulator.expressions import (
     compile_value,
     parse_reference,
 )
-from worker.emulator.values import JsonValue, Scalar, ValueType, check_typed, parse_typed
+from emulator.values import JsonValue, Scalar, ValueType, check_typed, parse_typed
 
 VERSION = "2020-12-01"
 _NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")

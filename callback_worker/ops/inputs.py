@@ -3,7 +3,7 @@
 Tokens must match :data:`worker.message.TOKEN_PATTERN`; execution ARNs :data:`worker.message.EXECUTION_ARN_PATTERN`;
 outputs go through :func:`worker.outcome.success` and reasons through :func:`worker.outcome.failure`, so a Success or
 Failure sent by hand is the very request (ClientRequestToken included) the worker would send. Every refusal is a
-:class:`~worker.ops.errors.UsageError`; no message ever repeats a token.
+:class:`~callback_worker.ops.errors.UsageError`; no message ever repeats a token.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import secrets
 import string
 from collections.abc import Sequence
 
+from callback_worker.ops.errors import UsageError
 from worker.handler import JSONValue
 from worker.message import EXECUTION_ARN_PATTERN, TOKEN_PATTERN
-from worker.ops.errors import UsageError
 from worker.outcome import MAX_FAILURE_REASON, MAX_OUTPUTS, Failure, Success, failure, success
 
 _PREVIEW = 60

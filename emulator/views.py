@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.emulator.state import Execution, Pipeline, StepRun
+from emulator.state import Execution, Pipeline, StepRun
 
 
 def _compact(members: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The emulator's in-memory state: pipelines, their executions, the steps that ran, and callback tokens.
 
-Everything here is plain data, changed only on the server's event loop (by :mod:`worker.emulator.engine` and
-:mod:`worker.emulator.operations`); nothing here does I/O.
+Everything here is plain data, changed only on the server's event loop (by :mod:`emulator.engine` and
+:mod:`emulator.operations`); nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-from worker.emulator.definition import PipelineSpec, StepSpec
-from worker.emulator.values import JsonValue, Scalar
+from emulator.definition import PipelineSpec, StepSpec
+from emulator.values import JsonValue, Scalar
 
 
 class StepStatus(enum.StrEnum):

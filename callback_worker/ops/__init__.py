@@ -33,7 +33,7 @@ Exit codes (:class:`ExitCode`):
 Errors are one line on stderr, ``callback-worker: <ErrorCode>: <message>``, with any token masked.
 """
 
-from worker.ops.commands import add_commands, main
-from worker.ops.errors import ExitCode
+from callback_worker.ops.commands import add_commands, main
+from callback_worker.ops.errors import ExitCode
 
 __all__ = ["ExitCode", "add_commands", "main"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from worker.emulator.values import JsonValue
+from emulator.values import JsonValue
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -12,13 +12,13 @@ import json
 import secrets
 from typing import Any
 
+from callback_worker.ops import views
+from callback_worker.ops.aws import guarded, sqs_client
+from callback_worker.ops.errors import ExitCode
+from callback_worker.ops.inputs import check_execution_arn, check_token, new_token, parse_arguments, parse_pairs
+from callback_worker.ops.tables import emit
 from worker.handler import JSONValue
 from worker.message import Status, parse_message
-from worker.ops import views
-from worker.ops.aws import guarded, sqs_client
-from worker.ops.errors import ExitCode
-from worker.ops.inputs import check_execution_arn, check_token, new_token, parse_arguments, parse_pairs
-from worker.ops.tables import emit
 
 #: Account and pipeline of the made-up execution ARN used when none is given.
 TEST_ACCOUNT = "000000000000"

@@ -23,8 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from worker.emulator.errors import DefinitionError
-from worker.emulator.values import JsonValue, Scalar, to_text
+from emulator.errors import DefinitionError
+from emulator.values import JsonValue, Scalar, to_text
 
 EXECUTION_VARIABLES = frozenset(
     {

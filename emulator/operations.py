@@ -1,6 +1,6 @@
 """One handler per served operation: a validated request in, the response structure out.
 
-Requests reach these handlers already checked against the service model (:mod:`worker.emulator.validation`);
+Requests reach these handlers already checked against the service model (:mod:`emulator.validation`);
 the handlers add what the model cannot say (a pipeline exists, a token is live, a definition is sound) and
 raise the service's errors for it:
 
@@ -16,15 +16,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from worker.emulator import views
-from worker.emulator.arns import Partition
-from worker.emulator.definition import parse_definition
-from worker.emulator.engine import Engine, ExecutionRequest
-from worker.emulator.errors import ConflictError, ResourceNotFoundError, ValidationError
-from worker.emulator.pagination import paginate
-from worker.emulator.protocol import OPERATION_NAMES
-from worker.emulator.state import Answer, Execution, Pipeline, StepRun, Store
-from worker.emulator.values import to_text
+from emulator import views
+from emulator.arns import Partition
+from emulator.definition import parse_definition
+from emulator.engine import Engine, ExecutionRequest
+from emulator.errors import ConflictError, ResourceNotFoundError, ValidationError
+from emulator.pagination import paginate
+from emulator.protocol import OPERATION_NAMES
+from emulator.state import Answer, Execution, Pipeline, StepRun, Store
+from emulator.values import to_text
 
 Params = Mapping[str, Any]
 Result = dict[str, Any]

@@ -26,12 +26,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from worker.emulator.arns import Partition
-from worker.emulator.engine import Engine
-from worker.emulator.errors import InternalFailureError, SerializationError, ServiceError, UnknownOperationError
-from worker.emulator.faults import FaultConfig, FaultInjector
-from worker.emulator.operations import Operations
-from worker.emulator.protocol import (
+from emulator.arns import Partition
+from emulator.engine import Engine
+from emulator.errors import InternalFailureError, SerializationError, ServiceError, UnknownOperationError
+from emulator.faults import FaultConfig, FaultInjector
+from emulator.operations import Operations
+from emulator.protocol import (
     CONTENT_TYPE,
     REQUEST_ID_HEADER,
     TARGET_HEADER,
@@ -41,11 +41,11 @@ from worker.emulator.protocol import (
     operation_from_target,
     parse_body,
 )
-from worker.emulator.sqs import CallbackMessage, MessageSender, SqsSender
-from worker.emulator.state import Store
-from worker.emulator.validation import sagemaker_model, validate_request
+from emulator.sqs import CallbackMessage, MessageSender, SqsSender
+from emulator.state import Store
+from emulator.validation import sagemaker_model, validate_request
 
-logger = logging.getLogger("worker.emulator")
+logger = logging.getLogger("emulator")
 
 T = TypeVar("T")
 

@@ -1,7 +1,7 @@
 """The ``emulate`` command: serve the local SageMaker Pipelines endpoint until SIGINT or SIGTERM.
 
 ``add_arguments`` declares the options on a parser (``callback-worker emulate`` and ``python -m
-worker.emulator`` share them); ``run`` serves with them and returns the exit status. Every option falls back
+emulator`` share them); ``run`` serves with them and returns the exit status. Every option falls back
 to an environment variable when absent:
 
 ============================  =====================================================  ===========================
@@ -35,10 +35,10 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from worker.emulator.faults import OperationFaults, build_config, env_value, split_specs
-from worker.emulator.server import DEFAULT_ACCOUNT, DEFAULT_HOST, DEFAULT_REGION, EmulatorServer
+from emulator.faults import OperationFaults, build_config, env_value, split_specs
+from emulator.server import DEFAULT_ACCOUNT, DEFAULT_HOST, DEFAULT_REGION, EmulatorServer
 
-logger = logging.getLogger("worker.emulator")
+logger = logging.getLogger("emulator")
 
 _FAULT_OPTIONS = (
     ("throttle_rate", "throttle", "THROTTLE_RATE"),
