@@ -24,7 +24,8 @@ from aiobotocore.session import get_session
 from callback_worker.offline import offline_aws_env
 from config.settings import Settings
 from handlers.echo import EchoHandler
-from worker.app import aws_clients, build_worker
+from worker.app import build_worker
+from worker.clients import aws_clients
 from worker.handler import CallbackContext, Handler
 from worker.logs import configure_logging
 
@@ -171,7 +172,7 @@ async def _demo(sqs_url: str, say: Printer) -> int:
             finally:
                 stop.set()
                 await running
-            await _summary(sagemaker, results, dict(worker.dispatcher.stats))
+            await _summary(sagemaker, results, dict(worker.tally))
     return 0 if all(status == scenario.expected for scenario, _, status in results) else 1
 
 

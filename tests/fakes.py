@@ -58,10 +58,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from worker.sqs import DEFAULT_MAX_MESSAGE_BYTES, MAX_RECEIVE, BatchEntryError, ReceivedMessage
+from config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_RECEIVE, MAX_VISIBILITY_SECONDS
+from worker.queue import BatchEntryError, ReceivedMessage
 
-#: SQS keeps a received message hidden at most this long after the receive.
-MAX_HIDDEN_SECONDS = 12 * 60 * 60
 ACCOUNT_ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 
 
@@ -389,7 +388,7 @@ class MemoryQueue:
         now = self.clock()
         if message.visible_at <= now:
             return BatchEntryError("MessageNotInflight", "the message is not in flight", sender_fault=True)
-        if seconds < 0 or now + seconds > message.received_at + MAX_HIDDEN_SECONDS:
+        if seconds < 0 or now + seconds > message.received_at + MAX_VISIBILITY_SECONDS:
             return BatchEntryError("InvalidParameterValue", "visibility out of range", sender_fault=True)
         message.visible_at = now + seconds
         return None

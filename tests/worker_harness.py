@@ -10,9 +10,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from config.settings import Settings
-from worker.app import aws_clients, build_worker
+from worker.app import build_worker
+from worker.clients import aws_clients
 from worker.handler import Handler
-from worker.runtime import Worker
+from worker.worker import Worker
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})

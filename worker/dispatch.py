@@ -8,25 +8,37 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from config.limits import MAX_VISIBILITY_SECONDS
 from worker.errors import MalformedMessage
-from worker.handler import Fail, Retry
+from worker.events import (
+    NO_EVENTS,
+    DeliveryEnded,
+    DeliveryIdentified,
+    DeliveryStarted,
+    Events,
+    HandlerCall,
+    HandlerFinished,
+    Noted,
+    Settled,
+    StepIdentified,
+)
+from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
 from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery, Disposition, Phase, StopCause, context_for
 from worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
 from worker.message import CallbackMessage, Status, parse_message
 from worker.outcome import failure, success
-from worker.registry import Router
+from worker.queue import Queue, ReceivedMessage
 from worker.report import Reporter
 from worker.requeue import Requeuer
+from worker.router import Router
 from worker.settle import Settler, chain_of
-from worker.sqs import Queue, ReceivedMessage
 from worker.step_context import LookupFailed, StepInfo, StepResolver
 from worker.stopping import NO_STEP_INFO, STOPPING_REASON, Stopper
 from worker.tokens import Tokens
@@ -83,6 +95,7 @@ class Dispatcher:
         steps: StepResolver | None = None,
         verify: bool = False,
         verify_max_age: float = VERIFY_MAX_AGE,
+        events: Events = NO_EVENTS,
     ) -> None:
         self.leases = leases
         self.router = router
@@ -92,46 +105,43 @@ class Dispatcher:
         self.steps = steps
         self.verify = verify and steps is not None
         self.verify_max_age = verify_max_age if self.verify else math.inf
+        self.events = events
         self.tokens = Tokens()
-        self.stats: Counter[str] = Counter()
-        """Counts by event name (received, success, failure, continued, crashed, malformed, stopped, …)."""
         self.settler = Settler(
             queue=queue,
             reporter=reporter,
             requeuer=Requeuer(queue, clock),
             tokens=self.tokens,
-            stats=self.stats,
+            events=events,
             leases=leases,
             steps=steps,
             clock=clock,
         )
-        self.reports = self.settler.reports
-        """Reports by (outcome, result), for metrics."""
         self.stopper = Stopper(
             settler=self.settler,
             router=router,
             invoker=invoker,
             steps=steps,
             verify_max_age=verify_max_age if self.verify else None,
-            stats=self.stats,
+            events=events,
             hook_timeout=stop_hook_timeout,
         )
-        self.on_handler_done: Callable[[str, float], None] | None = None
-        """Called with the handler's name and its run time in seconds after every handler call."""
-        self.on_settled: Callable[[], None] | None = None
-        """Called (in the message's task) once its outcome is settled, before the message is deleted."""
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
-        delivery = Delivery(received, self.leases.add(received))
-        delivery.lease.on_exhausted = delivery.exhaust_lease
-        self.stats["received"] += 1
+        delivery = Delivery(received)
+        delivery.lease = self.leases.add(received, on_exhausted=delivery.exhaust_lease)
+        self.events.publish(Noted("received"))
         bound = bind_contextvars(message_id=received.message_id, receive_count=received.receive_count)
         try:
-            await self._settle_fenced(delivery)
-            if self.on_settled is not None:
-                self.on_settled()
-            await self.settler.acknowledge(delivery)
+            with self.events.span(DeliveryStarted(received.message_id, received.receive_count)):
+                try:
+                    await self._settle_fenced(delivery)
+                    self.events.publish(Settled(delivery.phase.value))
+                    await self.settler.acknowledge(delivery)
+                finally:
+                    settled = delivery.settled_as.value if delivery.settled_as is not None else None
+                    self.events.publish(DeliveryEnded(received.message_id, settled))
         finally:
             reset_contextvars(**bound)
         self.leases.remove(delivery.lease)  # not when cancelled: the runtime releases what is left
@@ -213,6 +223,16 @@ class Dispatcher:
         return await self._run(delivery, message, info)
 
     def _bind(self, message: CallbackMessage) -> None:
+        continuation = message.continuation
+        self.events.publish(
+            DeliveryIdentified(
+                message.pipeline_name,
+                message.execution_id,
+                message.status.value,
+                continuation.attempt,
+                continuation.link,
+            )
+        )
         current_token.set(message.token)
         bind_contextvars(
             token=redact_token(message.token),
@@ -232,7 +252,7 @@ class Dispatcher:
 
     async def _join(self, delivery: Delivery, leader: Delivery) -> None:
         log.info("token already in flight here; this copy follows it")
-        self.stats["joined"] += 1
+        self.events.publish(Noted("joined"))
         # Shielded from a shutdown: the leader settles first (it may finish storing its outcome), and this copy
         # then goes the same way — released with it, or deleted with it.
         disposition = await self.settler.finish_despite_shutdown(delivery, leader.finished())
@@ -255,6 +275,7 @@ class Dispatcher:
             return None
         if info.step_name is not None:
             bind_contextvars(step=info.step_name)
+            self.events.publish(StepIdentified(info.step_name))
         if not self.verify or info.waiting:
             return info
         await self._step_done(delivery, message, info)
@@ -267,7 +288,7 @@ class Dispatcher:
         if received.receive_count < 2 and self.clock() - received.sent_time < UNKNOWN_TOKEN_GRACE:
             log.warning("SageMaker does not know this callback token yet; looking again after the visibility timeout")
             return delivery.enter(Phase.KEPT)
-        self.stats["unknown_token"] += 1
+        self.events.publish(Noted("unknown_token"))
         log.error("SageMaker does not know this callback token; deleting the message, no handler runs")
         return delivery.enter(Phase.DROPPED)
 
@@ -288,7 +309,7 @@ class Dispatcher:
         status = info.status or ""
         if status not in ("Stopping", "Stopped"):
             log.info("the step already has an outcome; deleting the message, no handler runs", step_status=status)
-            self.stats["already_done"] += 1
+            self.events.publish(Noted("already_done"))
             return delivery.enter(Phase.DROPPED)
         context = None
         # Whoever answers a Stopping step runs the stop hook first; a continuation of a step already stopped runs
@@ -310,8 +331,7 @@ class Dispatcher:
             return await self.settler.answer(delivery, message.token, failure(reason))
         context = context_for(message, name, info, delivery.received.message_id)
         delivery.context, delivery.handler = context, handler
-        delivery.start(asyncio.create_task(self.invoker.call(handler, context)))
-        self._observe(delivery, name)
+        delivery.start(asyncio.create_task(self._call(name, handler, context)))
         try:
             result = await delivery.task  # type: ignore[misc]
         except asyncio.CancelledError:
@@ -325,14 +345,20 @@ class Dispatcher:
             return await self._continue(delivery, message, result)
         return await self.settler.answer(delivery, message.token, success(result))
 
-    def _observe(self, delivery: Delivery, name: str) -> None:
-        if self.on_handler_done is not None and delivery.task is not None:
-            observe, started = self.on_handler_done, time.monotonic()
-            delivery.task.add_done_callback(lambda _: observe(name, time.monotonic() - started))
+    async def _call(self, name: str, handler: Handler, context: CallbackContext) -> HandlerResult:
+        """The handler call, as its own task: its span (for tracing) and its duration (for metrics)."""
+        started = time.monotonic()
+        try:
+            with self.events.span(HandlerCall(name, context.attempt)):
+                return await self.invoker.call(handler, context)
+        finally:
+            self.events.publish(HandlerFinished(name, time.monotonic() - started))
 
     async def _cancelled(self, delivery: Delivery, message: CallbackMessage) -> None:
         if delivery.lease_exhausted:
-            hours = (self.clock() - (delivery.received.received_at or delivery.lease.budget_end - 43_200)) / 3600
+            hours = (
+                self.clock() - (delivery.received.received_at or delivery.lease.budget_end - MAX_VISIBILITY_SECONDS)
+            ) / 3600
             return await self.settler.answer(delivery, message.token, failure(lease_exhausted_reason(hours)))
         cause = delivery.stop_cause
         if cause is None:  # the handler cancelled itself
@@ -361,7 +387,7 @@ class Dispatcher:
             state=retry.state,
             not_before=self.clock() + retry.delay,
         )
-        self.stats["continued"] += 1
+        self.events.publish(Noted("continued"))
         delivery.enter(Phase.WAITING)
         return await self.settler.requeue(delivery, message, continuation)
 
@@ -375,7 +401,7 @@ class Dispatcher:
             return await self.settler.answer(delivery, message.token, failure(reason))
         delay = self.retry.delay(attempt)
         log.warning("handler failed; it will be called again", error=summary, retry_in=delay, exc_info=exc)
-        self.stats["crashed"] += 1
+        self.events.publish(Noted("crashed"))
         continuation = replace(message.continuation, attempt=attempt + 1, not_before=self.clock() + delay)
         delivery.enter(Phase.WAITING)
         return await self.settler.requeue(delivery, message, continuation)
@@ -383,7 +409,7 @@ class Dispatcher:
     # -- settling ----------------------------------------------------------------------------------------------------
 
     async def _malformed(self, delivery: Delivery, exc: MalformedMessage) -> None:
-        self.stats["malformed"] += 1
+        self.events.publish(Noted("malformed"))
         received = delivery.received
         if exc.token is None:
             log.error(

@@ -259,7 +259,7 @@ async def test_through_the_worker_one_step_succeeds_by_continuations_and_one_is_
         await sagemaker.stop_pipeline_execution(PipelineExecutionArn=stop_arn)
         assert await wait_for_status(sagemaker, done_arn) == "Succeeded"
         assert await wait_for_status(sagemaker, stop_arn) == "Stopped"
-        continued = worker.dispatcher.stats["continued"]
+        continued = worker.tally["continued"]
     assert outputs_of(await step_of(sagemaker, done_arn)) == {"done": "true", "epochs": "3"}
     assert continued >= 1
     [stopped] = await executions(sfn, slow)

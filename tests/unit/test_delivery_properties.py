@@ -96,10 +96,10 @@ from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery
 from worker.message import CONTINUATION_KEY
-from worker.registry import Router
+from worker.queue import Queue, ReceivedMessage
 from worker.report import Reporter
 from worker.retrying import Backoff
-from worker.sqs import Queue, ReceivedMessage
+from worker.router import Router
 from worker.step_context import StepResolver
 from worker.watch import StepWatch
 
