@@ -153,6 +153,16 @@ class Settings(BaseSettings):
         ),
     ]
 
+    @field_validator("queue_url")
+    @classmethod
+    def _standard_queue(cls, value: str) -> str:
+        if value.rstrip("/").endswith(".fifo"):
+            raise ValueError(
+                "FIFO queues cannot take callback messages: SageMaker sends them without a MessageGroupId, and "
+                "the worker re-queues continuations with DelaySeconds, which FIFO queues refuse; use a standard queue"
+            )
+        return value
+
     @field_validator("routes")
     @classmethod
     def _routes_are_usable(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
