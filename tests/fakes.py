@@ -191,6 +191,10 @@ class StoredMessage:
     deleted_with: str | None = None
     reply_lost: bool = False
     """The send was applied but the sender was told it failed (``lost_reply``)."""
+    sent_while_held: bool = False
+    """Sent by a delivery whose receipt of its own message was still in flight (its lease held) at that moment."""
+    failed_deletes: list[str] = field(default_factory=list)
+    """Receipt handles whose delete of this message failed (an injected ``error`` or ``entry`` fault)."""
 
     @functools.cached_property
     def document(self) -> dict[str, Any]:
@@ -277,6 +281,9 @@ class MemoryQueue:
     async def delete(self, receipt_handle: str) -> None:
         await _network()
         fault = self.faults.take("delete")
+        target = self._by_handle.get(receipt_handle)
+        if target is not None and fault in ("error", "entry"):
+            target.failed_deletes.append(receipt_handle)
         if fault == "error":
             self._unreachable()
             raise client_error("InternalError", 500, "DeleteMessageBatch")
@@ -339,7 +346,10 @@ class MemoryQueue:
             raise client_error("InternalError", 500, "SendMessage")
         if len(body.encode()) > self.max_message_bytes:
             raise client_error("InvalidParameterValue", 400, "SendMessage", "message too long")
-        message = self.put(body, delay=max(0, min(delay, 900)), sender=CURRENT_DELIVERY.get())
+        sender = CURRENT_DELIVERY.get()
+        held = self._holds(sender)
+        message = self.put(body, delay=max(0, min(delay, 900)), sender=sender)
+        message.sent_while_held = held
         if self.on_send is not None:
             self.on_send(message)
         if fault == "lost_reply":
@@ -354,6 +364,16 @@ class MemoryQueue:
         return None
 
     # -- internals -----------------------------------------------------------------------------------------------------
+
+    def _holds(self, receipt_handle: str | None) -> bool:
+        """Whether ``receipt_handle`` is its message's current receipt and the message is still hidden."""
+        message = self._by_handle.get(receipt_handle or "")
+        return (
+            message is not None
+            and not message.deleted
+            and message.receipt_handle == receipt_handle
+            and message.visible_at > self.clock()
+        )
 
     def _unreachable(self) -> None:
         self.reachable = False

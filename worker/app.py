@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-from collections.abc import Awaitable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -19,17 +20,22 @@ from worker.clients import aws_clients, connections
 from worker.dispatch import Dispatcher, RetryPolicy
 from worker.endpoints import serve_health
 from worker.errors import ConfigurationError
-from worker.events import Events
+from worker.events import NO_EVENTS, Events
 from worker.handler import Handler
 from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
 from worker.logs import get_logger
 from worker.queue import Queue
 from worker.report import Reporter
+from worker.requeue import Requeuer
 from worker.retrying import Backoff, error_code, is_transient
 from worker.router import Router, restrict
+from worker.settle import Settler
 from worker.sqs import SqsQueue
 from worker.step_context import StepResolver
+from worker.stopping import Stopper
+from worker.tokens import Tokens
+from worker.verify import VERIFY_MAX_AGE, Verifier
 from worker.watch import StepWatch
 from worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
 
@@ -85,7 +91,7 @@ def build_worker(
     invoker = Invoker(threads=settings.concurrency)
     needs_steps = settings.step_context or settings.verify_tokens
     steps = StepResolver(sagemaker, describe=settings.step_context, events=events) if needs_steps else None
-    dispatcher = Dispatcher(
+    dispatcher = build_dispatcher(
         queue=queue,
         leases=leases,
         reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency), events=events),
@@ -102,6 +108,57 @@ def build_worker(
     parts = Parts(queue, dispatcher, leases, invoker, handlers, events, watch)
     return Worker(
         parts, concurrency=settings.concurrency, shutdown_grace=settings.shutdown_grace, pollers=settings.pollers
+    )
+
+
+def build_dispatcher(
+    *,
+    queue: Queue,
+    leases: LeaseKeeper,
+    reporter: Reporter,
+    router: Router,
+    invoker: Invoker,
+    retry: RetryPolicy,
+    steps: StepResolver | None,
+    verify: bool,
+    verify_max_age: float = VERIFY_MAX_AGE,
+    clock: Callable[[], float] = time.time,
+    events: Events = NO_EVENTS,
+) -> Dispatcher:
+    """The dispatcher and the parts it drives, around one replica's memory of tokens."""
+    tokens = Tokens()
+    settler = Settler(
+        queue=queue,
+        reporter=reporter,
+        requeuer=Requeuer(queue, clock),
+        tokens=tokens,
+        leases=leases,
+        steps=steps,
+        clock=clock,
+        events=events,
+    )
+    stopper = Stopper(
+        settler=settler,
+        router=router,
+        invoker=invoker,
+        steps=steps,
+        verify_max_age=verify_max_age if verify and steps is not None else None,
+        events=events,
+    )
+    verifier = Verifier(
+        steps, router, stopper, verify=verify, verify_max_age=verify_max_age, clock=clock, events=events
+    )
+    return Dispatcher(
+        leases=leases,
+        router=router,
+        invoker=invoker,
+        retry=retry,
+        tokens=tokens,
+        settler=settler,
+        stopper=stopper,
+        verifier=verifier,
+        clock=clock,
+        events=events,
     )
 
 

@@ -6,7 +6,6 @@ outcome, acknowledge. The phases and transitions it follows are :mod:`worker.lif
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -25,35 +24,29 @@ from worker.events import (
     HandlerFinished,
     Noted,
     Settled,
-    StepIdentified,
 )
 from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
 from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
-from worker.lifecycle import Delivery, Disposition, Phase, StopCause, context_for
+from worker.lifecycle import Delivery, Disposition, Phase, context_for
 from worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
 from worker.message import CallbackMessage, Status, parse_message
 from worker.outcome import failure, success
-from worker.queue import Queue, ReceivedMessage
-from worker.report import Reporter
-from worker.requeue import Requeuer
+from worker.queue import ReceivedMessage
 from worker.router import Router
 from worker.settle import Settler, chain_of
-from worker.step_context import LookupFailed, StepInfo, StepResolver
-from worker.stopping import NO_STEP_INFO, STOPPING_REASON, Stopper
+from worker.step_context import StepInfo
+from worker.stopping import STOPPING_REASON, Stopper
 from worker.tokens import Tokens
+from worker.verify import Verifier
 
 log = get_logger("worker.dispatch")
 
 #: A continuation received this early (clock skew between replicas) still runs now.
 EARLY_TOLERANCE = 1.0
-#: How old a listing of an execution's steps may be when a token is verified against it.
-VERIFY_MAX_AGE = 2.0
 #: The longest a continuation may wait (a Retry's delay, or a notBefore in a body); longer is answered as a Failure.
 MAX_CONTINUATION_WAIT = 7 * 86_400
 MAX_WAIT_TEXT = "7 days"
-#: A message younger than this whose token SageMaker does not list is looked at once more before it is deleted.
-UNKNOWN_TOKEN_GRACE = 60.0
 _PREVIEW = 120
 __all__ = ["STOPPING_REASON", "Dispatcher", "RetryPolicy", "lease_exhausted_reason"]
 
@@ -84,48 +77,29 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        queue: Queue,
         leases: LeaseKeeper,
-        reporter: Reporter,
         router: Router,
         invoker: Invoker,
         retry: RetryPolicy,
-        stop_hook_timeout: float = 60.0,
+        tokens: Tokens,
+        settler: Settler,
+        stopper: Stopper,
+        verifier: Verifier,
         clock: Callable[[], float] = time.time,
-        steps: StepResolver | None = None,
-        verify: bool = False,
-        verify_max_age: float = VERIFY_MAX_AGE,
         events: Events = NO_EVENTS,
     ) -> None:
+        """Built by :func:`worker.app.build_dispatcher`; ``tokens`` is the one memory the parts share."""
         self.leases = leases
         self.router = router
         self.invoker = invoker
         self.retry = retry
+        self.tokens = tokens
+        self.settler = settler
+        self.stopper = stopper
+        self.verifier = verifier
+        self.verify = verifier.verify
         self.clock = clock
-        self.steps = steps
-        self.verify = verify and steps is not None
-        self.verify_max_age = verify_max_age if self.verify else math.inf
         self.events = events
-        self.tokens = Tokens()
-        self.settler = Settler(
-            queue=queue,
-            reporter=reporter,
-            requeuer=Requeuer(queue, clock),
-            tokens=self.tokens,
-            events=events,
-            leases=leases,
-            steps=steps,
-            clock=clock,
-        )
-        self.stopper = Stopper(
-            settler=self.settler,
-            router=router,
-            invoker=invoker,
-            steps=steps,
-            verify_max_age=verify_max_age if self.verify else None,
-            events=events,
-            hook_timeout=stop_hook_timeout,
-        )
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
@@ -203,7 +177,7 @@ class Dispatcher:
 
     async def _verify_then_run(self, delivery: Delivery, message: CallbackMessage) -> None:
         delivery.enter(Phase.VERIFYING)
-        info = await self._verify(delivery, message)
+        info = await self.verifier.check(delivery, message)
         if info is None:
             return None
         if self.tokens.is_stale(message, chain_of(delivery, message)):  # a later link arrived meanwhile
@@ -257,68 +231,6 @@ class Dispatcher:
         # then goes the same way — released with it, or deleted with it.
         disposition = await self.settler.finish_despite_shutdown(delivery, leader.finished())
         delivery.enter(Phase.KEPT if disposition is Disposition.KEEP else Phase.JOINED)
-
-    # -- verification ----------------------------------------------------------------------------------------------
-
-    async def _verify(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
-        """What SageMaker says about the step; None once the delivery is settled because the step does not wait."""
-        if self.steps is None:
-            return NO_STEP_INFO
-        try:
-            info = await self.steps.resolve(message.pipeline_execution_arn, message.token, self.verify_max_age)
-        except LookupFailed as exc:
-            return self._lookup_failed(delivery, exc)
-        if info is None:
-            if not self.verify:
-                return NO_STEP_INFO
-            self._unknown(delivery)
-            return None
-        if info.step_name is not None:
-            bind_contextvars(step=info.step_name)
-            self.events.publish(StepIdentified(info.step_name))
-        if not self.verify or info.waiting:
-            return info
-        await self._step_done(delivery, message, info)
-        return None
-
-    def _unknown(self, delivery: Delivery) -> None:
-        """SageMaker does not know the token. A message just sent gets one more look after its visibility timeout
-        (SageMaker's listing may lag its own message); then it is deleted, and no handler ever runs for it."""
-        received = delivery.received
-        if received.receive_count < 2 and self.clock() - received.sent_time < UNKNOWN_TOKEN_GRACE:
-            log.warning("SageMaker does not know this callback token yet; looking again after the visibility timeout")
-            return delivery.enter(Phase.KEPT)
-        self.events.publish(Noted("unknown_token"))
-        log.error("SageMaker does not know this callback token; deleting the message, no handler runs")
-        return delivery.enter(Phase.DROPPED)
-
-    def _lookup_failed(self, delivery: Delivery, exc: LookupFailed) -> StepInfo | None:
-        if not self.verify:
-            log.error("cannot read the step context; continuing without it", error=exc.code)
-            return NO_STEP_INFO
-        log.error(
-            "cannot verify the token with SageMaker; the message will be delivered again "
-            "(grant sagemaker:ListPipelineExecutionSteps, or set CALLBACK_WORKER_VERIFY_TOKENS=false)",
-            error=exc.code,
-        )
-        delivery.enter(Phase.KEPT)
-        return None
-
-    async def _step_done(self, delivery: Delivery, message: CallbackMessage, info: StepInfo) -> None:
-        """The step no longer waits for this delivery: no handler runs."""
-        status = info.status or ""
-        if status not in ("Stopping", "Stopped"):
-            log.info("the step already has an outcome; deleting the message, no handler runs", step_status=status)
-            self.events.publish(Noted("already_done"))
-            return delivery.enter(Phase.DROPPED)
-        context = None
-        # Whoever answers a Stopping step runs the stop hook first; a continuation of a step already stopped runs
-        # it too, since its state may name work still going on.
-        if status == "Stopping" or message.continuation.link > 0:
-            name, delivery.handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
-            context = context_for(message, name, info, delivery.received.message_id)
-        log.info("the step is stopping or stopped; no handler runs", step_status=status)
-        return await self.stopper.stopped(delivery, message, StopCause(status), context)
 
     # -- running the handler ---------------------------------------------------------------------------------------
 

@@ -125,6 +125,16 @@ class Metrics:
             "ListPipelineExecutionSteps and DescribePipelineExecution calls (token verification, step context).",
             registry=self.registry,
         )
+        self._add_histograms()
+        build = GaugeMetricFamily(
+            f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
+        )
+        build.add_metric([package_version(), platform.python_version()], 1)
+        self.registry.register(_Static(build))
+        self.started = time.time()
+        worker.events.subscribe(self)
+
+    def _add_histograms(self) -> None:
         self.handler_duration = Histogram(
             f"{PREFIX}_handler_duration_seconds",
             "Time handlers took, by handler.",
@@ -138,13 +148,6 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
-        build = GaugeMetricFamily(
-            f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
-        )
-        build.add_metric([package_version(), platform.python_version()], 1)
-        self.registry.register(_Static(build))
-        self.started = time.time()
-        worker.events.subscribe(self)
 
     def __call__(self, event: Event) -> None:
         """Count one event."""
