@@ -19,6 +19,7 @@ from yarl import URL
 
 from handlers._context import context_document, object_outputs, preview, run_key
 from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
+from worker.errors import WorkerError
 from worker.handler import CallbackContext, Fail, OutputValue
 from worker.logs import get_logger, mask_token_like
 
@@ -40,8 +41,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Origin = tuple[str, str, int | None]
 
 
-class HttpCallError(Exception):
-    """The endpoint could not answer now (5xx, 408/429, timeout, connection error); the worker calls again."""
+class HttpCallError(WorkerError):
+    """The endpoint could not answer now (5xx, 408/429, timeout, connection error): raised out of the handler, so
+    the worker calls it again as it does any handler that raised."""
 
 
 class HttpSettings(HandlerSettings):

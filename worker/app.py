@@ -28,7 +28,7 @@ from worker.logs import get_logger
 from worker.queue import Queue
 from worker.report import Reporter
 from worker.requeue import Requeuer
-from worker.retrying import Backoff, error_code, is_transient
+from worker.retrying import STARTUP_BACKOFF, error_code, is_transient
 from worker.router import Router, restrict
 from worker.settle import Settler
 from worker.sqs import SqsQueue
@@ -52,7 +52,7 @@ STARTUP_ATTEMPTS = 8
 
 async def check_queue(queue: Queue) -> dict[str, Any]:
     """The queue's attributes; ConfigurationError if the queue cannot be used at all."""
-    backoff = Backoff(base=0.5, cap=5.0)
+    backoff = STARTUP_BACKOFF.start()
     attempt = 0
     while True:
         attempt += 1

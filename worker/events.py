@@ -194,7 +194,7 @@ class Events:
             log.exception(
                 "an event listener failed; its later failures on this event are not logged",
                 listener=repr(listener),
-                event=type(event).__name__,
+                event_type=type(event).__name__,
             )
 
 

@@ -31,7 +31,7 @@ from config.limits import MAX_BATCH, MAX_VISIBILITY_SECONDS
 from worker.events import NO_EVENTS, Events, LeaseCall
 from worker.logs import get_logger
 from worker.queue import BatchEntryError, Queue, ReceivedMessage, settle
-from worker.retrying import Backoff
+from worker.retrying import lease_renewal_backoff
 from worker.sqs import with_retries
 
 #: The longest tick: with a 12-hour visibility timeout, renewals still start within a minute of being due.
@@ -177,7 +177,7 @@ class LeaseKeeper:
 
     async def _renew(self, batch: list[Lease]) -> None:
         """Renew ``batch``, retrying what failed until it is renewed, lost, let go, or out of visibility."""
-        backoff = Backoff(base=min(0.5, self.tick / 10), cap=self.tick / 2)
+        backoff = lease_renewal_backoff(self.tick).start()
         pending = batch
         try:
             while pending:

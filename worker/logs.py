@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
 #: Characters of a callback token shown in logs; the rest is masked.
 TOKEN_SHOWN = 3
@@ -187,10 +187,12 @@ def configure_logging(
     install_stdlib_redaction()
 
 
-def get_logger(name: str) -> Any:
-    """A structlog logger carrying ``component=name``.
+def get_logger(name: str) -> FilteringBoundLogger:
+    """A structlog logger carrying ``component=name``, typed as what :func:`configure_logging` makes it (a filtering
+    bound logger), so that every log call is type-checked.
 
     The proxy binds lazily, on first use, so a module-level logger honours the configuration in force when it
     logs rather than the defaults of import time.
     """
-    return structlog.get_logger(component=name)
+    logger: FilteringBoundLogger = structlog.get_logger(component=name)
+    return logger

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 from worker.events import NO_EVENTS, CallFailed, Events
 from worker.logs import get_logger
 from worker.outcome import Failure, Outcome, Success, failure
-from worker.retrying import Backoff, error_code, is_transient
+from worker.retrying import REPORT_BACKOFF, BackoffPolicy, error_code, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -44,13 +44,13 @@ class Reporter:
     def __init__(
         self,
         client: SageMakerClient,
-        backoff: Backoff | None = None,
+        backoff: BackoffPolicy | None = None,
         max_in_flight: int = 10,
         events: Events = NO_EVENTS,
     ) -> None:
         self.client = client
         self.events = events
-        self._backoff = backoff or Backoff(base=0.2, cap=20.0)
+        self._backoff = backoff or REPORT_BACKOFF
         self._in_flight = asyncio.Semaphore(max_in_flight)
         """At most this many calls are built at once (the client's connection pool): when thousands of handlers
         finish together, the rest wait here, cheaply, rather than as signed requests queued for a connection."""
@@ -66,7 +66,7 @@ class Reporter:
         return result
 
     async def _send(self, token: str, outcome: Outcome) -> tuple[ReportResult, str]:
-        backoff = Backoff(self._backoff.base, self._backoff.cap)
+        backoff = self._backoff.start()
         while True:
             try:
                 await self._call(token, outcome)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_BATCH, MAX_DELAY_SECONDS, MAX_RECEIVE
 from worker.logs import get_logger
 from worker.queue import BatchEntryError, ReceivedMessage
-from worker.retrying import Backoff, is_transient
+from worker.retrying import SQS_CALL_BACKOFF, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -33,7 +33,7 @@ def worth_retrying(exc: BaseException) -> bool:
 async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = CALL_ATTEMPTS) -> T:
     """``call()``, called again with jittered backoff (0.2 s doubling, at most 5 s) while it fails in a way worth
     retrying, at most ``attempts`` times; the last error is raised."""
-    backoff = Backoff(base=0.2, cap=5.0)
+    backoff = SQS_CALL_BACKOFF.start()
     for attempt in range(1, attempts + 1):
         try:
             return await call()

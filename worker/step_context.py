@@ -26,7 +26,7 @@ from botocore.exceptions import ClientError
 from worker.errors import WorkerError
 from worker.events import NO_EVENTS, Events, StepLookup
 from worker.logs import get_logger
-from worker.retrying import Backoff, error_code, is_transient
+from worker.retrying import STEP_LOOKUP_BACKOFF, error_code, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -166,7 +166,7 @@ class StepResolver:
         entry.steps, entry.listed = steps, started
 
     async def _retrying(self, call: Callable[[], Any]) -> None:
-        backoff = Backoff(base=0.2, cap=10.0)
+        backoff = STEP_LOOKUP_BACKOFF.start()
         while True:
             try:
                 await call()

@@ -32,7 +32,7 @@ from worker.lease import LeaseKeeper
 from worker.logs import get_logger
 from worker.looplag import LoopLag
 from worker.queue import Queue, ReceivedMessage, settle
-from worker.retrying import Backoff, error_code, is_transient
+from worker.retrying import RECEIVE_BACKOFF, error_code, is_transient
 from worker.watch import StepWatch
 
 log = get_logger("worker.worker")
@@ -167,7 +167,7 @@ class Worker:
             log.info("worker stopped", **dict(self.tally))
 
     async def _poll(self, index: int) -> None:
-        backoff = Backoff(base=0.5, cap=30.0)
+        backoff = RECEIVE_BACKOFF.start()
         current = asyncio.current_task()
         assert current is not None  # noqa: S101 - a poller always runs as a task
         while not self._stopping:

@@ -102,7 +102,7 @@ from worker.lifecycle import Delivery
 from worker.message import CONTINUATION_KEY
 from worker.queue import Queue, ReceivedMessage
 from worker.report import Reporter
-from worker.retrying import Backoff
+from worker.retrying import BackoffPolicy
 from worker.router import Router
 from worker.step_context import StepResolver
 from worker.watch import StepWatch
@@ -329,7 +329,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         dispatcher = build_dispatcher(
             queue=queue,
             leases=leases,
-            reporter=Reporter(client, backoff=Backoff(base=0.0, cap=0.0)),
+            reporter=Reporter(client, backoff=BackoffPolicy(base=0.0, cap=0.0)),
             router=Router({"job": self.handler}, "job", "handler", {}),
             invoker=invoker,
             retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, backoff=0.0),
