@@ -530,7 +530,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             return
         self._check_not_stale(sender, message)
         self.known.append((sender.process, key[1], key[2], self.ticks()))
-        for other in self.queue.live():
+        for other in self.queue.live_messages():
             if other is not message and self._link(other) == key:
                 self.forks.append(self._fork(other, message))
 
@@ -560,7 +560,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             return
         if status == "Stopping":
             self._violation(f"the Stopping message {message.message_id} of {token} was deleted before an answer")
-        elif not any(other.document["token"] == token for other in self.queue.live()):
+        elif not any(other.document["token"] == token for other in self.queue.live_messages()):
             self._violation(
                 f"{message.message_id}, the last message of {token}, was deleted while the step is {step.status} "
                 "without an outcome"
