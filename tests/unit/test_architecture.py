@@ -70,3 +70,14 @@ def imports(path: Path) -> list[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             found.append(node.module)
     return found
+
+
+def test_the_architecture_page_names_every_room() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    missing = [f"{package}/" for package in PACKAGES if f"`{package}/`" not in page]
+    missing += [
+        path.name
+        for path in sorted((ROOT / "worker").glob("*.py"))
+        if path.name != "__init__.py" and f"{path.name}`" not in page
+    ]
+    assert missing == []
