@@ -22,6 +22,7 @@ from handlers._settings import HandlerSettings, decode_json, load_settings, spli
 from worker.errors import WorkerError
 from worker.handler import CallbackContext, Fail, OutputValue
 from worker.logs import get_logger, mask_token_like
+from worker.tracecontext import trace_headers
 
 URL_ARGUMENT = "http_url"
 USER_AGENT = "sagemaker-callback-worker"
@@ -215,6 +216,7 @@ class HttpHandler:
             )
         return {
             **secret,
+            **trace_headers(),
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Idempotency-Key": run_key(context.token),

@@ -7,13 +7,16 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
 from worker.app import build_worker
 from worker.clients import aws_clients
 from worker.handler import Handler
 from worker.worker import Worker
+
+if TYPE_CHECKING:
+    from worker.tracing import Tracing
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
@@ -27,10 +30,12 @@ def worker_settings(queue_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings, handlers: Mapping[str, Handler]) -> AsyncIterator[Worker]:
+async def running_worker(
+    settings: Settings, handlers: Mapping[str, Handler], tracing: Tracing | None = None
+) -> AsyncIterator[Worker]:
     """A started worker; leaving the block stops and drains it."""
     async with aws_clients(settings.concurrency) as (sqs, sagemaker):
-        worker = build_worker(settings, handlers, sqs, sagemaker)
+        worker = build_worker(settings, handlers, sqs, sagemaker, tracing)
         await worker.queue.attributes()  # as the daemon's start-up check does
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))

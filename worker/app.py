@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from config.settings import Settings, env_name
@@ -42,6 +43,8 @@ from worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sqs import SQSClient
+
+    from worker.tracing import Tracing
 
 log = get_logger("worker.app")
 T = TypeVar("T")
@@ -78,12 +81,21 @@ def describe_redrive(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_worker(
-    settings: Settings, handlers: Mapping[str, Handler], sqs: SQSClient, sagemaker: SageMakerClient
+    settings: Settings,
+    handlers: Mapping[str, Handler],
+    sqs: SQSClient,
+    sagemaker: SageMakerClient,
+    tracing: Tracing | None = None,
 ) -> Worker:
     """A worker for ``settings`` on these clients (not started): every part built here, and only here. Messages may
-    choose only the handlers that ``CALLBACK_WORKER_HANDLERS`` allows, when it is set."""
+    choose only the handlers that ``CALLBACK_WORKER_HANDLERS`` allows, when it is set. ``tracing`` listens to the
+    worker's events and traces the two clients' calls."""
     handlers = restrict(handlers, settings.handlers)
     events = Events()
+    if tracing is not None:
+        events.subscribe(tracing)
+        tracing.instrument(sqs)
+        tracing.instrument(sagemaker)
     queue = SqsQueue(
         sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time
     )
@@ -165,9 +177,10 @@ def build_dispatcher(
 async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: asyncio.Event | None = None) -> None:
     """Run the worker until SIGTERM/SIGINT (or ``stop``), then drain and return."""
     stop = stop or asyncio.Event()
-    with stop_on_signals(stop):  # from the start: a SIGTERM during the queue check is a clean stop too
+    tracing = tracing_from_environment()
+    with stop_on_signals(stop), _flushed(tracing):  # signals from the start: a SIGTERM during the queue check too
         async with aws_clients(settings.concurrency) as (sqs, sagemaker):
-            worker = build_worker(settings, handlers, sqs, sagemaker)
+            worker = build_worker(settings, handlers, sqs, sagemaker, tracing)
             attributes = await _until_stopped(check_queue(worker.queue), stop)
             if attributes is None:
                 log.info("stopped before the worker started")
@@ -187,6 +200,34 @@ async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: 
                     log.info("health endpoints ready", port=await stack.enter_async_context(serving))
                 settle_startup_objects()
                 await worker.run(stop)
+
+
+def tracing_from_environment(environment: Mapping[str, str] = os.environ) -> Tracing | None:
+    """Tracing as the standard ``OTEL_*`` environment asks: on when ``OTEL_TRACES_EXPORTER`` names an exporter
+    (``otlp``, ``console``) and the ``otel`` extra is installed; off (and nothing of OpenTelemetry imported) else."""
+    exporter = environment.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter in ("", "none"):
+        return None
+    try:
+        from worker import tracing  # noqa: PLC0415 - OpenTelemetry is an optional extra
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"OTEL_TRACES_EXPORTER={exporter!r} asks for traces, but OpenTelemetry is not installed: "
+            f"install 'sagemaker-callback-worker[otel]' ({exc.name} is missing)"
+        ) from None
+    try:
+        return tracing.tracing_for(tracing.exporter_for(exporter), environment)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+@contextmanager
+def _flushed(tracing: Tracing | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def settle_startup_objects() -> None:
