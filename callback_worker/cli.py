@@ -1,4 +1,5 @@
-"""The ``callback-worker`` console script: run, handlers, emulate, demo."""
+"""The ``callback-worker`` console script: ``run``, ``handlers``, ``emulate``, ``demo`` and the operator commands of
+:mod:`callback_worker.ops`. Settings errors and plugin errors become one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
