@@ -128,7 +128,8 @@ def test_list_shows_each_dead_lettered_callback_and_leaves_the_queue_as_it_was(
     assert 0 <= first["AgeSeconds"] < 120
     assert datetime.fromisoformat(first["SentTimestamp"]) <= datetime.now(UTC)
     (unreadable,) = [item for item in listed["Messages"] if item["Status"] is None]
-    assert unreadable["CallbackToken"] is None and unreadable["PipelineExecutionArn"] is None
+    assert unreadable["CallbackToken"] is None
+    assert unreadable["PipelineExecutionArn"] is None
     assert visible(stage.sqs, stage.queues.dlq) == 4
 
 
