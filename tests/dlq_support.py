@@ -48,15 +48,16 @@ def dead_letter_everything(sqs: SQSClient, queues: Queues, expected: int, *, tim
 
 def depth(sqs: SQSClient, url: str) -> int:
     """Visible plus in-flight messages of ``url``."""
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]  # type: ignore[arg-type]
-    return sum(int(attributes[name]) for name in names)
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def visible(sqs: SQSClient, url: str) -> int:
     """Visible messages of ``url``."""
-    names = ["ApproximateNumberOfMessages"]
-    return int(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"][names[0]])  # type: ignore[arg-type]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"])
 
 
 def drain(sqs: SQSClient, url: str) -> list[dict[str, Any]]:
