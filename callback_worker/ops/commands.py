@@ -13,7 +13,7 @@ EXIT_CODES_HELP = """exit codes:
   0  done
   1  AWS or other error
   2  usage: bad arguments or input (nothing sent), or ValidationException
-  3  not found (ResourceNotFound)
+  3  not found (ResourceNotFound, no redrive policy), or dlq answer kept a message
   4  already answered (ConflictException)
   130  interrupted (Ctrl-C)"""
 
@@ -102,9 +102,19 @@ def _add_dlq(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     _queue_option(answer)
     answer.add_argument("--all", action="store_true", help="every message of the dead-letter queue")
     answer.add_argument(
-        "--execution-arn", dest="execution_arns", action="append", metavar="ARN", help="that execution's (repeatable)"
+        "--execution-arn",
+        dest="execution_arns",
+        action="append",
+        metavar="ARN",
+        help="the messages of this execution (repeatable)",
     )
-    answer.add_argument("--message-id", dest="message_ids", action="append", metavar="ID", help="(repeatable)")
+    answer.add_argument(
+        "--message-id",
+        dest="message_ids",
+        action="append",
+        metavar="ID",
+        help="this message, as dlq list shows it (repeatable)",
+    )
     answer.add_argument("--succeed", action="store_true", help="answer with a Success (default: a Failure)")
     answer.add_argument(
         "--output", dest="outputs", action="append", metavar="NAME=VALUE", help="with --succeed (repeatable)"
