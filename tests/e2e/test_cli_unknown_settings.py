@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from callback_worker.offline import CLOSED_ENDPOINT
 from tests.e2e.test_cli_run import worker_env
 
 
@@ -21,6 +24,7 @@ def test_start_up_warns_about_each_unknown_variable_with_the_closest_name(tmp_pa
         emulator_port="8080",  # the emulator's
         echo_anything="x",  # echo has no settings class: its namespace is its own
     )
+    env["AWS_ENDPOINT_URL_SQS"] = CLOSED_ENDPOINT
     process = subprocess.Popen(
         [sys.executable, "-m", "callback_worker.cli", "run"],
         env=env,
@@ -35,10 +39,15 @@ def test_start_up_warns_about_each_unknown_variable_with_the_closest_name(tmp_pa
             lines.append(json.loads(line))
             if lines[-1]["event"] == "queue not reachable yet; retrying":
                 break
+        else:
+            pytest.fail(f"the worker ended before it retried the queue: {lines}")
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=20)
     finally:
         process.kill()
+        process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
     assert process.returncode == 0
     warnings = [(line["level"], line["variable"], line["closest"]) for line in lines if "variable" in line]
     assert warnings == [
