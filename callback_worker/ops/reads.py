@@ -2,7 +2,8 @@
 
 Every list is read to its end through ``NextToken``. ``pending`` walks ListPipelines → ListPipelineExecutions (keeping
 Executing and Stopping executions) → ListPipelineExecutionSteps (keeping callback steps still Starting, Executing or
-Stopping), one call at a time, so it costs one ListPipelineExecutionSteps per running execution.
+Stopping), one call at a time, so it costs one ListPipelineExecutionSteps per running execution. ``--older-than``
+keeps the steps that started longer ago than the duration (:mod:`callback_worker.ops.durations`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from botocore.exceptions import ClientError
 
 from callback_worker.ops import views
 from callback_worker.ops.aws import guarded, sagemaker_client
+from callback_worker.ops.durations import parse_duration
 from callback_worker.ops.errors import ExitCode
 from callback_worker.ops.inputs import check_execution_arn
 from callback_worker.ops.tables import complain, emit
@@ -56,15 +58,23 @@ def steps(args: argparse.Namespace) -> int:
 
 @guarded
 def pending(args: argparse.Namespace) -> int:
-    """``pending [--pipeline NAME]...``."""
+    """``pending [--pipeline NAME]... [--older-than DURATION]``."""
+    older_than = parse_duration(args.older_than) if args.older_than is not None else None
     found = waiting_steps(sagemaker_client(), args.pipelines)
+    if older_than is not None:
+        found = started_before(found, datetime.now(UTC) - older_than)
     if args.json:
         emit(views.pending_json(found))
     elif found:
         emit(views.pending_text(found))
     else:
-        complain("no callback step is waiting")
+        complain("no callback step is waiting" + (f" since more than {args.older_than}" if older_than else ""))
     return ExitCode.OK
+
+
+def started_before(waiting: Sequence[views.WaitingStep], cutoff: datetime) -> list[views.WaitingStep]:
+    """The steps of ``waiting`` that started before ``cutoff`` (a step without a start time is left out)."""
+    return [item for item in waiting if (views.started(item.step) or _NEVER) < cutoff]
 
 
 def execution_steps(client: SageMakerClient, execution_arn: str, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
