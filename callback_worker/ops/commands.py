@@ -154,21 +154,21 @@ def _command(subparsers: SubParsers[argparse.ArgumentParser], name: str, summary
 
 
 def _describe(args: argparse.Namespace) -> int:
-    from callback_worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops.reads import describe  # noqa: PLC0415
 
-    return reads.describe(args)
+    return describe(args)
 
 
 def _steps(args: argparse.Namespace) -> int:
-    from callback_worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops.reads import steps  # noqa: PLC0415
 
-    return reads.steps(args)
+    return steps(args)
 
 
 def _pending(args: argparse.Namespace) -> int:
-    from callback_worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops.reads import pending  # noqa: PLC0415
 
-    return reads.pending(args)
+    return pending(args)
 
 
 def _step_target(parser: argparse.ArgumentParser) -> None:
@@ -179,36 +179,36 @@ def _step_target(parser: argparse.ArgumentParser) -> None:
 
 
 def _succeed(args: argparse.Namespace) -> int:
-    from callback_worker.ops import answers  # noqa: PLC0415
+    from callback_worker.ops.answers import succeed  # noqa: PLC0415
 
-    return answers.succeed(args)
+    return succeed(args)
 
 
 def _fail(args: argparse.Namespace) -> int:
-    from callback_worker.ops import answers  # noqa: PLC0415
+    from callback_worker.ops.answers import fail  # noqa: PLC0415
 
-    return answers.fail(args)
+    return fail(args)
 
 
 def _send_test_message(args: argparse.Namespace) -> int:
-    from callback_worker.ops import testmessage  # noqa: PLC0415
+    from callback_worker.ops.testmessage import send_test_message  # noqa: PLC0415
 
-    return testmessage.send_test_message(args)
+    return send_test_message(args)
 
 
 def _dlq_list(args: argparse.Namespace) -> int:
-    from callback_worker.ops import dlq  # noqa: PLC0415
+    from callback_worker.ops.dlq import list_messages  # noqa: PLC0415
 
-    return dlq.list_messages(args)
+    return list_messages(args)
 
 
 def _dlq_answer(args: argparse.Namespace) -> int:
-    from callback_worker.ops import dlq  # noqa: PLC0415
+    from callback_worker.ops.dlq import answer  # noqa: PLC0415
 
-    return dlq.answer(args)
+    return answer(args)
 
 
 def _dlq_redrive(args: argparse.Namespace) -> int:
-    from callback_worker.ops import redrive  # noqa: PLC0415
+    from callback_worker.ops.redrive import redrive  # noqa: PLC0415
 
-    return redrive.redrive(args)
+    return redrive(args)

@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
-from callback_worker.ops import dlqviews
 from callback_worker.ops.aws import guarded, sagemaker_client, sqs_client
 from callback_worker.ops.deadletters import DeadLetter, read_dead_letter, resolve_steps
-from callback_worker.ops.dlqviews import Answered
+from callback_worker.ops.dlqviews import Answered, answered_json, answered_text, list_json, list_text
 from callback_worker.ops.errors import ExitCode, UsageError
 from callback_worker.ops.inputs import check_execution_arn, failure_outcome, parse_pairs, success_outcome
 from callback_worker.ops.queues import PEEK_VISIBILITY, Peek, dead_letter_queue, peek, source_queue_url
@@ -50,9 +49,9 @@ def list_messages(args: argparse.Namespace) -> int:
     letters = sorted(resolve_steps(sagemaker_client(), letters), key=_oldest_first)
     now = datetime.now(UTC)
     if args.json:
-        emit(dlqviews.list_json(queue, letters, now))
+        emit(list_json(queue, letters, now))
     elif letters:
-        emit(dlqviews.list_text(letters, now))
+        emit(list_text(letters, now))
     else:
         complain(f"the dead-letter queue {queue.url} is empty")
     return ExitCode.OK
@@ -77,9 +76,9 @@ def answer(args: argparse.Namespace) -> int:
     _report_unmatched(args, letters)
     name = "Success" if isinstance(outcome, Success) else "Failure"
     if args.json:
-        emit(dlqviews.answered_json(queue, name, results))
+        emit(answered_json(queue, name, results))
     elif results:
-        emit(dlqviews.answered_text(name, results))
+        emit(answered_text(name, results))
     else:
         complain(f"no message of {queue.url} matches")
     return ExitCode.NOT_FOUND if any(item.result in KEPT_RESULTS for item in results) else ExitCode.OK

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from callback_worker.ops import dlqviews
 from callback_worker.ops.aws import guarded, sqs_client
+from callback_worker.ops.dlqviews import redrive_json, redrive_text
 from callback_worker.ops.errors import ExitCode
 from callback_worker.ops.interrupts import deferred_interrupts
 from callback_worker.ops.queues import (
@@ -73,7 +73,7 @@ def redrive(args: argparse.Namespace) -> int:
         report = {"Method": FALLBACK, "DryRun": True, "Visible": visible_messages(client, queue.url)}
     else:
         report = {"Method": FALLBACK, "Moved": move_by_hand(client, queue)}
-    emit(dlqviews.redrive_json(queue, report) if args.json else dlqviews.redrive_text(queue, report))
+    emit(redrive_json(queue, report) if args.json else redrive_text(queue, report))
     return ExitCode.OK
 
 
