@@ -62,13 +62,17 @@ class S3Reader:
         extra: dict[str, Any] = {"VersionId": version_id} if version_id else {}
         try:
             response = await client.get_object(Bucket=bucket, Key=key, **extra)
+            data = bytearray()
             async with response["Body"] as body:
-                data: bytes = await body.read(MAX_OBJECT_BYTES + 1)
+                async for chunk in body.iter_chunks():
+                    data += chunk
+                    if len(data) > MAX_OBJECT_BYTES:
+                        break
         except Exception as error:  # noqa: BLE001 - any S3 or transport error is the client's answer
             raise LookupError(f"cannot read s3://{bucket}/{key}: {type(error).__name__}: {error}") from None
         if len(data) > MAX_OBJECT_BYTES:
             raise LookupError(f"s3://{bucket}/{key} is larger than {MAX_OBJECT_BYTES} bytes")
-        return data
+        return bytes(data)
 
     async def aclose(self) -> None:
         """Close the client if it was opened."""

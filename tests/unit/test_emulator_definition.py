@@ -47,6 +47,12 @@ class FixedContext:
     def step_output(self, step: str, output: str) -> Scalar:
         return self.outputs[(step, output)]
 
+    def step_property(self, step: str, prop: str) -> JsonValue:
+        return f"{step}.{prop}"
+
+    def json_document(self, uri: str) -> JsonValue:
+        return {"uri": uri}
+
     def execution_variable(self, name: str) -> str:
         return f"<{name}>"
 
