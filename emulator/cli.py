@@ -87,7 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stub-steps", action="store_true", default=None, help="accept the other step types and run them as stubs"
     )
     stubs.add_argument("--stub-values", metavar="FILE", help="JSON: step name -> property path -> value")
-    stubs.add_argument("--stub-delay", type=float, help=f"seconds a stubbed step runs (default {DEFAULT_STUB_DELAY})")
+    stubs.add_argument(
+        "--stub-delay",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds a stubbed step runs (default {DEFAULT_STUB_DELAY})",
+    )
 
 
 def stub_options(args: argparse.Namespace, environ: Mapping[str, str]) -> StubConfig:
