@@ -14,7 +14,8 @@ of these expressions:
 - ``{"Std:Join": {"On": "/", "Values": [...]}}`` - the values as text (see :func:`values.to_text`) joined;
 - ``{"Std:JsonGet": {"S3Uri": <value>, "Path": "a.b[0]"}}`` - a value inside the JSON document at that S3 URI
   (the URI is often a Join of a parameter or a callback output), and ``{"Std:JsonGet": {"PropertyFile":
-  {"Get": "Steps.<step>.PropertyFiles.<name>"}, "Path": ...}}`` - a value inside a stubbed step's property file.
+  {"Get": "Steps.<step>.PropertyFiles.<name>"}, "Path": ...}}`` - a value inside a stubbed step's property file
+  (beyond the service, the ``Get`` may also name a parameter or a callback output holding JSON text).
 
 Anything else that looks like an expression (a ``Get`` of another path, ``Std:Select``, ...) is refused
 with a :class:`DefinitionError` that names it and where it is. Evaluation problems (a value not there yet, a
@@ -289,6 +290,6 @@ def _compile_json_get(spec: JsonValue, where: str) -> JsonGet:
     if "S3Uri" in spec:
         return JsonGet(compile_value(spec["S3Uri"], f"{where}.S3Uri"), json_path, from_s3=True)
     source = compile_value(spec.get("PropertyFile"), f"{where}.PropertyFile")
-    if not isinstance(source, Get) or source.reference.prop is None or "PropertyFiles." not in source.reference.prop:
+    if not isinstance(source, Get):
         raise DefinitionError(f"{where}.PropertyFile: must be {{'Get': 'Steps.<step>.PropertyFiles.<name>'}}")
     return JsonGet(source, json_path, from_s3=False)

@@ -33,7 +33,7 @@ logger = logging.getLogger("emulator")
 
 #: ``finish(execution, run, status, reason)`` ends a step and lets the execution go on.
 Finish = Callable[[Execution, StepRun, StepStatus, "str | None"], None]
-#: Fetches of one document per resolution at most, so a bad definition cannot loop.
+#: S3 documents one step may read (each fetched once), so no definition keeps a step fetching.
 _MAX_DOCUMENTS = 20
 
 

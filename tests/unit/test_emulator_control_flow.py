@@ -323,3 +323,22 @@ async def test_retry_reruns_failed_steps_only_for_a_failed_execution(harness: Ha
     await harness.answer(execution, "A")
     await harness.answer(execution, "B")
     assert execution.status == "Succeeded"
+
+
+async def test_json_get_reads_json_text_from_a_callback_output(harness: Harness) -> None:
+    document = {"Std:JsonGet": {"PropertyFile": out("Score", "report"), "Path": "checks[1].passed"}}
+    condition = {"Type": "Equals", "LeftValue": document, "RightValue": True}
+    execution = await harness.run([callback("Score", {"report": "String"}), gate([condition])])
+    await harness.answer(execution, "Score", report='{"checks": [{"passed": false}, {"passed": true}]}')
+    assert execution.steps["Gate"].metadata == {"Condition": {"Outcome": "True"}}
+
+
+async def test_json_get_of_text_that_is_not_json_fails_the_step(harness: Harness) -> None:
+    document = {"Std:JsonGet": {"PropertyFile": out("Score", "report"), "Path": "checks"}}
+    execution = await harness.run(
+        [callback("Score", {"report": "String"}), gate([{"Type": "Equals", "LeftValue": document, "RightValue": 1}])]
+    )
+    await harness.answer(execution, "Score", report="{not json")
+    reason = execution.steps["Gate"].failure_reason
+    assert reason is not None
+    assert "Std:JsonGet: the document is not valid JSON" in reason
