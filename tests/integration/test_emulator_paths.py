@@ -248,7 +248,7 @@ def test_what_the_sagemaker_sdk_generates_is_accepted_and_resolved(
                     "started": {"Get": "Execution.StartDateTime"},
                     "experiment": {"Get": "PipelineExperimentConfig.ExperimentName"},
                 },
-                "DisplayName": "Prepare data",
+                "DisplayName": "Prepare-data",
                 "Description": "Waits for an external job",
                 "CacheConfig": {"Enabled": True, "ExpireAfter": "PT1H"},
                 "SqsQueueUrl": queue_url,
@@ -275,7 +275,7 @@ def test_what_the_sagemaker_sdk_generates_is_accepted_and_resolved(
     assert arguments["experiment"] == name
     assert arguments["started"].endswith("Z")
     step = list_steps(sagemaker_client, arn)["Prepare"]
-    assert step["StepDisplayName"] == "Prepare data"
+    assert step["StepDisplayName"] == "Prepare-data"
     assert step["StepDescription"] == "Waits for an external job"
     assert sagemaker_client.describe_pipeline(PipelineName=name)["PipelineDefinition"] == json.dumps(definition)
 

@@ -47,6 +47,12 @@ class FixedContext:
     def step_output(self, step: str, output: str) -> Scalar:
         return self.outputs[(step, output)]
 
+    def step_property(self, step: str, prop: str) -> JsonValue:
+        return f"{step}.{prop}"
+
+    def json_document(self, uri: str) -> JsonValue:
+        return {"uri": uri}
+
     def execution_variable(self, name: str) -> str:
         return f"<{name}>"
 
@@ -163,7 +169,8 @@ def test_arguments_keep_json_types_and_resolve_expressions() -> None:
         (definition([step("A", Arguments={"x": {"Get": "Execution.Nope"}})]), ["cannot resolve"]),
         (definition([step("A", Arguments={"x": {"Get": 5}})]), ["'Get' takes a string"]),
         (definition([step("A", Arguments={"x": {"Get": "Parameters.P", "y": 1}})]), ["only key"]),
-        (definition([step("A", Arguments={"x": {"Std:JsonGet": {}}})]), ["'Std:JsonGet' is not supported"]),
+        (definition([step("A", Arguments={"x": {"Std:Select": {}}})]), ["'Std:Select' is not supported"]),
+        (definition([step("A", Arguments={"x": {"Std:JsonGet": {}}})]), ["Std:JsonGet: takes an object"]),
         (definition([step("A", Arguments={"x": {"Std:Join": {"On": 1, "Values": []}}})]), ["On: must be a string"]),
         (definition([step("A", Arguments={"x": {"Std:Join": {"Values": "ab"}}})]), ["'Values' array"]),
         (definition([step("A", OutputParameters=[{"OutputName": "o", "OutputType": "Date"}])]), ["'Date'"]),
