@@ -11,16 +11,16 @@ messages to SQS through the standard AWS environment. See :mod:`emulator.server`
 from emulator.faults import FaultConfig, OperationFaults
 from emulator.protocol import OPERATION_NAMES
 from emulator.server import EmulatorServer, ThreadedEmulatorServer
-from emulator.sqs import CallbackMessage, MessageSender
+from emulator.sqs import MessageSender, StepMessage
 from emulator.stubs import StubConfig
 
 __all__ = [
     "OPERATION_NAMES",
-    "CallbackMessage",
     "EmulatorServer",
     "FaultConfig",
     "MessageSender",
     "OperationFaults",
+    "StepMessage",
     "StubConfig",
     "ThreadedEmulatorServer",
 ]

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from emulator.errors import DefinitionError
 from emulator.expressions import Context, EvaluationError, Expr, Reference, compile_value
-from emulator.values import JsonValue
+from emulator.values import JSONValue
 
 _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
     "GreaterThan": operator.gt,
@@ -46,7 +46,7 @@ class Condition(Protocol):
         ...
 
 
-def _kind(value: JsonValue) -> str:
+def _kind(value: JSONValue) -> str:
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int | float):
@@ -54,7 +54,7 @@ def _kind(value: JsonValue) -> str:
     return type(value).__name__
 
 
-def _equal(left: JsonValue, right: JsonValue) -> bool:
+def _equal(left: JSONValue, right: JSONValue) -> bool:
     return _kind(left) == _kind(right) and left == right
 
 
@@ -123,21 +123,21 @@ class Or:
             yield from condition.references()
 
 
-def compile_conditions(node: JsonValue, where: str) -> tuple[Condition, ...]:
+def compile_conditions(node: JSONValue, where: str) -> tuple[Condition, ...]:
     """Compile a ``Conditions`` array found at ``where``; :class:`DefinitionError` says what is wrong."""
     if not isinstance(node, list):
         raise DefinitionError(f"{where}: must be an array of conditions")
     return tuple(compile_condition(item, f"{where}[{index}]") for index, item in enumerate(node))
 
 
-def _members(node: dict[str, JsonValue], required: tuple[str, ...], where: str) -> list[JsonValue]:
+def _members(node: dict[str, JSONValue], required: tuple[str, ...], where: str) -> list[JSONValue]:
     allowed = {"Type", *required}
     if set(node) != allowed:
         raise DefinitionError(f"{where}: a {node['Type']} condition takes exactly {sorted(allowed)}")
     return [node[key] for key in required]
 
 
-def compile_condition(node: JsonValue, where: str) -> Condition:
+def compile_condition(node: JSONValue, where: str) -> Condition:
     """Compile one condition object."""
     if not isinstance(node, dict) or node.get("Type") not in CONDITION_TYPES:
         kind = node.get("Type") if isinstance(node, dict) else None

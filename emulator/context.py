@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from emulator.errors import EmulatorError
 from emulator.expressions import EvaluationError
 from emulator.state import Execution, StepStatus
 from emulator.steps import StepKind, StepSpec
 from emulator.stubs import StubConfig
-from emulator.values import JsonValue, Scalar, parse_typed
+from emulator.values import JSONValue, Scalar, parse_typed
 
 
-class NeedDocument(Exception):
+class NeedDocument(EmulatorError):
     """The JSON document at ``uri`` must be fetched before the expression can be evaluated."""
 
     def __init__(self, uri: str) -> None:
@@ -39,7 +40,7 @@ class ExecutionContext:
         execution: Execution,
         now: float,
         stubs: StubConfig | None = None,
-        documents: Mapping[str, JsonValue] | None = None,
+        documents: Mapping[str, JSONValue] | None = None,
     ) -> None:
         self._execution = execution
         self._now = now
@@ -49,7 +50,7 @@ class ExecutionContext:
     def parameter(self, name: str) -> Scalar:
         return self._execution.parameters[name]
 
-    def step_output(self, step: str, output: str) -> JsonValue:
+    def step_output(self, step: str, output: str) -> JSONValue:
         run = self._execution.steps.get(step)
         if run is not None and run.spec.kind is StepKind.STUB:
             return self.step_property(step, f"OutputParameters['{output}']")
@@ -57,7 +58,7 @@ class ExecutionContext:
             raise EvaluationError(f"step {step!r} has no value for output {output!r}")
         return run.typed_outputs[output]
 
-    def step_property(self, step: str, prop: str) -> JsonValue:
+    def step_property(self, step: str, prop: str) -> JSONValue:
         run = self._execution.steps.get(step)
         if run is None or run.status is not StepStatus.SUCCEEDED:
             raise EvaluationError(f"Steps.{step}.{prop} is read, but step {step!r} has not succeeded")
@@ -71,7 +72,7 @@ class ExecutionContext:
                 f"give {prop!r} under {step!r} in the stub values file"
             ) from None
 
-    def json_document(self, uri: str) -> JsonValue:
+    def json_document(self, uri: str) -> JSONValue:
         if uri not in self._documents:
             raise NeedDocument(uri)
         return self._documents[uri]

@@ -31,7 +31,7 @@ from emulator.expressions import Expr, Get, Namespace, Reference, compile_value,
 from emulator.nodes import as_list, as_object, check_keys
 from emulator.parameters import ParameterSpec, parse_parameters, resolve_parameters
 from emulator.steps import OutputSpec, StepKind, StepSpec, parse_steps
-from emulator.values import JsonValue, Scalar, load_json
+from emulator.values import JSONValue, Scalar, load_json
 
 __all__ = ["ExperimentSpec", "OutputSpec", "ParameterSpec", "PipelineSpec", "StepSpec", "parse_definition"]
 
@@ -77,7 +77,7 @@ def parse_definition(text: str, *, stubs: bool = False) -> PipelineSpec:
         raise DefinitionError(f"Invalid pipeline definition: {error.message}") from None
 
 
-def _load(text: str) -> dict[str, JsonValue]:
+def _load(text: str) -> dict[str, JSONValue]:
     try:
         document = load_json(text)
     except ValueError as error:
@@ -87,7 +87,7 @@ def _load(text: str) -> dict[str, JsonValue]:
     return document
 
 
-def _parse(document: dict[str, JsonValue], stubs: bool) -> PipelineSpec:
+def _parse(document: dict[str, JSONValue], stubs: bool) -> PipelineSpec:
     check_keys(document, _TOP_KEYS, "the definition")
     if "Version" in document and document["Version"] != VERSION:
         raise DefinitionError(f"'Version' must be {VERSION!r}, found {document.get('Version')!r}")
@@ -104,7 +104,7 @@ def _parse(document: dict[str, JsonValue], stubs: bool) -> PipelineSpec:
     return PipelineSpec(parameters, _dependency_order(steps), experiment)
 
 
-def _check_metadata(node: JsonValue) -> None:
+def _check_metadata(node: JSONValue) -> None:
     if node is None:
         return
     for key, value in as_object(node, "Metadata").items():
@@ -114,7 +114,7 @@ def _check_metadata(node: JsonValue) -> None:
             raise DefinitionError(f"Metadata.{key}: must be a string of at most {_METADATA_VALUE_CHARS} characters")
 
 
-def _parse_experiment(document: Mapping[str, JsonValue]) -> ExperimentSpec | None:
+def _parse_experiment(document: Mapping[str, JSONValue]) -> ExperimentSpec | None:
     if "PipelineExperimentConfig" not in document:
         return ExperimentSpec(
             Get(parse_reference("Execution.PipelineName", "PipelineExperimentConfig.ExperimentName")),

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from emulator.sqs import CallbackMessage, MessageSender
+from emulator.sqs import MessageSender, StepMessage
 
 logger = logging.getLogger("emulator")
 
@@ -22,9 +22,9 @@ class Background:
     def __init__(self, sender: MessageSender) -> None:
         self.sender = sender
         #: Every message the queues accepted, in order.
-        self.sent: list[CallbackMessage] = []
+        self.sent: list[StepMessage] = []
         #: Every message a queue refused: the message and the error text.
-        self.send_failures: list[tuple[CallbackMessage, str]] = []
+        self.send_failures: list[tuple[StepMessage, str]] = []
         self._tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -33,7 +33,7 @@ class Background:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def send(self, message: CallbackMessage) -> str | None:
+    async def send(self, message: StepMessage) -> str | None:
         """Send one message; the error text if the queue did not take it, else ``None``."""
         try:
             await self.sender.send(message.queue_url, message.body())

@@ -33,7 +33,7 @@ from emulator.delivery import Background
 from emulator.errors import ConflictError, ResourceLimitExceededError
 from emulator.runners import StepRunner
 from emulator.s3 import ObjectReader
-from emulator.sqs import CallbackMessage, MessageSender
+from emulator.sqs import MessageSender, StepMessage
 from emulator.state import Answer, Execution, ExecutionStatus, Pipeline, PipelineVersion, StepRun, StepStatus, Store
 from emulator.steps import StepKind, StepSpec
 from emulator.stubs import StubConfig
@@ -87,12 +87,12 @@ class Engine:
         self._runner = StepRunner(self.background, self.stubs, reader, account_arn, clock, self._finish)
 
     @property
-    def sent(self) -> list[CallbackMessage]:
+    def sent(self) -> list[StepMessage]:
         """Every message the queues accepted, in order."""
         return self.background.sent
 
     @property
-    def send_failures(self) -> list[tuple[CallbackMessage, str]]:
+    def send_failures(self) -> list[tuple[StepMessage, str]]:
         """Every message a queue refused: the message and the error text."""
         return self.background.send_failures
 

@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from emulator.errors import DefinitionError
+from emulator.errors import DefinitionError, EmulatorError
 from emulator.jsonpath import select
-from emulator.values import JsonValue, Scalar, load_json, to_text
+from emulator.values import JSONValue, Scalar, load_json, to_text
 
 EXECUTION_VARIABLES = frozenset(
     {
@@ -54,7 +54,7 @@ _EXECUTION = re.compile(r"Execution\.(\w+)")
 _EXPERIMENT = re.compile(r"PipelineExperimentConfig\.(\w+)")
 
 
-class EvaluationError(Exception):
+class EvaluationError(EmulatorError):
     """An expression could not be evaluated for this execution (the step fails with this reason)."""
 
 
@@ -88,15 +88,15 @@ class Context(Protocol):
         """The value of parameter ``name`` for this execution."""
         ...
 
-    def step_output(self, step: str, output: str) -> JsonValue:
+    def step_output(self, step: str, output: str) -> JSONValue:
         """The typed value that step ``step`` reported for ``output``."""
         ...
 
-    def step_property(self, step: str, prop: str) -> JsonValue:
+    def step_property(self, step: str, prop: str) -> JSONValue:
         """The value of property ``prop`` (a path such as ``ModelArtifacts.S3ModelArtifacts``) of ``step``."""
         ...
 
-    def json_document(self, uri: str) -> JsonValue:
+    def json_document(self, uri: str) -> JSONValue:
         """The JSON document stored at ``uri`` (``s3://bucket/key``)."""
         ...
 
@@ -112,7 +112,7 @@ class Context(Protocol):
 class Expr(Protocol):
     """A compiled definition value."""
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         """The JSON value for one execution."""
         ...
 
@@ -125,9 +125,9 @@ class Expr(Protocol):
 class Const:
     """A constant; evaluates to itself."""
 
-    value: JsonValue
+    value: JSONValue
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return self.value
 
     def references(self) -> Iterator[Reference]:
@@ -140,7 +140,7 @@ class ObjectExpr:
 
     members: tuple[tuple[str, Expr], ...]
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return {key: value.evaluate(context) for key, value in self.members}
 
     def references(self) -> Iterator[Reference]:
@@ -154,7 +154,7 @@ class ListExpr:
 
     items: tuple[Expr, ...]
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return [item.evaluate(context) for item in self.items]
 
     def references(self) -> Iterator[Reference]:
@@ -168,7 +168,7 @@ class Get:
 
     reference: Reference
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         ref = self.reference
         if ref.namespace is Namespace.PARAMETERS:
             return context.parameter(ref.name)
@@ -191,7 +191,7 @@ class Join:
     on: str
     values: tuple[Expr, ...]
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return self.on.join(to_text(value.evaluate(context)) for value in self.values)
 
     def references(self) -> Iterator[Reference]:
@@ -207,7 +207,7 @@ class JsonGet:
     path: str
     from_s3: bool
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         if self.from_s3:
             document = context.json_document(to_text(self.source.evaluate(context)))
         else:
@@ -226,7 +226,7 @@ class JsonGet:
         return self.source.references()
 
 
-def compile_value(node: JsonValue, path: str) -> Expr:
+def compile_value(node: JSONValue, path: str) -> Expr:
     """Compile one definition value found at ``path`` (used in error messages) into an :class:`Expr`."""
     if isinstance(node, list):
         return ListExpr(tuple(compile_value(item, f"{path}[{index}]") for index, item in enumerate(node)))
@@ -246,7 +246,7 @@ def compile_value(node: JsonValue, path: str) -> Expr:
     raise DefinitionError(f"{path}: the function {functions[0]!r} is not supported in Callback pipelines")
 
 
-def _compile_get(target: JsonValue, path: str) -> Get:
+def _compile_get(target: JSONValue, path: str) -> Get:
     if not isinstance(target, str):
         raise DefinitionError(f"{path}: 'Get' takes a string such as 'Parameters.Name'")
     return Get(parse_reference(target, path))
@@ -267,7 +267,7 @@ def parse_reference(target: str, path: str) -> Reference:
     raise DefinitionError(f"{path}: cannot resolve {{'Get': {target!r}}}")
 
 
-def _compile_join(spec: JsonValue, path: str) -> Join:
+def _compile_join(spec: JSONValue, path: str) -> Join:
     where = f"{path}.Std:Join"
     values = spec.get("Values") if isinstance(spec, dict) else None
     if not isinstance(spec, dict) or not isinstance(values, list):
@@ -282,7 +282,7 @@ def _compile_join(spec: JsonValue, path: str) -> Join:
     return Join(on, tuple(items))
 
 
-def _compile_json_get(spec: JsonValue, where: str) -> JsonGet:
+def _compile_json_get(spec: JSONValue, where: str) -> JsonGet:
     if not isinstance(spec, dict) or not isinstance(spec.get("Path"), str) or len(spec) != 2:
         raise DefinitionError(f"{where}: takes an object with 'Path' (a string) and 'S3Uri' or 'PropertyFile'")
     json_path = str(spec["Path"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from emulator.errors import DefinitionError
-from emulator.values import JsonValue
+from emulator.values import JSONValue
 
 _TOKEN = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 
@@ -30,7 +30,7 @@ def _parse(path: str) -> list[str | int]:
     return steps
 
 
-def select(document: JsonValue, path: str, *, check_only: bool = False) -> JsonValue:
+def select(document: JSONValue, path: str, *, check_only: bool = False) -> JSONValue:
     """The value at ``path`` in ``document``.
 
     Raises :class:`DefinitionError` for a path that is not supported (``check_only`` stops there), and

@@ -6,13 +6,13 @@ import re
 from collections.abc import Iterable, Mapping
 
 from emulator.errors import DefinitionError
-from emulator.values import JsonValue
+from emulator.values import JSONValue
 
 #: Step names and, in the definition schema, display names.
 NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 
 
-def check_keys(node: Mapping[str, JsonValue], allowed: frozenset[str], where: str) -> None:
+def check_keys(node: Mapping[str, JSONValue], allowed: frozenset[str], where: str) -> None:
     """Refuse keys outside ``allowed``."""
     unknown = sorted(set(node) - allowed)
     if unknown:
@@ -28,14 +28,14 @@ def check_unique(names: Iterable[str], kind: str) -> None:
         seen.add(name)
 
 
-def as_object(value: JsonValue, where: str) -> dict[str, JsonValue]:
+def as_object(value: JSONValue, where: str) -> dict[str, JSONValue]:
     """``value`` if it is a JSON object."""
     if not isinstance(value, dict):
         raise DefinitionError(f"{where}: must be a JSON object")
     return value
 
 
-def as_list(node: Mapping[str, JsonValue], key: str, where: str) -> list[JsonValue]:
+def as_list(node: Mapping[str, JSONValue], key: str, where: str) -> list[JSONValue]:
     """``node[key]`` if it is an array (an absent key is an empty one)."""
     value = node.get(key, [])
     if not isinstance(value, list):
@@ -44,7 +44,7 @@ def as_list(node: Mapping[str, JsonValue], key: str, where: str) -> list[JsonVal
 
 
 def optional_text(
-    node: Mapping[str, JsonValue], key: str, where: str, pattern: re.Pattern[str] | None = None
+    node: Mapping[str, JSONValue], key: str, where: str, pattern: re.Pattern[str] | None = None
 ) -> str | None:
     """``node[key]`` if it is a string (matching ``pattern`` when given), ``None`` if absent."""
     value = node.get(key)

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from emulator import views
 from emulator.arns import Partition
 from emulator.engine import Engine, ExecutionRequest
 from emulator.errors import ConflictError, ResourceNotFoundError, ValidationError
@@ -30,6 +29,7 @@ from emulator.state import Answer, Execution, Pipeline, StepRun, Store
 from emulator.tags import TagOperations, merge_tags
 from emulator.values import to_text
 from emulator.versions import VersionOperations, checked_definition, find_version, with_s3_definition
+from emulator.views import describe_execution, describe_pipeline, execution_step, execution_summary, pipeline_summary
 
 Params = Mapping[str, Any]
 Result = dict[str, Any]
@@ -161,7 +161,7 @@ class Operations:
         """``DescribePipeline``, of the newest version or of ``PipelineVersionId``."""
         pipeline = self._pipeline(params["PipelineName"])
         version = find_version(pipeline, params.get("PipelineVersionId"))
-        return views.describe_pipeline(pipeline, version, self.partition.account)
+        return describe_pipeline(pipeline, version, self.partition.account)
 
     def list_pipelines(self, params: Params) -> Result:
         """``ListPipelines``: filtered by name prefix and creation time, sorted by creation time or name."""
@@ -180,7 +180,7 @@ class Operations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        return _with_token({"PipelineSummaries": [views.pipeline_summary(p) for p in page]}, token)
+        return _with_token({"PipelineSummaries": [pipeline_summary(p) for p in page]}, token)
 
     def delete_pipeline(self, params: Params) -> Result:
         """``DeletePipeline``; its executions stay describable and their tokens answerable."""
@@ -226,7 +226,7 @@ class Operations:
 
     def describe_pipeline_execution(self, params: Params) -> Result:
         """``DescribePipelineExecution``."""
-        return views.describe_execution(self._execution(params["PipelineExecutionArn"]), self.partition.account)
+        return describe_execution(self._execution(params["PipelineExecutionArn"]), self.partition.account)
 
     def update_pipeline_execution(self, params: Params) -> Result:
         """``UpdatePipelineExecution``: display name, description, parallelism."""
@@ -263,7 +263,7 @@ class Operations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        return _with_token({"PipelineExecutionSummaries": [views.execution_summary(e) for e in page]}, token)
+        return _with_token({"PipelineExecutionSummaries": [execution_summary(e) for e in page]}, token)
 
     def list_pipeline_execution_steps(self, params: Params) -> Result:
         """``ListPipelineExecutionSteps``: the steps that started, by start time (newest first by default)."""
@@ -276,7 +276,7 @@ class Operations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        return _with_token({"PipelineExecutionSteps": [views.execution_step(run) for run in page]}, token)
+        return _with_token({"PipelineExecutionSteps": [execution_step(run) for run in page]}, token)
 
     def list_pipeline_parameters_for_execution(self, params: Params) -> Result:
         """``ListPipelineParametersForExecution``: every parameter's value (as text), in definition order."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from emulator.errors import DefinitionError, ValidationError
 from emulator.nodes import as_object, check_keys, check_unique
-from emulator.values import JsonValue, Scalar, ValueType, check_typed, parse_typed
+from emulator.values import JSONValue, Scalar, ValueType, check_typed, parse_typed
 
 _PARAMETER_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 _PARAMETER_KEYS = frozenset({"Name", "Type", "DefaultValue", "EnumValues", "Description"})
@@ -71,13 +71,13 @@ def resolve_parameters(
     return {name: spec.value_for(texts.get(name)) for name, spec in parameters.items()}
 
 
-def parse_parameters(nodes: list[JsonValue]) -> dict[str, ParameterSpec]:
+def parse_parameters(nodes: list[JSONValue]) -> dict[str, ParameterSpec]:
     parameters = [_parse_parameter(node, index) for index, node in enumerate(nodes)]
     check_unique([parameter.name for parameter in parameters], "parameter")
     return {parameter.name: parameter for parameter in parameters}
 
 
-def _parse_parameter(node: JsonValue, index: int) -> ParameterSpec:
+def _parse_parameter(node: JSONValue, index: int) -> ParameterSpec:
     where = f"Parameters[{index}]"
     item = as_object(node, where)
     check_keys(item, _PARAMETER_KEYS, where)
@@ -93,7 +93,7 @@ def _parse_parameter(node: JsonValue, index: int) -> ParameterSpec:
     return ParameterSpec(name, value_type, typed_default, _enum_values(item, value_type, name))
 
 
-def _enum_values(item: Mapping[str, JsonValue], value_type: ValueType, name: str) -> tuple[str, ...] | None:
+def _enum_values(item: Mapping[str, JSONValue], value_type: ValueType, name: str) -> tuple[str, ...] | None:
     values = item.get("EnumValues")
     if values is None:
         return None
@@ -107,7 +107,7 @@ def _enum_values(item: Mapping[str, JsonValue], value_type: ValueType, name: str
     return tuple(str(value) for value in values)
 
 
-def value_type_of(value: JsonValue, where: str) -> ValueType:
+def value_type_of(value: JSONValue, where: str) -> ValueType:
     for member in ValueType:
         if value == member.value:
             return member

@@ -23,11 +23,11 @@ from emulator.context import ExecutionContext, NeedDocument
 from emulator.delivery import Background
 from emulator.expressions import EvaluationError
 from emulator.s3 import ObjectReader, split_s3_uri
-from emulator.sqs import CallbackMessage
+from emulator.sqs import StepMessage
 from emulator.state import Execution, StepRun, StepStatus
 from emulator.steps import StepKind
 from emulator.stubs import StubConfig, stub_metadata
-from emulator.values import JsonValue, load_json, to_text
+from emulator.values import JSONValue, load_json, to_text
 
 logger = logging.getLogger("emulator")
 
@@ -71,7 +71,7 @@ class StepRunner:
     def _unresolved(self, execution: Execution, run: StepRun, error: EvaluationError) -> None:
         self._end(execution, run, StepStatus.FAILED, f"Could not resolve the step's arguments: {error}")
 
-    async def _run(self, execution: Execution, run: StepRun, resolved: JsonValue) -> None:
+    async def _run(self, execution: Execution, run: StepRun, resolved: JSONValue) -> None:
         kind = run.spec.kind
         if not run.running:  # stopped before it got here
             return
@@ -95,8 +95,8 @@ class StepRunner:
         if run.running:
             self.finish(execution, run, status, reason)
 
-    async def _resolve(self, execution: Execution, run: StepRun) -> JsonValue:
-        documents: dict[str, JsonValue] = {}
+    async def _resolve(self, execution: Execution, run: StepRun) -> JSONValue:
+        documents: dict[str, JSONValue] = {}
         for _ in range(_MAX_DOCUMENTS):
             context = ExecutionContext(execution, self.clock(), self.stubs, documents)
             try:
@@ -106,7 +106,7 @@ class StepRunner:
         raise EvaluationError(f"the step reads more than {_MAX_DOCUMENTS} S3 documents")
 
     @staticmethod
-    def _evaluate(context: ExecutionContext, run: StepRun) -> JsonValue:
+    def _evaluate(context: ExecutionContext, run: StepRun) -> JSONValue:
         spec = run.spec
         if spec.kind is StepKind.CONDITION:
             return all(condition.holds(context) for condition in spec.conditions)
@@ -119,7 +119,7 @@ class StepRunner:
             return run.arguments
         return spec.arguments.evaluate(context)
 
-    async def _fetch(self, uri: str) -> JsonValue:
+    async def _fetch(self, uri: str) -> JSONValue:
         if self.reader is None:
             raise EvaluationError(f"Std:JsonGet cannot read {uri}: this emulator has no S3 access")
         try:
@@ -129,8 +129,8 @@ class StepRunner:
         except ValueError as error:
             raise EvaluationError(f"Std:JsonGet: {uri} is {error}") from None
 
-    def _message(self, execution: Execution, run: StepRun, status: str) -> CallbackMessage:
-        return CallbackMessage(run.queue_url, run.token, execution.arn, run.arguments, status)
+    def _message(self, execution: Execution, run: StepRun, status: str) -> StepMessage:
+        return StepMessage(run.queue_url, run.token, execution.arn, run.arguments, status)
 
     async def _deliver(self, execution: Execution, run: StepRun) -> None:
         error = await self.background.send(self._message(execution, run, "Executing"))

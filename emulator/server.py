@@ -43,7 +43,7 @@ from emulator.protocol import (
     parse_body,
 )
 from emulator.s3 import ObjectReader, S3Reader
-from emulator.sqs import CallbackMessage, MessageSender, SqsSender
+from emulator.sqs import MessageSender, SqsSender, StepMessage
 from emulator.state import Store
 from emulator.stubs import StubConfig
 from emulator.validation import sagemaker_model, validate_request
@@ -126,12 +126,12 @@ class EmulatorServer:
         self.injector.config = config
 
     @property
-    def sent_messages(self) -> list[CallbackMessage]:
+    def sent_messages(self) -> list[StepMessage]:
         """Every callback message a queue accepted, oldest first (a copy)."""
         return list(self.engine.sent)
 
     @property
-    def send_failures(self) -> list[tuple[CallbackMessage, str]]:
+    def send_failures(self) -> list[tuple[StepMessage, str]]:
         """Every callback message a queue refused, with the error (a copy)."""
         return list(self.engine.send_failures)
 
@@ -264,12 +264,12 @@ class ThreadedEmulatorServer:
         return self._server.injector
 
     @property
-    def sent_messages(self) -> list[CallbackMessage]:
+    def sent_messages(self) -> list[StepMessage]:
         """Every callback message a queue accepted, oldest first (a copy)."""
         return self._server.sent_messages
 
     @property
-    def send_failures(self) -> list[tuple[CallbackMessage, str]]:
+    def send_failures(self) -> list[tuple[StepMessage, str]]:
         """Every callback message a queue refused, with the error (a copy)."""
         return self._server.send_failures
 

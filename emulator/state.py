@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.definition import PipelineSpec, StepSpec
-from emulator.values import JsonValue, Scalar
+from emulator.values import JSONValue, Scalar
 
 
 class StepStatus(enum.StrEnum):
@@ -108,7 +108,7 @@ class StepRun:
     start_time: float
     status: StepStatus = StepStatus.STARTING
     queue_url: str = ""
-    arguments: JsonValue = None
+    arguments: JSONValue = None
     end_time: float | None = None
     failure_reason: str | None = None
     outputs: list[dict[str, str]] | None = None

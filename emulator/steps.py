@@ -26,7 +26,7 @@ from emulator.expressions import Const, Expr, Reference, compile_value
 from emulator.nodes import NAME, as_list, as_object, check_keys, check_unique, optional_text
 from emulator.parameters import value_type_of
 from emulator.stubs import STUB_TYPES
-from emulator.values import JsonValue, ValueType
+from emulator.values import JSONValue, ValueType
 
 _COMMON_KEYS = frozenset({"Name", "Type", "DependsOn", "DisplayName", "Description"})
 _CALLBACK_KEYS = _COMMON_KEYS | {"SqsQueueUrl", "Arguments", "OutputParameters", "CacheConfig"}
@@ -92,14 +92,14 @@ class StepSpec:
             yield from condition.references()
 
 
-def parse_steps(nodes: list[JsonValue], *, stubs: bool) -> list[StepSpec]:
+def parse_steps(nodes: list[JSONValue], *, stubs: bool) -> list[StepSpec]:
     """Every step of ``Steps``, branches flattened after their Condition step; names must be unique."""
     steps = _flatten(nodes, "Steps", stubs, None)
     check_unique((step.name for step in steps), "step")
     return steps
 
 
-def _flatten(nodes: list[JsonValue], where: str, stubs: bool, branch: Branch | None) -> list[StepSpec]:
+def _flatten(nodes: list[JSONValue], where: str, stubs: bool, branch: Branch | None) -> list[StepSpec]:
     steps: list[StepSpec] = []
     for index, node in enumerate(nodes):
         step = _parse_step(node, f"{where}[{index}]", stubs)
@@ -114,11 +114,11 @@ def _flatten(nodes: list[JsonValue], where: str, stubs: bool, branch: Branch | N
     return steps
 
 
-def _raw_arguments(node: JsonValue) -> JsonValue:
+def _raw_arguments(node: JSONValue) -> JSONValue:
     return node.get("Arguments", {}) if isinstance(node, dict) else {}
 
 
-def _parse_step(node: JsonValue, where: str, stubs: bool) -> StepSpec:
+def _parse_step(node: JSONValue, where: str, stubs: bool) -> StepSpec:
     item = as_object(node, where)
     name = item.get("Name")
     if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -152,7 +152,7 @@ def _parse_step(node: JsonValue, where: str, stubs: bool) -> StepSpec:
     )
 
 
-def _callback(item: dict[str, JsonValue], common: StepSpec, where: str) -> StepSpec:
+def _callback(item: dict[str, JSONValue], common: StepSpec, where: str) -> StepSpec:
     _check_cache_config(item.get("CacheConfig"), where)
     arguments = as_object(item.get("Arguments", {}), f"{where}, Arguments")
     return replace(
@@ -164,21 +164,21 @@ def _callback(item: dict[str, JsonValue], common: StepSpec, where: str) -> StepS
     )
 
 
-def _condition(item: dict[str, JsonValue], common: StepSpec, where: str) -> StepSpec:
+def _condition(item: dict[str, JSONValue], common: StepSpec, where: str) -> StepSpec:
     arguments = as_object(item.get("Arguments"), f"{where}, Arguments")
     check_keys(arguments, frozenset({"Conditions", "IfSteps", "ElseSteps"}), f"{where}, Arguments")
     conditions = compile_conditions(arguments.get("Conditions"), f"{where}, Arguments.Conditions")
     return replace(common, kind=StepKind.CONDITION, conditions=conditions)
 
 
-def _fail(item: dict[str, JsonValue], common: StepSpec, where: str) -> StepSpec:
+def _fail(item: dict[str, JSONValue], common: StepSpec, where: str) -> StepSpec:
     arguments = as_object(item.get("Arguments", {}), f"{where}, Arguments")
     check_keys(arguments, frozenset({"ErrorMessage"}), f"{where}, Arguments")
     message = compile_value(arguments.get("ErrorMessage") or "", f"{where}, Arguments.ErrorMessage")
     return replace(common, kind=StepKind.FAIL, arguments=message)
 
 
-def _queue_url(node: JsonValue, where: str) -> Expr:
+def _queue_url(node: JSONValue, where: str) -> Expr:
     if node is None:
         raise DefinitionError(f"{where}: 'SqsQueueUrl' is required")
     expr = compile_value(node, f"{where}, SqsQueueUrl")
@@ -187,7 +187,7 @@ def _queue_url(node: JsonValue, where: str) -> Expr:
     return expr
 
 
-def _check_cache_config(node: JsonValue, where: str) -> None:
+def _check_cache_config(node: JSONValue, where: str) -> None:
     if node is None:
         return
     config = as_object(node, f"{where}, CacheConfig")
@@ -196,7 +196,7 @@ def _check_cache_config(node: JsonValue, where: str) -> None:
         raise DefinitionError(f"{where}, CacheConfig.Enabled: must be a boolean")
 
 
-def _parse_outputs(nodes: list[JsonValue], where: str) -> tuple[OutputSpec, ...]:
+def _parse_outputs(nodes: list[JSONValue], where: str) -> tuple[OutputSpec, ...]:
     outputs = []
     for index, node in enumerate(nodes):
         item = as_object(node, f"{where}, OutputParameters[{index}]")
@@ -209,7 +209,7 @@ def _parse_outputs(nodes: list[JsonValue], where: str) -> tuple[OutputSpec, ...]
     return tuple(outputs)
 
 
-def _depends_on(node: JsonValue, where: str) -> list[str]:
+def _depends_on(node: JSONValue, where: str) -> list[str]:
     if not isinstance(node, list) or not all(isinstance(name, str) for name in node):
         raise DefinitionError(f"{where}: 'DependsOn' must be an array of step names")
     return [str(name) for name in node]

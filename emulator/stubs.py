@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.values import JsonValue, load_json
+from emulator.values import JSONValue, load_json
 
 #: Stubbed step type -> (Metadata member, resource type in the ARN; empty when the member has no Arn).
 STUB_TYPES: Mapping[str, tuple[str, str]] = {
@@ -50,9 +50,9 @@ class StubConfig:
 
     enabled: bool = False
     delay: float = DEFAULT_STUB_DELAY
-    values: Mapping[str, Mapping[str, JsonValue]] = field(default_factory=dict)
+    values: Mapping[str, Mapping[str, JSONValue]] = field(default_factory=dict)
 
-    def value(self, step: str, prop: str) -> JsonValue:
+    def value(self, step: str, prop: str) -> JSONValue:
         """The stub value of ``Steps.<step>.<prop>``; :class:`KeyError` (with a message) when there is none."""
         values = self.values.get(step, {})
         if prop not in values:
@@ -60,7 +60,7 @@ class StubConfig:
         return values[prop]
 
 
-def load_stub_values(path: str | Path) -> dict[str, dict[str, JsonValue]]:
+def load_stub_values(path: str | Path) -> dict[str, dict[str, JSONValue]]:
     """Read a stub values file; :class:`ValueError` saying what is wrong with it."""
     try:
         document = load_json(Path(path).read_bytes())
@@ -73,7 +73,7 @@ def load_stub_values(path: str | Path) -> dict[str, dict[str, JsonValue]]:
     return {step: dict(values) for step, values in document.items() if isinstance(values, dict)}
 
 
-def stub_metadata(step_type: str, partition_arn: str, execution_id: str, step: str) -> dict[str, JsonValue]:
+def stub_metadata(step_type: str, partition_arn: str, execution_id: str, step: str) -> dict[str, JSONValue]:
     """The ``Metadata`` of a stubbed step, as the service reports its type (``partition_arn``: ``arn:...:acct``)."""
     member, resource = STUB_TYPES[step_type]
     job = f"pipelines-{execution_id}-{step}"[:63].lower()

@@ -14,7 +14,7 @@ import math
 import re
 from typing import TypeAlias
 
-JsonValue: TypeAlias = "bool | int | float | str | list[JsonValue] | dict[str, JsonValue] | None"
+JSONValue: TypeAlias = "bool | int | float | str | list[JSONValue] | dict[str, JSONValue] | None"
 Scalar: TypeAlias = bool | int | float | str
 
 #: Longer integers cannot be turned back into text by Python (its int/str conversion limit).
@@ -55,7 +55,7 @@ def parse_typed(text: str, value_type: ValueType) -> Scalar:
     raise ValueError(f"{text!r} is not a valid {value_type.value} value")
 
 
-def check_typed(value: JsonValue, value_type: ValueType) -> Scalar:
+def check_typed(value: JSONValue, value_type: ValueType) -> Scalar:
     """Check that a JSON value from a definition (a ``DefaultValue``) has ``value_type``; return it.
 
     Integers are accepted for Float (and returned as float); booleans are never numbers.
@@ -73,7 +73,7 @@ def check_typed(value: JsonValue, value_type: ValueType) -> Scalar:
     raise ValueError(f"{json.dumps(value)} is not a {value_type.value}")
 
 
-def to_text(value: JsonValue) -> str:
+def to_text(value: JSONValue) -> str:
     """The text of a value inside ``Std:Join`` and ``ListPipelineParametersForExecution``.
 
     Strings as they are, booleans ``true``/``false``, numbers in decimal, null as ``null``,
@@ -84,7 +84,7 @@ def to_text(value: JsonValue) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
-def load_json(text: str | bytes) -> JsonValue:
+def load_json(text: str | bytes) -> JSONValue:
     """Parse JSON text into values the emulator can always serialize again.
 
     Raises :class:`ValueError` (with a message for the client) for invalid JSON, for ``NaN``/``Infinity`` and
@@ -92,7 +92,7 @@ def load_json(text: str | bytes) -> JsonValue:
     for arrays/objects nested deeper than :data:`MAX_DEPTH`.
     """
     try:
-        value: JsonValue = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_int)
+        value: JSONValue = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float, parse_int=_int)
     except RecursionError:
         raise ValueError(f"arrays and objects are nested deeper than {MAX_DEPTH} levels") from None
     except UnicodeDecodeError as error:
@@ -103,7 +103,7 @@ def load_json(text: str | bytes) -> JsonValue:
     return value
 
 
-def _reject_constant(name: str) -> JsonValue:
+def _reject_constant(name: str) -> JSONValue:
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -120,9 +120,9 @@ def _int(text: str) -> int:
     return int(text)
 
 
-def _check_depth(value: JsonValue) -> None:
+def _check_depth(value: JSONValue) -> None:
     """Refuse nesting deeper than MAX_DEPTH (walked without recursion)."""
-    pending: list[tuple[JsonValue, int]] = [(value, 1)]
+    pending: list[tuple[JSONValue, int]] = [(value, 1)]
     while pending:
         node, depth = pending.pop()
         children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None

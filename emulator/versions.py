@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from emulator import views
 from emulator.definition import PipelineSpec, parse_definition
 from emulator.errors import ResourceNotFoundError, ValidationError
 from emulator.pagination import paginate
 from emulator.s3 import ObjectReader
 from emulator.state import Execution, Pipeline, PipelineVersion
+from emulator.views import version_summary
 
 Params = Mapping[str, Any]
 
@@ -108,7 +108,7 @@ class VersionOperations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        summaries = [views.version_summary(pipeline, version) for version in page]
+        summaries = [version_summary(pipeline, version) for version in page]
         return {"PipelineVersionSummaries": summaries, **({"NextToken": token} if token else {})}
 
     def update_pipeline_version(self, params: Params) -> dict[str, Any]:

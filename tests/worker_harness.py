@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
+from tests.emulator_fixtures import callback_step, pipeline_definition
 from worker.app import build_worker
 from worker.clients import aws_clients
 from worker.handler import Handler
@@ -47,15 +47,10 @@ async def running_worker(
 
 
 def one_step_definition(queue_url: str, arguments: Mapping[str, Any] | None = None, outputs: Any = None) -> str:
-    """A pipeline with one callback step ``Work`` sending ``arguments`` to ``queue_url``."""
-    step: dict[str, Any] = {
-        "Name": "Work",
-        "Type": "Callback",
-        "SqsQueueUrl": queue_url,
-        "Arguments": dict(arguments or {}),
-        "OutputParameters": outputs or [],
-    }
-    return json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": [step]})
+    """A pipeline with one callback step ``Work`` sending ``arguments`` to ``queue_url``; ``outputs`` as the
+    definition lists them (``[{"OutputName": ..., "OutputType": ...}]``)."""
+    step = callback_step("Work", queue_url, arguments=arguments, OutputParameters=list(outputs or []))
+    return pipeline_definition([step], experiment=None)
 
 
 async def create_pipeline(sagemaker: Any, definition: str, name: str | None = None) -> str:

@@ -209,14 +209,14 @@ def tracing_from_environment(environment: Mapping[str, str] = os.environ) -> Tra
     if exporter in ("", "none"):
         return None
     try:
-        from worker import tracing  # noqa: PLC0415 - OpenTelemetry is an optional extra
+        from worker.tracing import exporter_for, tracing_for  # noqa: PLC0415 - OpenTelemetry is an optional extra
     except ImportError as exc:
         raise ConfigurationError(
             f"OTEL_TRACES_EXPORTER={exporter!r} asks for traces, but OpenTelemetry is not installed: "
             f"install 'sagemaker-callback-worker[otel]' ({exc.name} is missing)"
         ) from None
     try:
-        return tracing.tracing_for(tracing.exporter_for(exporter), environment)
+        return tracing_for(exporter_for(exporter), environment)
     except ValueError as exc:
         raise ConfigurationError(str(exc)) from None
 

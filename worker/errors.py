@@ -5,7 +5,7 @@ those are how a handler speaks, these are how the worker reports that something 
 :class:`worker.queue.BatchEntryError` (one entry of an SQS batch call failed), :class:`worker.step_context.LookupFailed`
 and the built-in ``http`` handler's ``HttpCallError``. The settings layer below raises
 :class:`config.errors.SettingsError`, which :class:`ConfigurationError` also is. The emulator is a separate package
-with its own root (:class:`emulator.errors.ServiceError`, the errors it answers with).
+with its own root (:class:`emulator.errors.EmulatorError`).
 """
 
 from __future__ import annotations

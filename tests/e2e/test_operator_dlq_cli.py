@@ -27,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def sqs(moto_sqs: str) -> Iterator[SQSClient]:
-    client = boto3.client("sqs", endpoint_url=moto_sqs)
+def sqs(moto_server: str) -> Iterator[SQSClient]:
+    client = boto3.client("sqs", endpoint_url=moto_server)
     yield client
     client.close()
 

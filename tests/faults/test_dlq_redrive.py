@@ -32,16 +32,16 @@ MESSAGES = 10
 
 
 @pytest.fixture
-def direct(moto_sqs: str) -> Iterator[SQSClient]:
+def direct(moto_server: str) -> Iterator[SQSClient]:
     """Straight to moto: what the queues really hold."""
-    client = boto3.client("sqs", endpoint_url=moto_sqs)
+    client = boto3.client("sqs", endpoint_url=moto_server)
     yield client
     client.close()
 
 
 @pytest.fixture
-async def proxy(moto_sqs: str) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(moto_sqs) as proxy:
+async def proxy(moto_server: str) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(moto_server) as proxy:
         yield proxy
 
 

@@ -16,7 +16,7 @@ DEFINITION_HEAD = (
 
 
 @pytest.fixture
-async def server(moto_sqs: str) -> AsyncIterator[EmulatorServer]:
+async def server(moto_server: str) -> AsyncIterator[EmulatorServer]:
     async with EmulatorServer("127.0.0.1", 0) as running:
         yield running
 

@@ -62,10 +62,10 @@ def stub_emulator(emulator_factory: Callable[..., ThreadedEmulatorServer]) -> Th
 
 @pytest.fixture
 def sdk(
-    stub_emulator: ThreadedEmulatorServer, moto_sqs: str, monkeypatch: pytest.MonkeyPatch
+    stub_emulator: ThreadedEmulatorServer, moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[PipelineSession]:
     """A PipelineSession whose SageMaker client talks to the emulator, and S3 to moto (as the emulator's does)."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_sqs)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server)
     boto_session = boto3.Session(region_name="us-east-1")
     client = boto_session.client("sagemaker", endpoint_url=stub_emulator.endpoint_url)
     yield PipelineSession(

@@ -17,9 +17,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def s3_bucket(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def s3_bucket(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A bucket on the moto server, which ``AWS_ENDPOINT_URL_S3`` points the emulator at."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_sqs)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto_server)
     name = f"definitions-{uuid.uuid4().hex[:8]}"
     boto3.client("s3").create_bucket(Bucket=name)
     return name

@@ -64,12 +64,12 @@ class Stage:
 
 @pytest.fixture
 def stage(
-    emulator_factory: Callable[..., ThreadedEmulatorServer], moto_sqs: str, monkeypatch: pytest.MonkeyPatch
+    emulator_factory: Callable[..., ThreadedEmulatorServer], moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Stage]:
     server = emulator_factory()
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", server.endpoint_url)
     sm = boto3.client("sagemaker", endpoint_url=server.endpoint_url)
-    sqs = boto3.client("sqs", endpoint_url=moto_sqs)
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
     queues = make_queues(sqs)
     monkeypatch.setenv("CALLBACK_WORKER_QUEUE_URL", queues.source)
     yield Stage(server, sm, sqs, queues)

@@ -46,7 +46,7 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 def test_list_answer_and_a_native_redrive_on_localstack(
     localstack_sqs: str,
-    moto_sqs: str,
+    moto_server: str,
     emulator_factory: Callable[..., ThreadedEmulatorServer],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
