@@ -1,6 +1,6 @@
 """Stateful property test of the delivery core: two replicas, one in-memory queue, one fake SageMaker.
 
-Each replica is a :class:`~worker.dispatch.Dispatcher` built as :class:`worker.runtime.Worker` builds it (its
+Each replica is a :class:`~worker.dispatch.Dispatcher` built as :func:`worker.app.build_dispatcher` builds it (its
 ``LeaseKeeper``, ``Reporter``, ``Router``, ``Invoker``, a verifying ``StepResolver``), without the runtime: the rules
 receive messages and start ``Dispatcher.handle`` tasks themselves, renew leases, move the clock, inject faults,
 stop pipeline executions, run ``StepWatch`` checks and kill replicas (kill -9: tasks cancelled, nothing released,

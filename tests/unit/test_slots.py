@@ -1,4 +1,4 @@
-"""worker/runtime.py Slots: how many messages a poller may receive, and when."""
+"""worker/worker.py Slots: how many messages a poller may receive, and when."""
 
 from __future__ import annotations
 
