@@ -41,6 +41,7 @@ from emulator.protocol import (
     operation_from_target,
     parse_body,
 )
+from emulator.ratelimit import RateLimiter
 from emulator.sqs import CallbackMessage, MessageSender, SqsSender
 from emulator.state import Store
 from emulator.validation import sagemaker_model, validate_request
@@ -63,7 +64,8 @@ class EmulatorServer:
     ``endpoint_url`` is set once entered. Callback messages go to SQS through ``sender`` (default: an
     aiobotocore client from the standard AWS environment). ``faults`` may be replaced while serving. With
     ``max_running_executions`` set, StartPipelineExecution answers ``ResourceLimitExceeded`` while that many
-    executions run (unlimited by default).
+    executions run (unlimited by default). ``rate_limits`` throttles operations asked too fast
+    (:mod:`emulator.ratelimit`).
     """
 
     def __init__(
@@ -76,11 +78,14 @@ class EmulatorServer:
         faults: FaultConfig | None = None,
         sender: MessageSender | None = None,
         max_running_executions: int | None = None,
+        rate_limits: RateLimiter | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.partition = Partition(region, account)
         self.injector = FaultInjector(faults)
+        self.rate_limits = rate_limits or RateLimiter()
+        """Token buckets per operation (``--rate-limit``); a request finding its bucket empty is throttled."""
         self.calls: Counter[str] = Counter()
         """Requests received, by operation (benchmarks count the worker's calls with it)."""
         self.store = Store()
@@ -191,6 +196,7 @@ class EmulatorServer:
             )
         operation = operation_from_target(request.headers.get(TARGET_HEADER))
         self.calls[operation] += 1
+        self.rate_limits.check(operation)
         await self.injector.before(operation)
         try:
             raw = await request.read()

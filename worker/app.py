@@ -22,10 +22,12 @@ from worker.errors import ConfigurationError
 from worker.handler import Handler
 from worker.health import serve_health
 from worker.logs import get_logger
+from worker.ratelimit import RateLimiter
 from worker.registry import restrict
 from worker.report import Reporter
 from worker.retrying import Backoff, error_code, is_transient
 from worker.runtime import FATAL_RECEIVE_CODES, Worker, stop_on_signals
+from worker.sagemaker_calls import SageMakerCalls
 from worker.sqs import Queue
 from worker.step_context import StepResolver
 
@@ -57,6 +59,16 @@ def client_config(concurrency: int, user_agent: str) -> AioConfig:
         connect_timeout=10,
         read_timeout=30,
     )
+
+
+def sagemaker_config(config: AioConfig) -> AioConfig:
+    """The SageMaker client's settings: ``config`` with botocore's own retries off.
+
+    Every SageMaker attempt must pass the worker's rate limiter (:mod:`worker.ratelimit`), which botocore's
+    retries would bypass (a throttled call retried at once, unpaced); the worker's reporter and look-ups retry
+    transient errors themselves, with backoff, through the limiter.
+    """
+    return config.merge(AioConfig(retries={"mode": "standard", "total_max_attempts": 1}))
 
 
 def connections(concurrency: int) -> int:
@@ -98,7 +110,7 @@ async def aws_clients(concurrency: int) -> AsyncIterator[tuple[SQSClient, SageMa
         try:
             sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region, config=config))
             sagemaker = await stack.enter_async_context(
-                session.create_client("sagemaker", region_name=region, config=config)
+                session.create_client("sagemaker", region_name=region, config=sagemaker_config(config))
             )
         except NoRegionError:
             raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from None
@@ -139,9 +151,10 @@ def build_worker(
     ``CALLBACK_WORKER_HANDLERS`` allows, when it is set."""
     handlers = restrict(handlers, settings.handlers)
     queue = Queue(sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time)
+    gate = SageMakerCalls(RateLimiter(max_rate=settings.sagemaker_max_rps))  # one per process: every call shares it
     return Worker(
         queue=queue,
-        reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency)),
+        reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency), gate=gate),
         handlers=handlers,
         default_handler=settings.handler,
         handler_argument=settings.handler_argument,
@@ -150,7 +163,7 @@ def build_worker(
         shutdown_grace=settings.shutdown_grace,
         pollers=settings.pollers,
         routes=settings.routes,
-        steps=StepResolver(sagemaker, describe=settings.step_context)
+        steps=StepResolver(sagemaker, describe=settings.step_context, gate=gate)
         if settings.step_context or settings.verify_tokens
         else None,
         verify=settings.verify_tokens,

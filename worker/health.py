@@ -2,8 +2,9 @@
 
 - ``/healthz``: 200 while the event loop answers and the pollers make progress (a receive finished recently, or every
   slot is busy so not receiving is right); 503 when they are stuck. Liveness probes restart a stuck worker.
-- ``/readyz``: 200 once handlers are loaded and SQS answered the worker's last call; 503 while SQS is unreachable
-  and from the moment a drain begins.
+- ``/readyz``: 200 once handlers are loaded and SQS and SageMaker answered the worker's last calls; 503 while SQS
+  or SageMaker is unreachable (5xx or no answer: the worker keeps its leases and retries meanwhile) and from the
+  moment a drain begins.
 - ``/metrics``: Prometheus text format.
 """
 
@@ -32,6 +33,7 @@ def health_app(worker: Worker, metrics: Metrics) -> web.Application:
             "running": health.running,
             "draining": health.draining,
             "sqs_reachable": health.sqs_reachable,
+            "sagemaker_reachable": health.sagemaker(),
         }
         return _status(health.is_ready(), details)
 

@@ -25,6 +25,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 PREFIX = "callback_worker"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14_400, 43_200)
+REPORT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 43_200)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 #: Report error codes grouped into a few classes, so the label's cardinality stays small.
 ERROR_CLASSES = {
@@ -108,6 +109,7 @@ class WorkerCollector(Collector):
         yield _counter(
             "visibility_extension_calls", "ChangeMessageVisibilityBatch calls made.", worker.leases.renewal_calls
         )
+        yield from _sagemaker_metrics(worker)
         yield _gauge("in_flight_messages", "Messages being handled now.", len(worker.tasks))
         yield _gauge("concurrency_limit", "Messages that may be handled at once.", worker.slots.capacity)
         yield _gauge(
@@ -116,6 +118,28 @@ class WorkerCollector(Collector):
             worker.health.last_poll_wall,
         )
         yield _gauge("ready", "1 when the worker is ready to receive, else 0.", 1 if worker.health.is_ready() else 0)
+
+
+def _sagemaker_metrics(worker: Worker) -> Iterator[Metric]:
+    """The SageMaker rate limiter and the backlog of outcomes waiting for SageMaker."""
+    gate = worker.reporter.gate
+    yield _counter("sagemaker_calls", "SageMaker call attempts made (every retry counted).", gate.calls)
+    yield _counter("sagemaker_calls_throttled", "SageMaker calls answered with a throttling error.", gate.throttled)
+    yield _gauge(
+        "sagemaker_rate_limit",
+        "SageMaker calls per second the adaptive limiter allows now (+Inf while unlimited).",
+        gate.rate,
+    )
+    yield _gauge("sagemaker_calls_waiting", "SageMaker calls waiting for the rate limiter now.", gate.limiter.waiting)
+    yield _counter(
+        "sagemaker_rate_limit_wait_seconds", "Time SageMaker calls spent waiting for the limiter.", gate.wait_seconds
+    )
+    yield _gauge(
+        "reports_pending",
+        "Outcomes decided and not yet accepted by SageMaker (waiting for the limiter, retrying, or in flight).",
+        worker.reporter.pending,
+    )
+    yield _gauge("sagemaker_reachable", "1 when SageMaker answered the last call, else 0.", int(gate.reachable))
 
 
 def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
@@ -146,6 +170,13 @@ class Metrics:
             registry=self.registry,
         )
         worker.loop_lag.on_sample = self.loop_lag.observe
+        self.report_duration = Histogram(
+            f"{PREFIX}_report_duration_seconds",
+            "Time from an outcome's decision to SageMaker's answer: rate-limiter waits and retries included.",
+            buckets=REPORT_BUCKETS,
+            registry=self.registry,
+        )
+        worker.reporter.on_done.append(self.report_duration.observe)
         build = GaugeMetricFamily(
             f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
         )

@@ -2,13 +2,19 @@
 
 Transient errors (throttling, 5xx, connection trouble) are retried with jittered backoff for as long as it takes —
 the caller keeps the message leased meanwhile, and cancelling the call (shutdown) leaves the message to be
-redelivered. ``ConflictException`` means the step already has an outcome (another replica, or an earlier delivery,
-answered it); ``ResourceNotFound`` means SageMaker does not know the token.
+redelivered. Every attempt goes through the process's :class:`~worker.sagemaker_calls.SageMakerCalls` (the
+adaptive rate limiter); the time a report takes — its waits for the limiter included — is given to the ``on_done``
+listeners, and ``on_start`` listeners learn that an outcome is on its way (the runtime frees the message's handler
+slot then: a report waiting for SageMaker holds its lease, not a slot). ``ConflictException`` means the step
+already has an outcome (another replica, or an earlier delivery, answered it); ``ResourceNotFound`` means SageMaker
+does not know the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +23,7 @@ from botocore.exceptions import ClientError
 from worker.logs import get_logger
 from worker.outcome import Failure, Outcome, Success, failure
 from worker.retrying import Backoff, error_code, is_transient
+from worker.sagemaker_calls import SageMakerCalls
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -40,17 +47,44 @@ class ReportResult(StrEnum):
 class Reporter:
     """Sends outcomes to SageMaker."""
 
-    def __init__(self, client: SageMakerClient, backoff: Backoff | None = None, max_in_flight: int = 10) -> None:
+    def __init__(
+        self,
+        client: SageMakerClient,
+        backoff: Backoff | None = None,
+        max_in_flight: int = 10,
+        gate: SageMakerCalls | None = None,
+    ) -> None:
         self.client = client
+        self.gate = gate or SageMakerCalls()
+        """The door every SageMaker call of the process goes through (rate limiter, throttling counts)."""
         self._backoff = backoff or Backoff(base=0.2, cap=20.0)
         self._in_flight = asyncio.Semaphore(max_in_flight)
         """At most this many calls are built at once (the client's connection pool): when thousands of handlers
         finish together, the rest wait here, cheaply, rather than as signed requests queued for a connection."""
         self.errors: dict[str, int] = {}
         """Errors seen so far by code (for metrics)."""
+        self.pending = 0
+        """Reports under way: outcomes decided and not yet accepted by SageMaker (waits and retries included)."""
+        self.on_start: list[Callable[[], None]] = []
+        """Called (in the reporting task) as a report begins."""
+        self.on_done: list[Callable[[float], None]] = []
+        """Called with the seconds a report took, limiter waits and retries included, once SageMaker answered it."""
 
     async def report(self, token: str, outcome: Outcome) -> ReportResult:
         """Send ``outcome`` for ``token`` until SageMaker answers definitively. A rejected Success becomes a Failure."""
+        self.pending += 1
+        try:
+            for listener in self.on_start:
+                listener()
+            started = time.monotonic()
+            result = await self._report(token, outcome)
+        finally:
+            self.pending -= 1
+        for done in self.on_done:
+            done(time.monotonic() - started)
+        return result
+
+    async def _report(self, token: str, outcome: Outcome) -> ReportResult:
         result, detail = await self._send(token, outcome)
         if result is ReportResult.REJECTED and isinstance(outcome, Success):
             log.error("SageMaker rejected the outputs; reporting a failure instead", error=detail)
@@ -83,6 +117,9 @@ class Reporter:
             return ReportResult.ACCEPTED, ""
 
     async def _call(self, token: str, outcome: Outcome) -> Any:
+        return await self.gate.call(lambda: self._send_once(token, outcome))
+
+    async def _send_once(self, token: str, outcome: Outcome) -> Any:
         async with self._in_flight:
             if isinstance(outcome, Failure):
                 return await self.client.send_pipeline_execution_step_failure(**outcome.request(token))

@@ -108,14 +108,16 @@ class Health:
     saturated: bool = False
     probe: Callable[[], bool] = lambda: True
     """Whether SQS answered the worker's last call of any kind (deletes and lease renewals included)."""
+    sagemaker: Callable[[], bool] = lambda: True
+    """Whether SageMaker answered the worker's last call (False while it answers 5xx or nothing)."""
 
     def is_alive(self) -> bool:
         """The pollers are making progress, or every slot is busy (so not polling is right)."""
         return self.saturated or time.monotonic() - self.last_attempt < self.stall_after
 
     def is_ready(self) -> bool:
-        """Running, not draining, and SQS answered the last receive."""
-        return self.running and not self.draining and self.sqs_reachable and self.probe()
+        """Running, not draining, SQS answered the last receive, and SageMaker its last call."""
+        return self.running and not self.draining and self.sqs_reachable and self.probe() and self.sagemaker()
 
 
 class Worker:
@@ -161,11 +163,14 @@ class Worker:
         )
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers
-        self.health = Health(stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable)
+        self.health = Health(
+            stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable, sagemaker=lambda: reporter.gate.reachable
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self._settled: set[asyncio.Task[None]] = set()
         """Tasks whose outcome is settled and whose slot is free again (their delete may still be running)."""
         self.dispatcher.on_settled = self._free_slot
+        reporter.on_start.append(self._report_started)
         self._stopping = False
         self._receiving: set[asyncio.Task[None]] = set()
 
@@ -277,6 +282,14 @@ class Worker:
         if task in self.tasks and task not in self._settled:
             self._settled.add(task)
             self.slots.give()
+
+    def _report_started(self) -> None:
+        """The current message's outcome is decided and on its way to SageMaker, which may make it wait (the rate
+        limiter, throttling, an outage): its slot takes the next message while its lease is kept. At most
+        ``concurrency`` reports wait without a slot; beyond that they keep theirs, so that intake stops rather
+        than leasing the whole queue while SageMaker is slow."""
+        if self.reporter.pending <= self.slots.capacity:
+            self._free_slot()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
