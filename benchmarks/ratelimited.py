@@ -54,6 +54,7 @@ async def run_scenario(
     variant: str = "default",
     replicas: int = REPLICAS,
     source: Path | None = None,
+    keep_logs: Path | None = None,
 ) -> dict[str, Any]:
     """One run: ``messages`` callbacks on a fresh queue, ``replicas`` workers, Send* limited to ``rate`` per s."""
     bodies = await bench.staged_bodies(messages)
@@ -96,9 +97,17 @@ async def run_scenario(
         "failure_outcomes": failures(bench, tokens),
         **log_figures(logs),
     }
-    for log in logs:
-        log.unlink(missing_ok=True)
+    put_away(logs, keep_logs, f"{variant}-{rate:g}-")
     return result
+
+
+def put_away(logs: list[Path], keep: Path | None, prefix: str) -> None:
+    """Move the replicas' logs into ``keep`` (named ``prefix`` + their name), or delete them."""
+    for log in logs:
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+            log.replace(keep / f"{prefix}{log.name}")
+        log.unlink(missing_ok=True)
 
 
 def spawn(
@@ -165,7 +174,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             bench = Bench(emulator, sqs_url)
             for variant in args.variant:
                 for rate in args.rates:
-                    result = await run_scenario(bench, rate, args.messages, variant=variant, source=args.worker_source)
+                    result = await run_scenario(
+                        bench, rate, args.messages, variant=variant, source=args.worker_source, keep_logs=args.keep_logs
+                    )
                     print(json.dumps(result), flush=True)
                     report["runs"].append(result)
     return report
@@ -177,6 +188,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--variant", nargs="+", default=["default"], choices=sorted(VARIANTS))
     parser.add_argument("--worker-source", type=Path, help="run the replicas from this source tree")
+    parser.add_argument("--keep-logs", type=Path, help="keep the replicas' JSON logs in this directory")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "ratelimited.json")
     return parser.parse_args()
 

@@ -15,10 +15,12 @@ from typing import TypeVar
 
 from botocore.exceptions import ClientError
 
+from worker.logs import get_logger
 from worker.ratelimit import RateLimiter
 from worker.retrying import error_code, is_transient
 
 T = TypeVar("T")
+log = get_logger("worker.sagemaker_calls")
 
 #: Error codes by which AWS services say "asked too often" (botocore's list for its retry modes, and SQS's).
 THROTTLING_CODES = frozenset(
@@ -77,13 +79,19 @@ class SageMakerCalls:
             self.throttled += throttled
             if throttled or not is_transient(exc):
                 self.reachable = True  # SageMaker answered, if not as hoped
-                self.limiter.record(sent, throttled=throttled)
+                self._record(sent, throttled=throttled)
             else:
                 self.reachable = False
             raise
         self.reachable = True
         self.limiter.record(sent, throttled=False)
         return result
+
+    def _record(self, sent: float, *, throttled: bool) -> None:
+        cuts = self.limiter.decreases
+        self.limiter.record(sent, throttled=throttled)
+        if self.limiter.decreases > cuts:
+            log.info("SageMaker throttles this process; its calls slowed down", rate_per_s=round(self.rate, 2))
 
     @property
     def rate(self) -> float:

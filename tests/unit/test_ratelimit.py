@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from worker.ratelimit import MIN_RATE, RECOVERY_CALLS, RateLimiter
+from worker.ratelimit import MIN_RATE, RECOVERY_CALLS, RECOVERY_SECONDS, RateLimiter
 from worker.sagemaker_calls import SageMakerCalls, is_throttling
 
 
@@ -85,7 +85,7 @@ async def test_a_limited_rate_spaces_calls_evenly() -> None:
 
 async def test_successes_raise_the_rate_additively_back_to_where_it_was_cut() -> None:
     clock = Clock()
-    paced = limiter(clock)
+    paced = limiter(clock, recovery_seconds=float("inf"))  # the per-call term alone
     times = await send(paced, clock, 40, 0.05)
     paced.record(times[-1], throttled=True)
     cut = paced.rate
@@ -98,6 +98,22 @@ async def test_successes_raise_the_rate_additively_back_to_where_it_was_cut() ->
     steps = {round(later - earlier, 9) for earlier, later in itertools.pairwise(rates)}  # type: ignore[operator]
     assert steps == {round(cut / RECOVERY_CALLS, 9)}
     assert rates[-1] == pytest.approx(2 * cut)
+
+
+async def test_seconds_of_success_raise_the_rate_too_so_a_slow_rate_recovers_in_time() -> None:
+    clock = Clock()
+    paced = limiter(clock, recovery_calls=10**6)  # the per-second term alone
+    times = await send(paced, clock, 20, 0.25)  # four calls a second
+    paced.record(times[-1], throttled=True)
+    cut, cut_at = paced.rate, clock.now
+    assert cut is not None
+    assert cut == pytest.approx(2.0, rel=0.15)  # half of the 7 or 8 calls of the last two seconds
+    calls = 0
+    while (paced.rate or 0.0) < 2 * cut - 1e-9:
+        paced.record(await paced.acquire(), throttled=False)
+        calls += 1
+    assert clock.now - cut_at == pytest.approx(RECOVERY_SECONDS, abs=2 / cut)
+    assert calls < RECOVERY_CALLS  # fifty calls at this rate would take longer
 
 
 async def test_the_rate_does_not_grow_beyond_twice_what_is_sent() -> None:
