@@ -78,27 +78,42 @@ async def run_scenario(
         emulator.rate_limits = RateLimiter()
     calls = Counter(emulator.calls) - calls_before
     answered = bench.answer_times(tokens)
-    seconds = max(answered.values()) - min(answered.values())
-    sends = sum(calls[name] for name in SEND_OPERATIONS)
     result = {
         "variant": variant,
         "worker_source": str(source) if source is not None else "this tree",
-        "rate_per_s": rate,
         "replicas": replicas,
-        "callbacks": messages,
-        "seconds_first_to_last_answer": round(seconds, 2),
-        "seconds_from_start": round(max(answered.values()) - started, 2),
-        "ideal_seconds": round(messages / rate, 2),
-        "time_over_ideal": round(seconds / (messages / rate), 3),
-        "send_attempts": sends,
-        "send_attempts_per_callback": round(sends / messages, 3),
+        **timing(answered, rate, started),
+        **call_figures(calls, messages),
         "send_throttled": sum(limits.throttled.values()),
-        "lookups_per_callback": round(sum(calls[name] for name in LOOKUP_OPERATIONS) / messages, 3),
         "failure_outcomes": failures(bench, tokens),
         **log_figures(logs),
     }
     put_away(logs, keep_logs, f"{variant}-{rate:g}-")
     return result
+
+
+def timing(answered: Mapping[str, float], rate: float, started: float) -> dict[str, float]:
+    """First to last answer (and from the replicas' start) against the ideal N / rate."""
+    seconds = max(answered.values()) - min(answered.values())
+    ideal = len(answered) / rate
+    return {
+        "rate_per_s": rate,
+        "callbacks": len(answered),
+        "seconds_first_to_last_answer": round(seconds, 2),
+        "seconds_from_start": round(max(answered.values()) - started, 2),
+        "ideal_seconds": round(ideal, 2),
+        "time_over_ideal": round(seconds / ideal, 3),
+    }
+
+
+def call_figures(calls: Mapping[str, int], messages: int) -> dict[str, float]:
+    """Send* attempts (throttled ones included) and look-ups, in all and per callback."""
+    sends = sum(calls[name] for name in SEND_OPERATIONS)
+    return {
+        "send_attempts": sends,
+        "send_attempts_per_callback": round(sends / messages, 3),
+        "lookups_per_callback": round(sum(calls[name] for name in LOOKUP_OPERATIONS) / messages, 3),
+    }
 
 
 def put_away(logs: list[Path], keep: Path | None, prefix: str) -> None:
