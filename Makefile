@@ -6,10 +6,12 @@ PYTEST_ARGS ?=
 
 .PHONY: reliability reliability-full bench
 
-# Floor, naive loop and worker side by side, then 10,000 in flight (BENCHMARKS.md; about 20 minutes on 2 cores).
+# Floor, naive loop and worker side by side, then 10,000 in flight (BENCHMARKS.md; about 20 minutes on 2 cores);
+# then three replicas against SageMaker rate limits of 25, 5 and 100 Send* calls per second (about 8 minutes).
 bench:
 	mkdir -p benchmarks/results
 	$(PYTHON) -m benchmarks.run 2>&1 | tee benchmarks/results/latest.log
+	$(PYTHON) -m benchmarks.ratelimited 2>&1 | tee benchmarks/results/ratelimited.log
 
 # The size CI runs (also part of the default `pytest` run); LocalStack scenarios run only if it is installed.
 reliability:

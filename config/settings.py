@@ -152,6 +152,17 @@ class Settings(BaseSettings):
             description="Receive calls kept open at once; more help throughput when handlers are fast.",
         ),
     ]
+    sagemaker_max_rps: Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            le=10_000,
+            description="Most SageMaker calls per second this process makes (reports, token verification, step "
+            "look-ups together). Unset: no fixed cap; the adaptive limiter alone slows the calls down when "
+            "SageMaker throttles them. Set it where other programs share the account's SageMaker budget.",
+        ),
+    ]
 
     @field_validator("queue_url")
     @classmethod

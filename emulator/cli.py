@@ -22,6 +22,7 @@ option                        environment                                       
 ``--stub-steps``              ``CALLBACK_WORKER_EMULATOR_STUB_STEPS`` (``true``)     off
 ``--stub-values FILE``        ``CALLBACK_WORKER_EMULATOR_STUB_VALUES``               none
 ``--stub-delay SECONDS``      ``CALLBACK_WORKER_EMULATOR_STUB_DELAY``                ``0.5``
+``--rate-limit`` (repeatable) ``CALLBACK_WORKER_EMULATOR_RATE_LIMITS`` (``;``-sep.)  none
 ============================  =====================================================  ===========================
 
 The region falls back to ``AWS_REGION``, then ``AWS_DEFAULT_REGION``. Callback messages go to SQS as configured
@@ -39,6 +40,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulator.faults import OperationFaults, build_config, env_value, split_specs
+from emulator.ratelimit import RateLimiter, split_rate_limits
 from emulator.server import DEFAULT_ACCOUNT, DEFAULT_HOST, DEFAULT_REGION, EmulatorServer
 from emulator.stubs import DEFAULT_STUB_DELAY, StubConfig, load_stub_values
 
@@ -82,6 +84,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(knobs: throttle, error, error_after, latency, jitter)",
     )
     faults.add_argument("--seed", type=int, help="seed of the fault RNG, for reproducible runs")
+    faults.add_argument(
+        "--rate-limit",
+        action="append",
+        metavar="OPERATION=RPS",
+        help="a token bucket per operation answering ThrottlingException beyond RPS requests per second; "
+        "OPERATION may be a pattern such as 'Send*' or '*' (repeatable)",
+    )
     stubs = parser.add_argument_group("stubbed steps", "run Training, Processing, ... steps as stubs that succeed")
     stubs.add_argument(
         "--stub-steps", action="store_true", default=None, help="accept the other step types and run them as stubs"
@@ -126,6 +135,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
     specs = list(getattr(args, "fault", None) or []) or split_specs(env_value(environ, "FAULTS") or "")
     seed = _option(args, "seed", environ, "SEED")
     limit = _option(args, "max_running_executions", environ, "MAX_RUNNING_EXECUTIONS")
+    rates = list(getattr(args, "rate_limit", None) or []) or split_rate_limits(env_value(environ, "RATE_LIMITS") or "")
     return {
         "host": _option(args, "host", environ, "HOST") or DEFAULT_HOST,
         "port": int(_option(args, "port", environ, "PORT") or 0),
@@ -134,6 +144,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
         "faults": build_config(OperationFaults(**knobs), specs, seed=None if seed is None else int(seed)),
         "max_running_executions": None if limit is None else int(limit),
         "stubs": stub_options(args, environ),
+        "rate_limits": RateLimiter.from_specs(rates),
     }
 
 

@@ -42,6 +42,7 @@ from emulator.protocol import (
     operation_from_target,
     parse_body,
 )
+from emulator.ratelimit import RateLimiter
 from emulator.s3 import ObjectReader, S3Reader
 from emulator.sqs import MessageSender, SqsSender, StepMessage
 from emulator.state import Store
@@ -68,7 +69,7 @@ class EmulatorServer:
     ``max_running_executions`` set, StartPipelineExecution answers ``ResourceLimitExceeded`` while that many
     executions run (unlimited by default). ``stubs`` turns stubbed steps on (:mod:`emulator.stubs`);
     ``reader`` reads S3 objects (default: an aiobotocore client from the standard AWS environment, opened on
-    first use).
+    first use). ``rate_limits`` throttles operations asked too fast (:mod:`emulator.ratelimit`).
     """
 
     def __init__(
@@ -83,11 +84,14 @@ class EmulatorServer:
         max_running_executions: int | None = None,
         stubs: StubConfig | None = None,
         reader: ObjectReader | None = None,
+        rate_limits: RateLimiter | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.partition = Partition(region, account)
         self.injector = FaultInjector(faults)
+        self.rate_limits = rate_limits or RateLimiter()
+        """Token buckets per operation (``--rate-limit``); a request finding its bucket empty is throttled."""
         self.calls: Counter[str] = Counter()
         """Requests received, by operation (benchmarks count the worker's calls with it)."""
         self.store = Store()
@@ -212,6 +216,7 @@ class EmulatorServer:
             )
         operation = operation_from_target(request.headers.get(TARGET_HEADER))
         self.calls[operation] += 1
+        self.rate_limits.check(operation)
         await self.injector.before(operation)
         try:
             raw = await request.read()

@@ -27,10 +27,12 @@ from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
 from worker.logs import get_logger
 from worker.queue import Queue
+from worker.ratelimit import RateLimiter
 from worker.report import Reporter
 from worker.requeue import Requeuer
 from worker.retrying import STARTUP_BACKOFF, error_code, is_transient
 from worker.router import Router, restrict
+from worker.sagemaker_calls import SageMakerCalls
 from worker.settle import Settler
 from worker.sqs import SqsQueue
 from worker.step_context import StepResolver
@@ -101,12 +103,14 @@ def build_worker(
     )
     leases = LeaseKeeper(queue, queue.visibility_timeout, events=events)
     invoker = Invoker(threads=settings.concurrency)
+    gate = SageMakerCalls(RateLimiter(max_rate=settings.sagemaker_max_rps))  # one per process: every call shares it
     needs_steps = settings.step_context or settings.verify_tokens
-    steps = StepResolver(sagemaker, describe=settings.step_context, events=events) if needs_steps else None
+    steps = StepResolver(sagemaker, describe=settings.step_context, events=events, gate=gate) if needs_steps else None
+    reporter = Reporter(sagemaker, max_in_flight=connections(settings.concurrency), events=events, gate=gate)
     dispatcher = build_dispatcher(
         queue=queue,
         leases=leases,
-        reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency), events=events),
+        reporter=reporter,
         router=Router(handlers, settings.handler, settings.handler_argument, settings.routes),
         invoker=invoker,
         retry=RetryPolicy(settings.max_attempts, settings.retry_backoff),
@@ -117,7 +121,7 @@ def build_worker(
     watch = None
     if steps is not None and settings.verify_tokens:
         watch = StepWatch(steps, dispatcher.tokens, interval=max(5.0, 3 * leases.tick))
-    parts = Parts(queue, dispatcher, leases, invoker, handlers, events, watch)
+    parts = Parts(queue, dispatcher, leases, invoker, handlers, events, gate, watch)
     return Worker(
         parts, concurrency=settings.concurrency, shutdown_grace=settings.shutdown_grace, pollers=settings.pollers
     )

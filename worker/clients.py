@@ -39,6 +39,16 @@ def client_config(concurrency: int, user_agent: str) -> AioConfig:
     )
 
 
+def sagemaker_config(config: AioConfig) -> AioConfig:
+    """The SageMaker client's settings: ``config`` with botocore's own retries off.
+
+    Every SageMaker attempt must pass the worker's rate limiter (:mod:`worker.ratelimit`), which botocore's
+    retries would bypass (a throttled call retried at once, unpaced); the worker's reporter and look-ups retry
+    transient errors themselves, with backoff, through the limiter.
+    """
+    return config.merge(AioConfig(retries={"mode": "standard", "total_max_attempts": 1}))
+
+
 def connections(concurrency: int) -> int:
     """Connections each client may open: one per slot, at least ten, at most two hundred."""
     return max(10, min(concurrency, 200))
@@ -78,7 +88,7 @@ async def aws_clients(concurrency: int) -> AsyncIterator[tuple[SQSClient, SageMa
         try:
             sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region, config=config))
             sagemaker = await stack.enter_async_context(
-                session.create_client("sagemaker", region_name=region, config=config)
+                session.create_client("sagemaker", region_name=region, config=sagemaker_config(config))
             )
         except NoRegionError:
             raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from None

@@ -3,8 +3,9 @@
 - ``/healthz``: 200 while the event loop answers and the pollers make progress (a receive finished recently, or every
   slot is busy so not receiving is right); 503 when they are stuck. Liveness probes restart a stuck worker.
 - ``/readyz``: 200 as soon as handlers are loaded and the queue check at start-up passed (SQS answered
-  ``GetQueueAttributes``; the first long poll need not have returned), then while SQS answers the worker's calls;
-  503 while SQS is unreachable and from the moment a drain begins.
+  ``GetQueueAttributes``; the first long poll need not have returned), then while SQS and SageMaker answer the
+  worker's calls; 503 while either is unreachable (5xx or no answer: the worker keeps its leases and retries
+  meanwhile) and from the moment a drain begins.
 - ``/metrics``: Prometheus text format.
 """
 
@@ -33,6 +34,7 @@ def health_app(worker: Worker, metrics: Metrics) -> web.Application:
             "running": health.running,
             "draining": health.draining,
             "sqs_reachable": health.sqs_reachable,
+            "sagemaker_reachable": health.sagemaker(),
         }
         return _status(health.is_ready(), details)
 

@@ -103,6 +103,22 @@ class Reported(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class ReportStarted(Event):
+    """An outcome is decided and on its way to SageMaker; ``pending`` reports (this one included) are under way."""
+
+    pending: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReportEnded(Event):
+    """A report ended after ``seconds`` (rate-limiter waits and retries included): ``answered`` when SageMaker gave
+    its answer, False when it was cut short (a shutdown)."""
+
+    seconds: float
+    answered: bool
+
+
+@dataclass(frozen=True, slots=True)
 class CallFailed(Event):
     """A call to AWS failed (it may be retried): ``service`` ``sagemaker`` or ``sqs``, ``operation`` the purpose."""
 
@@ -221,6 +237,10 @@ class Tally(Counter[str]):
             self["lease_retries"] += bool(event.retried)
         elif isinstance(event, StepLookup):
             self["step_lookups"] += 1
+        elif isinstance(event, ReportStarted):
+            self["reports_started"] += 1
+        elif isinstance(event, ReportEnded):
+            self["reports_ended"] += 1
 
 
 def on(kind: type[Event], action: Callable[[Event], None]) -> Listener:

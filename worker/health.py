@@ -1,7 +1,8 @@
 """The worker's health, as ``/healthz`` and ``/readyz`` report it (served by :mod:`worker.endpoints`).
 
 Ready means: handlers are loaded, the queue check at start-up passed (SQS answered ``GetQueueAttributes``), the
-worker is not draining, and SQS answered the worker's latest call. Alive means the pollers make progress, or every
+worker is not draining, and SQS and SageMaker answered the worker's latest calls (while either answers 5xx or nothing
+the worker keeps its leases and retries, and says it is not ready). Alive means the pollers make progress, or every
 slot is busy (so not polling is right).
 """
 
@@ -29,6 +30,8 @@ class Health:
     saturated: bool = False
     probe: Callable[[], bool] = lambda: True
     """Whether SQS answered the worker's last call of any kind (deletes and lease renewals included)."""
+    sagemaker: Callable[[], bool] = lambda: True
+    """Whether SageMaker answered the worker's last call (False while it answers 5xx or nothing)."""
 
     def is_alive(self) -> bool:
         """The pollers are making progress, or every slot is busy (so not polling is right)."""
@@ -40,4 +43,4 @@ class Health:
 
     def is_ready(self) -> bool:
         """Running, not draining, SQS answered the queue check and the latest receive, and the latest call."""
-        return self.running and not self.draining and self.sqs_reachable and self.probe()
+        return self.running and not self.draining and self.sqs_reachable and self.probe() and self.sagemaker()

@@ -9,14 +9,26 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.events import CallFailed, Event, HandlerFinished, LeaseCall, LoopLagSampled, Noted, Reported, StepLookup
+from worker.events import (
+    CallFailed,
+    Event,
+    HandlerFinished,
+    LeaseCall,
+    LoopLagSampled,
+    Noted,
+    Reported,
+    ReportEnded,
+    ReportStarted,
+    StepLookup,
+)
 from worker.worker import Worker
 
 # `_created` series double the output and mean nothing to alerting here.
@@ -25,6 +37,7 @@ disable_created_metrics()  # type: ignore[no-untyped-call]
 PREFIX = "callback_worker"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 14_400, 43_200)
+REPORT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 43_200)
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 #: Report error codes grouped into a few classes, so the label's cardinality stays small.
 ERROR_CLASSES = {
@@ -81,6 +94,28 @@ class WorkerCollector(Collector):
             health.last_poll_wall,
         )
         yield _gauge("ready", "1 when the worker is ready to receive, else 0.", 1 if health.is_ready() else 0)
+        yield from _sagemaker_metrics(worker)
+
+
+def _sagemaker_metrics(worker: Worker) -> Iterator[Metric]:
+    """The SageMaker rate limiter and the door all SageMaker calls pass (read at scrape time)."""
+    gate = worker.sagemaker
+    yield _counter("sagemaker_calls", "SageMaker call attempts made (every retry counted).", gate.calls)
+    yield _counter("sagemaker_calls_throttled", "SageMaker calls answered with a throttling error.", gate.throttled)
+    yield _gauge(
+        "sagemaker_rate_limit",
+        "SageMaker calls per second the adaptive limiter allows now (+Inf while unlimited).",
+        gate.rate,
+    )
+    yield _gauge("sagemaker_calls_waiting", "SageMaker calls waiting for the rate limiter now.", gate.limiter.waiting)
+    yield _counter(
+        "sagemaker_rate_limit_wait_seconds", "Time SageMaker calls spent waiting for the limiter.", gate.wait_seconds
+    )
+    yield _gauge("sagemaker_reachable", "1 when SageMaker answered the last call, else 0.", int(gate.reachable))
+
+
+def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -132,9 +167,21 @@ class Metrics:
         build.add_metric([package_version(), platform.python_version()], 1)
         self.registry.register(_Static(build))
         self.started = time.time()
+        self._listen()
         worker.events.subscribe(self)
 
     def _add_histograms(self) -> None:
+        self.report_duration = Histogram(
+            f"{PREFIX}_report_duration_seconds",
+            "Time from an outcome's decision to SageMaker's answer: rate-limiter waits and retries included.",
+            buckets=REPORT_BUCKETS,
+            registry=self.registry,
+        )
+        self.reports_pending = Gauge(
+            f"{PREFIX}_reports_pending",
+            "Outcomes decided and not yet accepted by SageMaker (waiting for the limiter, retrying, or in flight).",
+            registry=self.registry,
+        )
         self.handler_duration = Histogram(
             f"{PREFIX}_handler_duration_seconds",
             "Time handlers took, by handler.",
@@ -151,26 +198,42 @@ class Metrics:
 
     def __call__(self, event: Event) -> None:
         """Count one event."""
-        match event:
-            case Noted(what=what) if what in self._noted:
-                self._noted[what].inc()
-            case Reported(outcome=outcome, result=result):
-                self.reports.labels(outcome, result).inc()
-            case CallFailed(service="sagemaker", operation="report", code=code):
-                self.report_errors.labels(error_class(code)).inc()
-            case LeaseCall(renewed=renewed, retried=retried):
-                self.lease_calls.inc()
-                self.lease_renewals.inc(len(renewed))
-                if retried:
-                    self.lease_retries.inc()
-            case StepLookup():
-                self.step_lookups.inc()
-            case HandlerFinished(handler=handler, seconds=seconds):
-                self.handler_duration.labels(handler).observe(seconds)
-            case LoopLagSampled(seconds=seconds):
-                self.loop_lag.observe(seconds)
-            case _:
-                pass
+        count = self._counters.get(type(event))
+        if count is not None:
+            count(event)
+
+    def _listen(self) -> None:
+        """What each event type does to the metrics."""
+        self._counters: dict[type[Event], Callable[[Any], None]] = {
+            Noted: self._noted_event,
+            Reported: lambda event: self.reports.labels(event.outcome, event.result).inc(),
+            CallFailed: self._call_failed,
+            LeaseCall: self._lease_call,
+            StepLookup: lambda _: self.step_lookups.inc(),
+            HandlerFinished: lambda event: self.handler_duration.labels(event.handler).observe(event.seconds),
+            LoopLagSampled: lambda event: self.loop_lag.observe(event.seconds),
+            ReportStarted: lambda _: self.reports_pending.inc(),
+            ReportEnded: self._report_ended,
+        }
+
+    def _noted_event(self, event: Noted) -> None:
+        if event.what in self._noted:
+            self._noted[event.what].inc()
+
+    def _call_failed(self, event: CallFailed) -> None:
+        if event.service == "sagemaker" and event.operation == "report":
+            self.report_errors.labels(error_class(event.code)).inc()
+
+    def _lease_call(self, event: LeaseCall) -> None:
+        self.lease_calls.inc()
+        self.lease_renewals.inc(len(event.renewed))
+        if event.retried:
+            self.lease_retries.inc()
+
+    def _report_ended(self, event: ReportEnded) -> None:
+        self.reports_pending.dec()
+        if event.answered:
+            self.report_duration.observe(event.seconds)
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

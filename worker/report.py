@@ -2,22 +2,28 @@
 
 Transient errors (throttling, 5xx, connection trouble) are retried with jittered backoff for as long as it takes —
 the caller keeps the message leased meanwhile, and cancelling the call (shutdown) leaves the message to be
-redelivered. ``ConflictException`` means the step already has an outcome (another replica, or an earlier delivery,
-answered it); ``ResourceNotFound`` means SageMaker does not know the token.
+redelivered. Every attempt goes through the process's :class:`~worker.sagemaker_calls.SageMakerCalls` (the
+adaptive rate limiter). A report publishes :class:`~worker.events.ReportStarted` as it begins (the worker frees the
+message's handler slot then: a report waiting for SageMaker holds its lease, not a slot) and
+:class:`~worker.events.ReportEnded` with the time it took, limiter waits included. ``ConflictException`` means the
+step already has an outcome (another replica, or an earlier delivery, answered it); ``ResourceNotFound`` means SageMaker
+does not know the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from worker.events import NO_EVENTS, CallFailed, Events
+from worker.events import NO_EVENTS, CallFailed, Events, ReportEnded, ReportStarted
 from worker.logs import get_logger
 from worker.outcome import Failure, Outcome, Success, failure
 from worker.retrying import REPORT_BACKOFF, BackoffPolicy, error_code, is_transient
+from worker.sagemaker_calls import SageMakerCalls
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -47,9 +53,14 @@ class Reporter:
         backoff: BackoffPolicy | None = None,
         max_in_flight: int = 10,
         events: Events = NO_EVENTS,
+        gate: SageMakerCalls | None = None,
     ) -> None:
         self.client = client
         self.events = events
+        self.gate = gate or SageMakerCalls()
+        """The door every SageMaker call of the process goes through (rate limiter, throttling counts)."""
+        self.pending = 0
+        """Reports under way: outcomes decided and not yet accepted by SageMaker (waits and retries included)."""
         self._backoff = backoff or REPORT_BACKOFF
         self._in_flight = asyncio.Semaphore(max_in_flight)
         """At most this many calls are built at once (the client's connection pool): when thousands of handlers
@@ -57,6 +68,18 @@ class Reporter:
 
     async def report(self, token: str, outcome: Outcome) -> ReportResult:
         """Send ``outcome`` for ``token`` until SageMaker answers definitively. A rejected Success becomes a Failure."""
+        self.pending += 1
+        started, answered = time.monotonic(), False
+        try:
+            self.events.publish(ReportStarted(self.pending))
+            result = await self._report(token, outcome)
+            answered = True
+        finally:
+            self.pending -= 1
+            self.events.publish(ReportEnded(time.monotonic() - started, answered))
+        return result
+
+    async def _report(self, token: str, outcome: Outcome) -> ReportResult:
         result, detail = await self._send(token, outcome)
         if result is ReportResult.REJECTED and isinstance(outcome, Success):
             log.error("SageMaker rejected the outputs; reporting a failure instead", error=detail)
@@ -89,6 +112,9 @@ class Reporter:
             return ReportResult.ACCEPTED, ""
 
     async def _call(self, token: str, outcome: Outcome) -> Any:
+        return await self.gate.call(lambda: self._send_once(token, outcome))
+
+    async def _send_once(self, token: str, outcome: Outcome) -> Any:
         async with self._in_flight:
             if isinstance(outcome, Failure):
                 return await self.client.send_pipeline_execution_step_failure(**outcome.request(token))

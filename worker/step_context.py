@@ -27,6 +27,7 @@ from worker.errors import WorkerError
 from worker.events import NO_EVENTS, Events, StepLookup
 from worker.logs import get_logger
 from worker.retrying import STEP_LOOKUP_BACKOFF, error_code, is_transient
+from worker.sagemaker_calls import SageMakerCalls
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -92,9 +93,12 @@ class StepResolver:
         cache_size: int = CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
         events: Events = NO_EVENTS,
+        gate: SageMakerCalls | None = None,
     ) -> None:
         self.client = client
         self.events = events
+        self.gate = gate or SageMakerCalls()
+        """The door every SageMaker call of the process goes through (shared with the reporter)."""
         self.describe = describe
         self.cache_size = cache_size
         self.clock = clock
@@ -143,7 +147,9 @@ class StepResolver:
     async def _refresh(self, execution_arn: str, entry: _Execution) -> None:
         if self.describe and not entry.described:
             self.events.publish(StepLookup("DescribePipelineExecution"))
-            described = await self.client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+            described = await self.gate.call(
+                lambda: self.client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
+            )
             config: Any = described.get("PipelineExperimentConfig", {})
             entry.experiment = {key: str(value) for key, value in config.items()}
             entry.described = True
@@ -155,7 +161,7 @@ class StepResolver:
         arguments: dict[str, Any] = {"PipelineExecutionArn": execution_arn, "MaxResults": PAGE_SIZE}
         while True:
             self.events.publish(StepLookup("ListPipelineExecutionSteps"))
-            page = await self.client.list_pipeline_execution_steps(**arguments)
+            page = await self.gate.call(lambda: self.client.list_pipeline_execution_steps(**arguments))
             for step in page.get("PipelineExecutionSteps", []):
                 callback_token = step.get("Metadata", {}).get("Callback", {}).get("CallbackToken")
                 if callback_token:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from config.limits import MAX_RECEIVE
 from worker.dispatch import Dispatcher
-from worker.events import Events, Settled, Tally, on
+from worker.events import Event, Events, ReportStarted, Settled, Tally, on
 from worker.handler import Handler
 from worker.health import Health
 from worker.invoke import Invoker, close_handlers
@@ -33,6 +33,7 @@ from worker.logs import get_logger
 from worker.looplag import LoopLag
 from worker.queue import Queue, ReceivedMessage, settle
 from worker.retrying import RECEIVE_BACKOFF, error_code, is_transient
+from worker.sagemaker_calls import SageMakerCalls
 from worker.watch import StepWatch
 
 log = get_logger("worker.worker")
@@ -102,6 +103,8 @@ class Parts:
     invoker: Invoker
     handlers: Mapping[str, Handler]
     events: Events
+    sagemaker: SageMakerCalls
+    """The door of every SageMaker call (rate limiter, reachability), for /readyz and the metrics."""
     watch: StepWatch | None = None
 
 
@@ -116,16 +119,21 @@ class Worker:
         self.handlers = parts.handlers
         self.events = parts.events
         self.watch = parts.watch
+        self.sagemaker = parts.sagemaker
         self.tally = Tally()
         """Counts of what happened (received, success, failure, …): the "worker stopped" line, and tests."""
         self.events.subscribe(self.tally)
         self.events.subscribe(on(Settled, lambda _: self._free_slot()))
+        self.events.subscribe(on(ReportStarted, self._report_started))
         self.slots = Slots(concurrency)
         self.loop_lag = LoopLag(events=self.events)
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers
         queue = self.queue
-        self.health = Health(stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable)
+        sagemaker = self.sagemaker
+        self.health = Health(
+            stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable, sagemaker=lambda: sagemaker.reachable
+        )
         self.tasks: set[asyncio.Task[None]] = set()
         self._settled: set[asyncio.Task[None]] = set()
         """Tasks whose outcome is settled and whose slot is free again (their delete may still be running)."""
@@ -240,6 +248,14 @@ class Worker:
         if task in self.tasks and task not in self._settled:
             self._settled.add(task)
             self.slots.give()
+
+    def _report_started(self, event: Event) -> None:
+        """The current message's outcome is decided and on its way to SageMaker, which may make it wait (the rate
+        limiter, throttling, an outage): its slot takes the next message while its lease is kept. At most
+        ``concurrency`` reports wait without a slot; beyond that they keep theirs, so that intake stops rather
+        than leasing the whole queue while SageMaker is slow."""
+        if isinstance(event, ReportStarted) and event.pending <= self.slots.capacity:
+            self._free_slot()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
