@@ -58,7 +58,7 @@ def test_container_matches_the_image_contract() -> None:
     assert container.get("privileged", False) is False
     assert container["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
     assert container.get("command", image.exec_form("CMD")) == image.exec_form("CMD")
-    assert "entryPoint" not in container, "keep the image's tini entrypoint"
+    assert "entryPoint" not in container, "keep the image's init (dumb-init) entrypoint"
 
 
 def test_health_check_is_the_images_healthcheck() -> None:
