@@ -82,6 +82,21 @@ def test_port_logs_and_region() -> None:
     assert logs["options"]["awslogs-region"] == env["AWS_REGION"] == env["AWS_DEFAULT_REGION"]
 
 
+def test_logs_never_block_the_worker_and_are_json_lines() -> None:
+    """The worker writes one JSON object per line to stdout, unbuffered: with awslogs in blocking mode a slow
+    CloudWatch Logs would stall those writes and with them the event loop."""
+    options = ecs_container(task())["logConfiguration"]["options"]
+    assert options["mode"] == "non-blocking"
+    assert options["max-buffer-size"].endswith("m")
+    assert ecs_env()["CALLBACK_WORKER_LOG_FORMAT"] == "json"
+    assert load_image().env()["PYTHONUNBUFFERED"] == "1"
+
+
+def test_health_check_start_period_covers_start_up_and_the_first_poll() -> None:
+    check = ecs_container(task())["healthCheck"]
+    assert check["startPeriod"] >= int(ecs_env()["CALLBACK_WORKER_WAIT_TIME"])
+
+
 def test_stop_timeout_fits_fargate() -> None:
     assert ecs_container(task())["stopTimeout"] <= FARGATE_MAX_STOP_TIMEOUT
 
