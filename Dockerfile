@@ -33,14 +33,17 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
 WORKDIR /src
-RUN python3 -m venv /opt/venv
+# Two environments: /opt/venv, what the image runs, holds neither pip nor setuptools (the worker needs neither, and
+# they are a quarter of its size); /opt/pip holds the pip that installs into it (`pip --python`).
+RUN python3 -m venv /opt/pip \
+    && python3 -m venv --without-pip /opt/venv
 # The runtime dependencies first, exactly as locked: every pin with its hashes (pip refuses any file whose hash is not
 # listed, and any requirement without a pin and a hash). Regenerate the lock with the command in its header.
 # With wheels in /wheelhouse, pip takes them from there and asks no index (--no-index).
 COPY requirements.lock ./
 RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
     if [ -n "$(ls -A /wheelhouse)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
+    && /opt/pip/bin/pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY config ./config
 COPY worker ./worker
@@ -51,16 +54,16 @@ COPY callback_worker ./callback_worker
 # The `emulator` package is not in this stage's /src, so the daemon's distribution is built without it.
 RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
     if [ -n "$(ls -A /wheelhouse)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --no-deps /src \
-    && /opt/venv/bin/pip check
+    && /opt/pip/bin/pip --python /opt/venv/bin/python install --no-cache-dir --no-deps /src \
+    && /opt/pip/bin/pip --python /opt/venv/bin/python check
 
 # ---- emulator-build: the same environment, the distribution rebuilt with the `emulator` package ----------------
 FROM build AS emulator-build
 COPY emulator ./emulator
 RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
     if [ -n "$(ls -A /wheelhouse)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
-    && /opt/venv/bin/pip install --no-cache-dir --no-deps --force-reinstall /src \
-    && /opt/venv/bin/pip check
+    && /opt/pip/bin/pip --python /opt/venv/bin/python install --no-cache-dir --no-deps --force-reinstall /src \
+    && /opt/pip/bin/pip --python /opt/venv/bin/python check
 
 # ---- runtime: what both images share --------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime

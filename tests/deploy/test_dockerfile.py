@@ -39,6 +39,8 @@ PINNED_SLIM_PYTHON = re.compile(r"python:3\.1[12]\.\d+-slim(-[a-z]+)?")
 LOCK = REPO / "requirements.lock"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the value the image sets, compared here
 INIT = ["dumb-init", "--single-child", "--"]
+#: The pip that installs into the image's environment from outside it: /opt/venv holds no pip.
+PIP = "/opt/pip/bin/pip --python /opt/venv/bin/python"
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -89,7 +91,7 @@ def test_no_stage_installs_operating_system_packages() -> None:
 
 
 def test_every_pip_install_can_take_the_wheelhouse_instead_of_an_index() -> None:
-    installs = [text for text in build_runs() if "pip install" in text]
+    installs = [text for text in build_runs() if f"{PIP} install" in text]
     assert len(installs) == 3, installs
     for text in installs:
         assert text.startswith("--mount=type=bind,from=wheelhouse,target=/wheelhouse "), text
@@ -144,11 +146,12 @@ def test_runtime_dependencies_come_from_the_lock_with_require_hashes() -> None:
     (build,) = [stage for stage in dockerfile_stages() if stage.name == "build"]
     runs = [item.arguments for item in build.instructions if item.keyword == "RUN"]
     (lock_install,) = [index for index, text in enumerate(runs) if "requirements.lock" in text]
-    assert re.search(r"pip install .*--require-hashes.* -r requirements\.lock", runs[lock_install])
-    (project_install,) = [index for index, text in enumerate(runs) if re.search(r"pip install .*/src\b", text)]
+    assert re.search(rf"{re.escape(PIP)} install .*--require-hashes.* -r requirements\.lock", runs[lock_install])
+    (project_install,) = [index for index, text in enumerate(runs) if re.search(r"pip .*install .*/src\b", text)]
     assert lock_install < project_install, "the locked dependencies first"
     assert "--no-deps" in runs[project_install], "the project brings no unlocked dependency"
-    assert "pip check" in runs[project_install], "the lock satisfies the project's ranges"
+    assert f"{PIP} check" in runs[project_install], "the lock satisfies the project's ranges"
+    assert "python3 -m venv --without-pip /opt/venv" in runs[0], "the image's environment holds no pip"
     copies = [item.arguments.split() for item in build.instructions if item.keyword == "COPY"]
     assert ["requirements.lock", "./"] in copies
 

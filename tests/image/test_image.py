@@ -110,13 +110,15 @@ def test_the_daemons_image_says_in_one_line_that_it_has_no_emulator(images: Imag
     assert line.startswith(f"callback-worker {command}: not available here: {missing} not installed")
 
 
-def test_only_the_emulator_target_holds_the_emulator(images: Images) -> None:
-    probe = "import importlib.util as u; print(u.find_spec('emulator') is not None, u.find_spec('moto') is not None)"
+def test_only_the_emulator_target_holds_the_emulator_and_neither_holds_pip(images: Images) -> None:
+    probe = (
+        "import importlib.util as u; print(*(u.find_spec(name) is not None for name in ('emulator', 'moto', 'pip')))"
+    )
     found = {
         image: podman.run_once(image, "-c", probe, options=["--entrypoint", "python"]).stdout.split()
         for image in (images.worker, images.emulator)
     }
-    assert found == {images.worker: ["False", "False"], images.emulator: ["True", "False"]}
+    assert found == {images.worker: ["False", "False", "False"], images.emulator: ["True", "False", "False"]}
 
 
 def test_the_emulator_target_serves_emulate(images: Images) -> None:
