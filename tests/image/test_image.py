@@ -159,8 +159,11 @@ def worker_name() -> Iterator[str]:
     podman.remove(name)
 
 
-def start_worker(images: Images, name: str, sqs_url: str, sagemaker_url: str, queue_url: str) -> tuple[int, float]:
-    """Start the daemon's image with its own ENTRYPOINT and CMD (`run`); its health port and the start time."""
+def start_worker(
+    images: Images, name: str, sqs_url: str, sagemaker_url: str, queue_url: str, **settings: str
+) -> tuple[int, float]:
+    """Start the daemon's image with its own ENTRYPOINT and CMD (`run`); its health port and the start time.
+    ``settings`` are more ``CALLBACK_WORKER_*`` variables, by their lower-case names."""
     port = free_port()
     env = {
         **aws_env(sqs_url),
@@ -170,6 +173,7 @@ def start_worker(images: Images, name: str, sqs_url: str, sagemaker_url: str, qu
         "CALLBACK_WORKER_HEALTH_PORT": str(port),
         # The host's network: the health port stays on loopback.
         "CALLBACK_WORKER_HEALTH_HOST": "127.0.0.1",
+        **{f"CALLBACK_WORKER_{key.upper()}": value for key, value in settings.items()},
     }
     began = time.time()
     podman.start(name, images.worker, env=env, options=["--user", f"{USER}:{USER}"])
@@ -224,3 +228,48 @@ def test_run_answers_callbacks_read_only_as_uid_10001_and_drains_on_stop(
     stopped: Any = podman.inspect(worker_name)["State"]
     assert stopped["ExitCode"] == 0, f"SIGTERM through dumb-init must drain and exit 0:\n{podman.logs(worker_name)}"
     assert stopped["OOMKilled"] is False
+
+
+def in_flight(port: int) -> float:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+        text = response.read().decode()
+    (line,) = [line for line in text.splitlines() if line.startswith("callback_worker_in_flight_messages ")]
+    return float(line.split()[1])
+
+
+def test_stop_with_a_handler_at_work_releases_its_message_and_exits_0(
+    images: Images, moto_sqs: str, queue_url: str, emulator_container: str, worker_name: str
+) -> None:
+    """SIGTERM through dumb-init while a `command` handler runs: the grace period passes, the handler's program is
+    stopped, its message is visible again at once (not after the 60 s visibility timeout), the exit code is 0."""
+    port, _ = start_worker(
+        images,
+        worker_name,
+        moto_sqs,
+        emulator_container,
+        queue_url,
+        handler="command",
+        command_argv='["sleep", "300"]',
+        command_kill_grace="1",
+        shutdown_grace="3",
+        visibility_timeout="60",
+    )
+    wait_ready(worker_name, port)
+    sagemaker: Any = boto3.client("sagemaker", endpoint_url=emulator_container)
+    arn = start_execution(sagemaker, create_pipeline(sagemaker, one_step_definition(queue_url)))
+    deadline = time.monotonic() + 60
+    while in_flight(port) < 1:
+        assert time.monotonic() < deadline, f"the handler never started:\n{podman.logs(worker_name)}"
+        time.sleep(0.1)
+
+    stopping = time.monotonic()
+    podman.podman("stop", "--time", str(STOP_TIMEOUT), worker_name, timeout=STOP_TIMEOUT + 30)
+    FIGURES["podman_stop_drain_in_flight_s"] = round(time.monotonic() - stopping, 2)
+    assert podman.inspect(worker_name)["State"]["ExitCode"] == 0, podman.logs(worker_name)  # type: ignore[index]
+
+    sqs: Any = boto3.client("sqs", endpoint_url=moto_sqs)
+    released = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=2, MaxNumberOfMessages=10)
+    assert len(released.get("Messages", [])) == 1, "the message is visible again at once"
+    assert sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Executing"
+    sagemaker.close()
