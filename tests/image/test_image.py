@@ -270,6 +270,7 @@ def test_stop_with_a_handler_at_work_releases_its_message_and_exits_0(
 
     sqs: Any = boto3.client("sqs", endpoint_url=moto_sqs)
     released = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=2, MaxNumberOfMessages=10)
+    sqs.close()
     assert len(released.get("Messages", [])) == 1, "the message is visible again at once"
     assert sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)["PipelineExecutionStatus"] == "Executing"
     sagemaker.close()
