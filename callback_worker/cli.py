@@ -1,4 +1,5 @@
-"""The ``callback-worker`` console script: run, handlers, emulate, demo."""
+"""The ``callback-worker`` console script: ``run``, ``handlers``, ``emulate``, ``demo`` and the operator commands of
+:mod:`callback_worker.ops`. Settings errors and plugin errors become one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from collections.abc import Sequence
 from callback_worker.ops import add_commands as add_operator_commands
 from config.errors import SettingsError
 from config.settings import Settings, env_name, load_settings
+from config.unknown import known_names, open_namespaces, unknown_settings
 from worker.errors import ConfigurationError, PluginError
-from worker.logs import configure_logging
+from worker.logs import configure_logging, get_logger
 from worker.registry import discover, load_handlers
 
 #: Commands that need packages the daemon does without (its container image has neither): the packages, and what
@@ -90,6 +92,7 @@ def _run(_: argparse.Namespace) -> int:
     loaded = load_handlers(allow=settings.handlers)  # a handler outside the allowlist is not even imported
     handlers = {name: item.handler for name, item in loaded.items()}
     _check_default_handler(settings, sorted(handlers))
+    _warn_unknown_settings()
     from worker.app import run_daemon  # noqa: PLC0415 - keeps `handlers` and `emulate` free of AWS imports
 
     asyncio.run(run_daemon(settings, handlers))
@@ -109,6 +112,14 @@ def _check_default_handler(settings: Settings, available: list[str]) -> None:
                 f"invalid setting {env_name(setting)}: no handler named {handler!r}; "
                 f"available: {', '.join(available) or 'none'}"
             )
+
+
+def _warn_unknown_settings() -> None:
+    """One warning per CALLBACK_WORKER_* variable that names no setting of the worker or of a loaded handler."""
+    known = known_names()
+    namespaces = open_namespaces((source.name for source in discover()), known)
+    for unknown in unknown_settings(os.environ, known, namespaces):
+        get_logger("callback_worker.cli").warning(unknown.message(), variable=unknown.name, closest=unknown.closest)
 
 
 def _check_allowlist(settings: Settings) -> None:

@@ -2,7 +2,10 @@
 
 Three executions of a two-step callback pipeline: one that succeeds (the second step reads the first step's
 outputs), one routed to a handler that does not exist (it fails, and says why), and one whose handler waits until
-the pipeline is stopped. No AWS account, no Docker; every endpoint and credential is set here, explicitly.
+the pipeline is stopped. Then two executions of an approval gate — a Review callback step whose ``approved``
+output a Condition step reads: one approved (the Deploy step runs), one rejected (a Fail step ends the execution
+with the reviewer's reason). Each execution's steps are printed in the order they happened. No AWS account, no
+Docker; every endpoint and credential is set here, explicitly.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from aiobotocore.session import get_session
 from callback_worker.offline import offline_aws_env
 from config.settings import Settings
 from handlers.echo import EchoHandler
-from worker.app import aws_clients, build_worker
+from worker.app import build_worker
+from worker.clients import aws_clients
 from worker.handler import CallbackContext, Handler
 from worker.logs import configure_logging
 
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
 #: Anything not pointed at a local server below goes to a closed local port, never to AWS.
 DEMO_ENV = offline_aws_env(credential="demo")
 PIPELINE = "demo-pipeline"
+APPROVAL_PIPELINE = "demo-approval"
 ROLE_ARN = "arn:aws:iam::123456789012:role/demo-pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 
@@ -98,18 +103,57 @@ def definition(queue_url: str) -> str:
     return json.dumps({"Version": "2020-12-01", "Parameters": parameters, "Steps": steps})
 
 
+def approval_definition(queue_url: str) -> str:
+    """The approval gate: Review (callback) → Gate: approved == true ? Deploy (callback) : Reject (Fail)."""
+    review = {
+        "Name": "Review",
+        "Type": "Callback",
+        "SqsQueueUrl": queue_url,
+        "Arguments": {"approved": {"Get": "Parameters.Approve"}, "reason": {"Get": "Parameters.Reason"}},
+        "OutputParameters": [
+            {"OutputName": "approved", "OutputType": "Boolean"},
+            {"OutputName": "reason", "OutputType": "String"},
+        ],
+    }
+    deploy = {"Name": "Deploy", "Type": "Callback", "SqsQueueUrl": queue_url, "Arguments": {"model": "demo-model"}}
+    reason = {"Get": "Steps.Review.OutputParameters['reason']"}
+    reject = {
+        "Name": "Reject",
+        "Type": "Fail",
+        "Arguments": {"ErrorMessage": {"Std:Join": {"On": " ", "Values": ["Rejected:", reason]}}},
+    }
+    approved = {"Get": "Steps.Review.OutputParameters['approved']"}
+    gate = {
+        "Name": "Gate",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "Equals", "LeftValue": approved, "RightValue": True}],
+            "IfSteps": [deploy],
+            "ElseSteps": [reject],
+        },
+    }
+    parameters = [
+        {"Name": "Approve", "Type": "Boolean", "DefaultValue": True},
+        {"Name": "Reason", "Type": "String", "DefaultValue": "looks good"},
+    ]
+    return json.dumps({"Version": "2020-12-01", "Parameters": parameters, "Steps": [review, gate]})
+
+
 @dataclass(frozen=True)
 class Scenario:
     label: str
     parameters: dict[str, str]
     expected: str
     stop_after_start: bool = False
+    pipeline: str = PIPELINE
 
 
 SCENARIOS = (
     Scenario("succeeds", {"Dataset": "s3://demo-bucket/abalone.csv"}, "Succeeded"),
     Scenario("unknown handler", {"Handler": "no-such-handler"}, "Failed"),
     Scenario("stopped", {"Handler": "wait"}, "Stopped", stop_after_start=True),
+    Scenario("approved", {"Approve": "true"}, "Succeeded", pipeline=APPROVAL_PIPELINE),
+    Scenario("rejected", {"Approve": "false", "Reason": "accuracy below 0.9"}, "Failed", pipeline=APPROVAL_PIPELINE),
 )
 
 
@@ -171,7 +215,7 @@ async def _demo(sqs_url: str, say: Printer) -> int:
             finally:
                 stop.set()
                 await running
-            await _summary(sagemaker, results, dict(worker.dispatcher.stats))
+            await _summary(sagemaker, results, dict(worker.tally))
     return 0 if all(status == scenario.expected for scenario, _, status in results) else 1
 
 
@@ -188,15 +232,24 @@ async def _create_queues() -> str:
         return queue["QueueUrl"]
 
 
-async def _run_scenarios(sagemaker: SageMakerClient, queue_url: str, say: Printer) -> list[tuple[Scenario, str, str]]:
-    await sagemaker.create_pipeline(
-        PipelineName=PIPELINE, PipelineDefinition=definition(queue_url), RoleArn=ROLE_ARN, ClientRequestToken=_token()
+async def _create_pipelines(sagemaker: SageMakerClient, queue_url: str, say: Printer) -> None:
+    pipelines = (
+        (PIPELINE, definition(queue_url), "Prepare -> Train (callback steps)"),
+        (APPROVAL_PIPELINE, approval_definition(queue_url), "Review -> Gate ? Deploy : Reject (approval gate)"),
     )
-    say(f"created pipeline {PIPELINE!r}: Prepare -> Train (callback steps)")
+    for name, text, shape in pipelines:
+        await sagemaker.create_pipeline(
+            PipelineName=name, PipelineDefinition=text, RoleArn=ROLE_ARN, ClientRequestToken=_token()
+        )
+        say(f"created pipeline {name!r}: {shape}")
+
+
+async def _run_scenarios(sagemaker: SageMakerClient, queue_url: str, say: Printer) -> list[tuple[Scenario, str, str]]:
+    await _create_pipelines(sagemaker, queue_url, say)
     started = []
     for scenario in SCENARIOS:
         response = await sagemaker.start_pipeline_execution(
-            PipelineName=PIPELINE,
+            PipelineName=scenario.pipeline,
             ClientRequestToken=_token(),
             PipelineParameters=[{"Name": name, "Value": value} for name, value in scenario.parameters.items()],
         )
@@ -214,11 +267,11 @@ async def _follow(sagemaker: SageMakerClient, scenario: Scenario, arn: str, say:
     async with asyncio.timeout(60):
         while True:
             steps = (await sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn))["PipelineExecutionSteps"]
-            for step in steps:
+            for step in sorted(steps, key=_happened_at):
                 name, status = step["StepName"], step["StepStatus"]
                 if seen.get(name) != status:
                     seen[name] = status
-                    say(f"execution {execution_id}: step {name} {status}")
+                    say(f"execution {execution_id}: step {name} {status}{_outcome(step)}")
             if scenario.stop_after_start and not stop_sent and "Executing" in seen.values():
                 await asyncio.sleep(0.5)
                 await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken=_token())
@@ -229,6 +282,22 @@ async def _follow(sagemaker: SageMakerClient, scenario: Scenario, arn: str, say:
                 say(f"execution {execution_id}: {described['PipelineExecutionStatus']}")
                 return str(described["PipelineExecutionStatus"])
             await asyncio.sleep(0.2)
+
+
+def _happened_at(step: Any) -> tuple[Any, int, Any]:
+    """When a step's current status began: its end for a finished step, else its start (steps of one poll in order)."""
+    finished = step["StepStatus"] in TERMINAL and step.get("EndTime") is not None
+    # On a tie, an upstream step's end comes before the start it allowed, and the earlier-started step first.
+    return (step["EndTime"], 0, step["StartTime"]) if finished else (step["StartTime"], 1, step["StartTime"])
+
+
+def _outcome(step: Any) -> str:
+    metadata = step.get("Metadata", {})
+    if "Condition" in metadata:
+        return f" (outcome {metadata['Condition']['Outcome']})"
+    if "Fail" in metadata:
+        return f" ({metadata['Fail']['ErrorMessage']})"
+    return ""
 
 
 async def _summary(sagemaker: SageMakerClient, results: list[tuple[Scenario, str, str]], stats: dict[str, int]) -> None:
@@ -245,7 +314,7 @@ async def _summary(sagemaker: SageMakerClient, results: list[tuple[Scenario, str
         for step in steps:
             callback = step.get("Metadata", {}).get("Callback", {})
             outputs = ", ".join(f"{o['Name']}={o['Value']}" for o in callback.get("OutputParameters", []))
-            detail = outputs or step.get("FailureReason", "")
+            detail = outputs or step.get("FailureReason", "") or _outcome(step).strip(" ()")
             print(f"    {step['StepName']:<8} {step['StepStatus']:<10} {detail}")  # noqa: T201
     counts = ", ".join(f"{name} {count}" for name, count in sorted(stats.items()))
     print(f"\nWorker: {counts}")  # noqa: T201

@@ -13,12 +13,9 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from config.errors import SettingsError
+from config.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 ENV_PREFIX = "CALLBACK_WORKER_"
-#: SQS allows a message to stay invisible for at most 12 hours.
-MAX_VISIBILITY_TIMEOUT = 43_200
-#: SQS long polls wait at most 20 seconds.
-MAX_WAIT_TIME = 20
 
 
 class Settings(BaseSettings):
@@ -87,7 +84,7 @@ class Settings(BaseSettings):
         Field(
             default=60,
             ge=3,
-            le=MAX_VISIBILITY_TIMEOUT,
+            le=MAX_VISIBILITY_SECONDS,
             description="Seconds a received message stays hidden; the lease is renewed while its handler runs.",
         ),
     ]
@@ -140,9 +137,9 @@ class Settings(BaseSettings):
     wait_time: Annotated[
         int,
         Field(
-            default=MAX_WAIT_TIME,
+            default=MAX_WAIT_SECONDS,
             ge=0,
-            le=MAX_WAIT_TIME,
+            le=MAX_WAIT_SECONDS,
             description="Seconds a receive long-polls for messages before it returns empty.",
         ),
     ]
@@ -155,6 +152,16 @@ class Settings(BaseSettings):
             description="Receive calls kept open at once; more help throughput when handlers are fast.",
         ),
     ]
+
+    @field_validator("queue_url")
+    @classmethod
+    def _standard_queue(cls, value: str) -> str:
+        if value.rstrip("/").endswith(".fifo"):
+            raise ValueError(
+                "FIFO queues cannot take callback messages: SageMaker sends them without a MessageGroupId, and "
+                "the worker re-queues continuations with DelaySeconds, which FIFO queues refuse; use a standard queue"
+            )
+        return value
 
     @field_validator("routes")
     @classmethod

@@ -2,22 +2,25 @@
 
 It serves the pipeline and callback operations of SageMaker's JSON 1.1 API to unmodified boto3 and
 aiobotocore clients (``endpoint_url`` or ``AWS_ENDPOINT_URL_SAGEMAKER``), runs Callback-step pipelines as
-the service does, and sends their messages to SQS through the standard AWS environment. See
-:mod:`emulator.server` for the runners, :mod:`emulator.engine` for execution semantics and
+the service does — Condition and Fail steps included, other step types as opt-in stubs — and sends their
+messages to SQS through the standard AWS environment. See :mod:`emulator.server` for the runners,
+:mod:`emulator.engine` for execution semantics, :mod:`emulator.stubs` for stubbed steps and
 :mod:`emulator.faults` for fault injection.
 """
 
 from emulator.faults import FaultConfig, OperationFaults
 from emulator.protocol import OPERATION_NAMES
 from emulator.server import EmulatorServer, ThreadedEmulatorServer
-from emulator.sqs import CallbackMessage, MessageSender
+from emulator.sqs import MessageSender, StepMessage
+from emulator.stubs import StubConfig
 
 __all__ = [
     "OPERATION_NAMES",
-    "CallbackMessage",
     "EmulatorServer",
     "FaultConfig",
     "MessageSender",
     "OperationFaults",
+    "StepMessage",
+    "StubConfig",
     "ThreadedEmulatorServer",
 ]

@@ -19,6 +19,9 @@ option                        environment                                       
 ``--jitter``                  ``CALLBACK_WORKER_EMULATOR_JITTER``                    ``0`` seconds
 ``--fault`` (repeatable)      ``CALLBACK_WORKER_EMULATOR_FAULTS`` (``;``-separated)  none
 ``--seed``                    ``CALLBACK_WORKER_EMULATOR_SEED``                      random
+``--stub-steps``              ``CALLBACK_WORKER_EMULATOR_STUB_STEPS`` (``true``)     off
+``--stub-values FILE``        ``CALLBACK_WORKER_EMULATOR_STUB_VALUES``               none
+``--stub-delay SECONDS``      ``CALLBACK_WORKER_EMULATOR_STUB_DELAY``                ``0.5``
 ============================  =====================================================  ===========================
 
 The region falls back to ``AWS_REGION``, then ``AWS_DEFAULT_REGION``. Callback messages go to SQS as configured
@@ -37,6 +40,7 @@ from typing import Any
 
 from emulator.faults import OperationFaults, build_config, env_value, split_specs
 from emulator.server import DEFAULT_ACCOUNT, DEFAULT_HOST, DEFAULT_REGION, EmulatorServer
+from emulator.stubs import DEFAULT_STUB_DELAY, StubConfig, load_stub_values
 
 logger = logging.getLogger("emulator")
 
@@ -78,6 +82,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(knobs: throttle, error, error_after, latency, jitter)",
     )
     faults.add_argument("--seed", type=int, help="seed of the fault RNG, for reproducible runs")
+    stubs = parser.add_argument_group("stubbed steps", "run Training, Processing, ... steps as stubs that succeed")
+    stubs.add_argument(
+        "--stub-steps", action="store_true", default=None, help="accept the other step types and run them as stubs"
+    )
+    stubs.add_argument("--stub-values", metavar="FILE", help="JSON: step name -> property path -> value")
+    stubs.add_argument(
+        "--stub-delay",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds a stubbed step runs (default {DEFAULT_STUB_DELAY})",
+    )
+
+
+def stub_options(args: argparse.Namespace, environ: Mapping[str, str]) -> StubConfig:
+    """The stub configuration; :class:`ValueError` for an unreadable values file or a bad delay."""
+    enabled = _option(args, "stub_steps", environ, "STUB_STEPS") or "false"
+    values_file = _option(args, "stub_values", environ, "STUB_VALUES")
+    delay = float(_option(args, "stub_delay", environ, "STUB_DELAY") or DEFAULT_STUB_DELAY)
+    if delay < 0:
+        raise ValueError(f"--stub-delay must be 0 or more, not {delay}")
+    values = load_stub_values(values_file) if values_file else {}
+    return StubConfig(enabled=enabled.lower() in ("true", "1", "yes"), delay=delay, values=values)
 
 
 def _option(args: argparse.Namespace, name: str, environ: Mapping[str, str], env: str) -> str | None:
@@ -107,6 +133,7 @@ def server_options(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
         "account": _option(args, "account_id", environ, "ACCOUNT_ID") or DEFAULT_ACCOUNT,
         "faults": build_config(OperationFaults(**knobs), specs, seed=None if seed is None else int(seed)),
         "max_running_executions": None if limit is None else int(limit),
+        "stubs": stub_options(args, environ),
     }
 
 

@@ -1,4 +1,7 @@
-"""The errors the emulator answers with, as SageMaker's JSON 1.1 protocol encodes them.
+"""The emulator's errors: one root (:class:`EmulatorError`); under it those it answers with, as SageMaker's JSON 1.1
+protocol encodes them (:class:`ServiceError`), and two it keeps to itself while running an execution
+(:class:`emulator.expressions.EvaluationError` fails a step, :class:`emulator.context.NeedDocument` asks for a
+document to be fetched first).
 
 Each class carries the wire error code (``__type``) and the HTTP status the real service uses for it, so
 that botocore maps it onto the same exception class it would raise against AWS:
@@ -12,7 +15,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 
-class ServiceError(Exception):
+class EmulatorError(Exception):
+    """Root of every error the emulator raises on purpose."""
+
+
+class ServiceError(EmulatorError):
     """An error answered to the client as ``{"__type": code, "Message": message}`` with HTTP ``status``."""
 
     code: ClassVar[str] = "InternalFailure"

@@ -6,13 +6,20 @@ of these expressions:
 - ``{"Get": "Parameters.<name>"}`` - a pipeline parameter, typed as declared;
 - ``{"Get": "Steps.<step>.OutputParameters['<output>']"}`` - a callback step's output, typed as declared (a
   reference to a step is also a dependency on it);
+- ``{"Get": "Steps.<step>.<property path>"}`` - a property of a stubbed step (from the stub values) or a
+  Condition step's ``Outcome``; which paths a step offers is checked by :mod:`emulator.definition`;
 - ``{"Get": "Execution.<variable>"}`` - ``PipelineExecutionId``, ``PipelineExecutionArn``, ``PipelineName``,
   ``PipelineArn``, ``StartDateTime`` or ``CurrentDateTime`` (text);
 - ``{"Get": "PipelineExperimentConfig.ExperimentName"}`` / ``.TrialName`` - the resolved experiment config;
-- ``{"Std:Join": {"On": "/", "Values": [...]}}`` - the values as text (see :func:`values.to_text`) joined.
+- ``{"Std:Join": {"On": "/", "Values": [...]}}`` - the values as text (see :func:`values.to_text`) joined;
+- ``{"Std:JsonGet": {"S3Uri": <value>, "Path": "a.b[0]"}}`` - a value inside the JSON document at that S3 URI
+  (the URI is often a Join of a parameter or a callback output), and ``{"Std:JsonGet": {"PropertyFile":
+  {"Get": "Steps.<step>.PropertyFiles.<name>"}, "Path": ...}}`` - a value inside a stubbed step's property file
+  (beyond the service, the ``Get`` may also name a parameter or a callback output holding JSON text).
 
-Anything else that looks like an expression (a ``Get`` of another path, ``Std:JsonGet``, ...) is refused
-with a :class:`DefinitionError` that names it and where it is.
+Anything else that looks like an expression (a ``Get`` of another path, ``Std:Select``, ...) is refused
+with a :class:`DefinitionError` that names it and where it is. Evaluation problems (a value not there yet, a
+path that is not in a document) raise :class:`EvaluationError`, which fails the step being started.
 """
 
 from __future__ import annotations
@@ -23,8 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from emulator.errors import DefinitionError
-from emulator.values import JsonValue, Scalar, to_text
+from emulator.errors import DefinitionError, EmulatorError
+from emulator.jsonpath import select
+from emulator.values import JSONValue, Scalar, load_json, to_text
 
 EXECUTION_VARIABLES = frozenset(
     {
@@ -41,9 +49,13 @@ EXPERIMENT_PROPERTIES = frozenset({"ExperimentName", "TrialName"})
 _NAME = r"[A-Za-z0-9\-_]+"
 _PARAMETER = re.compile(rf"Parameters\.({_NAME})")
 _STEP_OUTPUT = re.compile(rf"Steps\.({_NAME})\.OutputParameters\[(['\"])(.+?)\2\]")
-_STEP_ANY = re.compile(rf"Steps\.({_NAME})\..*")
+_STEP_PROPERTY = re.compile(rf"Steps\.({_NAME})\.(.+)")
 _EXECUTION = re.compile(r"Execution\.(\w+)")
 _EXPERIMENT = re.compile(r"PipelineExperimentConfig\.(\w+)")
+
+
+class EvaluationError(EmulatorError):
+    """An expression could not be evaluated for this execution (the step fails with this reason)."""
 
 
 class Namespace(enum.StrEnum):
@@ -57,12 +69,16 @@ class Namespace(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Reference:
-    """One ``Get`` inside a definition: its namespace, the name it reads, and where it is (for messages)."""
+    """One ``Get`` inside a definition: its namespace, the name it reads, and where it is (for messages).
+
+    A step reference has either ``output`` (``OutputParameters['<output>']``) or ``prop`` (any other path).
+    """
 
     namespace: Namespace
     name: str
     output: str | None
     path: str
+    prop: str | None = None
 
 
 class Context(Protocol):
@@ -72,8 +88,16 @@ class Context(Protocol):
         """The value of parameter ``name`` for this execution."""
         ...
 
-    def step_output(self, step: str, output: str) -> Scalar:
+    def step_output(self, step: str, output: str) -> JSONValue:
         """The typed value that step ``step`` reported for ``output``."""
+        ...
+
+    def step_property(self, step: str, prop: str) -> JSONValue:
+        """The value of property ``prop`` (a path such as ``ModelArtifacts.S3ModelArtifacts``) of ``step``."""
+        ...
+
+    def json_document(self, uri: str) -> JSONValue:
+        """The JSON document stored at ``uri`` (``s3://bucket/key``)."""
         ...
 
     def execution_variable(self, name: str) -> str:
@@ -88,7 +112,7 @@ class Context(Protocol):
 class Expr(Protocol):
     """A compiled definition value."""
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         """The JSON value for one execution."""
         ...
 
@@ -101,9 +125,9 @@ class Expr(Protocol):
 class Const:
     """A constant; evaluates to itself."""
 
-    value: JsonValue
+    value: JSONValue
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return self.value
 
     def references(self) -> Iterator[Reference]:
@@ -116,7 +140,7 @@ class ObjectExpr:
 
     members: tuple[tuple[str, Expr], ...]
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return {key: value.evaluate(context) for key, value in self.members}
 
     def references(self) -> Iterator[Reference]:
@@ -130,7 +154,7 @@ class ListExpr:
 
     items: tuple[Expr, ...]
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return [item.evaluate(context) for item in self.items]
 
     def references(self) -> Iterator[Reference]:
@@ -144,10 +168,12 @@ class Get:
 
     reference: Reference
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         ref = self.reference
         if ref.namespace is Namespace.PARAMETERS:
             return context.parameter(ref.name)
+        if ref.namespace is Namespace.STEPS and ref.prop is not None:
+            return context.step_property(ref.name, ref.prop)
         if ref.namespace is Namespace.STEPS:
             return context.step_output(ref.name, ref.output or "")
         if ref.namespace is Namespace.EXECUTION:
@@ -165,7 +191,7 @@ class Join:
     on: str
     values: tuple[Expr, ...]
 
-    def evaluate(self, context: Context) -> JsonValue:
+    def evaluate(self, context: Context) -> JSONValue:
         return self.on.join(to_text(value.evaluate(context)) for value in self.values)
 
     def references(self) -> Iterator[Reference]:
@@ -173,7 +199,34 @@ class Join:
             yield from value.references()
 
 
-def compile_value(node: JsonValue, path: str) -> Expr:
+@dataclass(frozen=True)
+class JsonGet:
+    """``Std:JsonGet``: the value at ``path`` in a JSON document (an S3 object, or a stubbed property file)."""
+
+    source: Expr
+    path: str
+    from_s3: bool
+
+    def evaluate(self, context: Context) -> JSONValue:
+        if self.from_s3:
+            document = context.json_document(to_text(self.source.evaluate(context)))
+        else:
+            document = self.source.evaluate(context)
+        if isinstance(document, str):
+            try:
+                document = load_json(document)
+            except ValueError as error:
+                raise EvaluationError(f"Std:JsonGet: the document is {error}") from None
+        try:
+            return select(document, self.path)
+        except (KeyError, IndexError, TypeError) as error:
+            raise EvaluationError(f"Std:JsonGet path {self.path!r}: {error}") from None
+
+    def references(self) -> Iterator[Reference]:
+        return self.source.references()
+
+
+def compile_value(node: JSONValue, path: str) -> Expr:
     """Compile one definition value found at ``path`` (used in error messages) into an :class:`Expr`."""
     if isinstance(node, list):
         return ListExpr(tuple(compile_value(item, f"{path}[{index}]") for index, item in enumerate(node)))
@@ -188,10 +241,12 @@ def compile_value(node: JsonValue, path: str) -> Expr:
         return _compile_get(node["Get"], path)
     if "Std:Join" in node:
         return _compile_join(node["Std:Join"], path)
+    if "Std:JsonGet" in node:
+        return _compile_json_get(node["Std:JsonGet"], f"{path}.Std:JsonGet")
     raise DefinitionError(f"{path}: the function {functions[0]!r} is not supported in Callback pipelines")
 
 
-def _compile_get(target: JsonValue, path: str) -> Get:
+def _compile_get(target: JSONValue, path: str) -> Get:
     if not isinstance(target, str):
         raise DefinitionError(f"{path}: 'Get' takes a string such as 'Parameters.Name'")
     return Get(parse_reference(target, path))
@@ -203,11 +258,8 @@ def parse_reference(target: str, path: str) -> Reference:
         return Reference(Namespace.PARAMETERS, match[1], None, path)
     if match := _STEP_OUTPUT.fullmatch(target):
         return Reference(Namespace.STEPS, match[1], match[3], path)
-    if match := _STEP_ANY.fullmatch(target):
-        raise DefinitionError(
-            f"{path}: {target!r} is not supported; only Steps.{match[1]}.OutputParameters['<name>'] "
-            "of a Callback step can be read"
-        )
+    if match := _STEP_PROPERTY.fullmatch(target):
+        return Reference(Namespace.STEPS, match[1], None, path, prop=match[2])
     if (match := _EXECUTION.fullmatch(target)) and match[1] in EXECUTION_VARIABLES:
         return Reference(Namespace.EXECUTION, match[1], None, path)
     if (match := _EXPERIMENT.fullmatch(target)) and match[1] in EXPERIMENT_PROPERTIES:
@@ -215,7 +267,7 @@ def parse_reference(target: str, path: str) -> Reference:
     raise DefinitionError(f"{path}: cannot resolve {{'Get': {target!r}}}")
 
 
-def _compile_join(spec: JsonValue, path: str) -> Join:
+def _compile_join(spec: JSONValue, path: str) -> Join:
     where = f"{path}.Std:Join"
     values = spec.get("Values") if isinstance(spec, dict) else None
     if not isinstance(spec, dict) or not isinstance(values, list):
@@ -228,3 +280,16 @@ def _compile_join(spec: JsonValue, path: str) -> Join:
         raise DefinitionError(f"{where}: unknown keys {unknown}")
     items = (compile_value(value, f"{where}.Values[{index}]") for index, value in enumerate(values))
     return Join(on, tuple(items))
+
+
+def _compile_json_get(spec: JSONValue, where: str) -> JsonGet:
+    if not isinstance(spec, dict) or not isinstance(spec.get("Path"), str) or len(spec) != 2:
+        raise DefinitionError(f"{where}: takes an object with 'Path' (a string) and 'S3Uri' or 'PropertyFile'")
+    json_path = str(spec["Path"])
+    select(None, json_path, check_only=True)
+    if "S3Uri" in spec:
+        return JsonGet(compile_value(spec["S3Uri"], f"{where}.S3Uri"), json_path, from_s3=True)
+    source = compile_value(spec.get("PropertyFile"), f"{where}.PropertyFile")
+    if not isinstance(source, Get):
+        raise DefinitionError(f"{where}.PropertyFile: must be {{'Get': 'Steps.<step>.PropertyFiles.<name>'}}")
+    return JsonGet(source, json_path, from_s3=False)

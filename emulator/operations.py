@@ -9,26 +9,31 @@ raise the service's errors for it:
   (HTTP 200, same response); anything else is ``ConflictException``;
 - ``CreatePipeline`` of an existing name: ``ValidationException`` (unless it repeats the creating request);
 - ``StartPipelineExecution`` repeated with the same ``ClientRequestToken``: the execution it started.
+
+Versions are served by :mod:`emulator.versions`, tags by :mod:`emulator.tags`. ``CreatePipeline`` and
+``UpdatePipeline`` are coroutines (they may read the definition from S3); the others answer at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from emulator import views
 from emulator.arns import Partition
-from emulator.definition import parse_definition
 from emulator.engine import Engine, ExecutionRequest
 from emulator.errors import ConflictError, ResourceNotFoundError, ValidationError
 from emulator.pagination import paginate
 from emulator.protocol import OPERATION_NAMES
+from emulator.s3 import ObjectReader
 from emulator.state import Answer, Execution, Pipeline, StepRun, Store
+from emulator.tags import TagOperations, merge_tags
 from emulator.values import to_text
+from emulator.versions import VersionOperations, checked_definition, find_version, with_s3_definition
+from emulator.views import describe_execution, describe_pipeline, execution_step, execution_summary, pipeline_summary
 
 Params = Mapping[str, Any]
 Result = dict[str, Any]
-Handler = Callable[[Params], Result]
+Handler = Callable[[Params], Result | Awaitable[Result]]
 
 
 def _descending(params: Params) -> bool:
@@ -46,12 +51,26 @@ def _created_within(params: Params, created: float) -> bool:
 class Operations:
     """The handlers, bound to one emulator's state."""
 
-    def __init__(self, store: Store, engine: Engine, partition: Partition) -> None:
+    def __init__(
+        self, store: Store, engine: Engine, partition: Partition, *, reader: ObjectReader | None = None
+    ) -> None:
         self.store = store
         self.engine = engine
         self.partition = partition
+        self.reader = reader
+        versions = VersionOperations(self._pipeline, self._execution, engine.clock, stubs=engine.stubs.enabled)
+        tags = TagOperations(store, partition)
         self.handlers: dict[str, Handler] = {
-            "CreatePipeline": self.create_pipeline,
+            "CreatePipeline": self.create_pipeline_request,
+            "UpdatePipeline": self.update_pipeline_request,
+            "ListPipelineVersions": versions.list_pipeline_versions,
+            "UpdatePipelineVersion": versions.update_pipeline_version,
+            "DescribePipelineDefinitionForExecution": versions.describe_pipeline_definition_for_execution,
+            "UpdatePipelineExecution": self.update_pipeline_execution,
+            "RetryPipelineExecution": self.retry_pipeline_execution,
+            "AddTags": tags.add_tags,
+            "ListTags": tags.list_tags,
+            "DeleteTags": tags.delete_tags,
             "DescribePipeline": self.describe_pipeline,
             "ListPipelines": self.list_pipelines,
             "DeletePipeline": self.delete_pipeline,
@@ -64,6 +83,7 @@ class Operations:
             "SendPipelineExecutionStepSuccess": self.send_step_success,
             "SendPipelineExecutionStepFailure": self.send_step_failure,
         }
+        self._versions = versions
         if set(self.handlers) != set(OPERATION_NAMES):
             raise RuntimeError("every served operation needs exactly one handler")
 
@@ -93,8 +113,19 @@ class Operations:
 
     # --- pipelines --------------------------------------------------------------------------------------
 
+    async def create_pipeline_request(self, params: Params) -> Result:
+        """``CreatePipeline``, the definition inline or at ``PipelineDefinitionS3Location``."""
+        if self.store.pipeline(params["PipelineName"]) is None:
+            params = await with_s3_definition(params, self.reader)
+        return self.create_pipeline(params)
+
+    async def update_pipeline_request(self, params: Params) -> Result:
+        """``UpdatePipeline``, the definition inline or at ``PipelineDefinitionS3Location``."""
+        self._pipeline(params["PipelineName"])
+        return self._versions.update_pipeline(await with_s3_definition(params, self.reader))
+
     def create_pipeline(self, params: Params) -> Result:
-        """``CreatePipeline`` from an inline ``PipelineDefinition``."""
+        """``CreatePipeline`` from an inline ``PipelineDefinition`` (version 1)."""
         name: str = params["PipelineName"]
         existing = self.store.pipeline(name)
         if existing is not None:
@@ -104,12 +135,7 @@ class Operations:
                 "Pipeline names must be unique within an AWS account and region. "
                 f"Pipeline with name ({name}) already exists."
             )
-        if "PipelineDefinitionS3Location" in params:
-            raise ValidationError("PipelineDefinitionS3Location is not supported here; pass PipelineDefinition")
-        definition = params.get("PipelineDefinition")
-        if not definition:
-            raise ValidationError("PipelineDefinition is required")
-        spec = parse_definition(definition)
+        definition, spec = checked_definition(params, stubs=self.engine.stubs.enabled)
         now = self.engine.clock()
         pipeline = Pipeline(
             name=name,
@@ -125,13 +151,17 @@ class Operations:
             seq=self.store.next_seq(),
             last_modified_time=now,
         )
+        pipeline.add_version(definition, spec, now)
+        merge_tags(pipeline, params.get("Tags", []))
         self.store.pipelines[name.lower()] = pipeline
         self.store.deleted_pipelines.pop(name.lower(), None)
         return {"PipelineArn": pipeline.arn}
 
     def describe_pipeline(self, params: Params) -> Result:
-        """``DescribePipeline``."""
-        return views.describe_pipeline(self._pipeline(params["PipelineName"]))
+        """``DescribePipeline``, of the newest version or of ``PipelineVersionId``."""
+        pipeline = self._pipeline(params["PipelineName"])
+        version = find_version(pipeline, params.get("PipelineVersionId"))
+        return describe_pipeline(pipeline, version, self.partition.account)
 
     def list_pipelines(self, params: Params) -> Result:
         """``ListPipelines``: filtered by name prefix and creation time, sorted by creation time or name."""
@@ -150,7 +180,7 @@ class Operations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        return _with_token({"PipelineSummaries": [views.pipeline_summary(p) for p in page]}, token)
+        return _with_token({"PipelineSummaries": [pipeline_summary(p) for p in page]}, token)
 
     def delete_pipeline(self, params: Params) -> Result:
         """``DeletePipeline``; its executions stay describable and their tokens answerable."""
@@ -175,8 +205,10 @@ class Operations:
             return {"PipelineExecutionArn": earlier.arn}
         if "SelectiveExecutionConfig" in params:
             raise ValidationError("SelectiveExecutionConfig is not supported here")
-        parameters = pipeline.spec.resolve_parameters(params.get("PipelineParameters", []))
+        version = find_version(pipeline, params.get("PipelineVersionId"))
+        parameters = version.spec.resolve_parameters(params.get("PipelineParameters", []))
         request = ExecutionRequest(
+            version=version,
             pipeline=pipeline,
             parameters=parameters,
             display_name=params.get("PipelineExecutionDisplayName"),
@@ -194,7 +226,25 @@ class Operations:
 
     def describe_pipeline_execution(self, params: Params) -> Result:
         """``DescribePipelineExecution``."""
-        return views.describe_execution(self._execution(params["PipelineExecutionArn"]))
+        return describe_execution(self._execution(params["PipelineExecutionArn"]), self.partition.account)
+
+    def update_pipeline_execution(self, params: Params) -> Result:
+        """``UpdatePipelineExecution``: display name, description, parallelism."""
+        execution = self._execution(params["PipelineExecutionArn"])
+        execution.display_name = params.get("PipelineExecutionDisplayName") or execution.display_name
+        execution.description = params.get("PipelineExecutionDescription", execution.description)
+        parallelism = params.get("ParallelismConfiguration")
+        if parallelism is not None:
+            execution.parallelism = parallelism.get("MaxParallelExecutionSteps")
+        execution.last_modified_time = self.engine.clock()
+        return {"PipelineExecutionArn": execution.arn}
+
+    def retry_pipeline_execution(self, params: Params) -> Result:
+        """``RetryPipelineExecution`` of a Failed execution."""
+        execution = self._execution(params["PipelineExecutionArn"])
+        parallelism = (params.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps")
+        self.engine.retry(execution, params["ClientRequestToken"], parallelism)
+        return {"PipelineExecutionArn": execution.arn}
 
     def list_pipeline_executions(self, params: Params) -> Result:
         """``ListPipelineExecutions`` of one pipeline, sorted by creation time (default) or ARN."""
@@ -213,7 +263,7 @@ class Operations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        return _with_token({"PipelineExecutionSummaries": [views.execution_summary(e) for e in page]}, token)
+        return _with_token({"PipelineExecutionSummaries": [execution_summary(e) for e in page]}, token)
 
     def list_pipeline_execution_steps(self, params: Params) -> Result:
         """``ListPipelineExecutionSteps``: the steps that started, by start time (newest first by default)."""
@@ -226,7 +276,7 @@ class Operations:
             max_results=params.get("MaxResults"),
             next_token=params.get("NextToken"),
         )
-        return _with_token({"PipelineExecutionSteps": [views.execution_step(run) for run in page]}, token)
+        return _with_token({"PipelineExecutionSteps": [execution_step(run) for run in page]}, token)
 
     def list_pipeline_parameters_for_execution(self, params: Params) -> Result:
         """``ListPipelineParametersForExecution``: every parameter's value (as text), in definition order."""

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from emulator.errors import SerializationError, ServiceError, UnknownOperationError
+from emulator.values import load_json
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_HEADER = "X-Amz-Target"
@@ -34,6 +35,15 @@ OPERATION_NAMES = (
     "ListPipelineParametersForExecution",
     "SendPipelineExecutionStepSuccess",
     "SendPipelineExecutionStepFailure",
+    "UpdatePipeline",
+    "ListPipelineVersions",
+    "UpdatePipelineVersion",
+    "DescribePipelineDefinitionForExecution",
+    "UpdatePipelineExecution",
+    "RetryPipelineExecution",
+    "AddTags",
+    "ListTags",
+    "DeleteTags",
 )
 
 
@@ -53,17 +63,13 @@ def operation_from_target(target: str | None) -> str:
     return operation
 
 
-def _reject_constant(name: str) -> Any:
-    raise SerializationError(f"{name} is not valid JSON")
-
-
 def parse_body(raw: bytes) -> dict[str, Any]:
     """The JSON object of a request body (an empty body is an empty object)."""
     if not raw.strip():
         return {}
     try:
-        document = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = load_json(raw)
+    except ValueError as error:
         raise SerializationError(f"The request body is not valid JSON: {error}") from None
     if not isinstance(document, dict):
         raise SerializationError("The request body must be a JSON object")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import logging
 import threading
 from collections import Counter
@@ -41,8 +42,10 @@ from emulator.protocol import (
     operation_from_target,
     parse_body,
 )
-from emulator.sqs import CallbackMessage, MessageSender, SqsSender
+from emulator.s3 import ObjectReader, S3Reader
+from emulator.sqs import MessageSender, SqsSender, StepMessage
 from emulator.state import Store
+from emulator.stubs import StubConfig
 from emulator.validation import sagemaker_model, validate_request
 
 logger = logging.getLogger("emulator")
@@ -63,7 +66,9 @@ class EmulatorServer:
     ``endpoint_url`` is set once entered. Callback messages go to SQS through ``sender`` (default: an
     aiobotocore client from the standard AWS environment). ``faults`` may be replaced while serving. With
     ``max_running_executions`` set, StartPipelineExecution answers ``ResourceLimitExceeded`` while that many
-    executions run (unlimited by default).
+    executions run (unlimited by default). ``stubs`` turns stubbed steps on (:mod:`emulator.stubs`);
+    ``reader`` reads S3 objects (default: an aiobotocore client from the standard AWS environment, opened on
+    first use).
     """
 
     def __init__(
@@ -76,6 +81,8 @@ class EmulatorServer:
         faults: FaultConfig | None = None,
         sender: MessageSender | None = None,
         max_running_executions: int | None = None,
+        stubs: StubConfig | None = None,
+        reader: ObjectReader | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -86,6 +93,8 @@ class EmulatorServer:
         self.store = Store()
         self._sender = sender
         self._max_running_executions = max_running_executions
+        self._stubs = stubs
+        self._reader = reader
         self._engine: Engine | None = None
         self._operations: Operations | None = None
         self._stack = AsyncExitStack()
@@ -117,12 +126,12 @@ class EmulatorServer:
         self.injector.config = config
 
     @property
-    def sent_messages(self) -> list[CallbackMessage]:
+    def sent_messages(self) -> list[StepMessage]:
         """Every callback message a queue accepted, oldest first (a copy)."""
         return list(self.engine.sent)
 
     @property
-    def send_failures(self) -> list[tuple[CallbackMessage, str]]:
+    def send_failures(self) -> list[tuple[StepMessage, str]]:
         """Every callback message a queue refused, with the error (a copy)."""
         return list(self.engine.send_failures)
 
@@ -155,9 +164,21 @@ class EmulatorServer:
         sender = self._sender
         if sender is None:
             sender = await self._stack.enter_async_context(SqsSender(self.partition.region))
-        self._engine = Engine(self.store, self.partition, sender, max_running_executions=self._max_running_executions)
+        reader = self._reader
+        if reader is None:
+            s3 = S3Reader(self.partition.region)
+            self._stack.push_async_callback(s3.aclose)
+            reader = s3
+        self._engine = Engine(
+            self.store,
+            self.partition,
+            sender,
+            max_running_executions=self._max_running_executions,
+            stubs=self._stubs,
+            reader=reader,
+        )
         self._stack.push_async_callback(self._engine.aclose)
-        self._operations = Operations(self.store, self._engine, self.partition)
+        self._operations = Operations(self.store, self._engine, self.partition, reader=reader)
         app = web.Application(client_max_size=_MAX_REQUEST_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -201,6 +222,8 @@ class EmulatorServer:
         if self._operations is None:
             raise RuntimeError("the emulator is not running")
         result = self._operations.handlers[operation](params)
+        if inspect.isawaitable(result):
+            result = await result
         self.injector.after(operation)
         return result
 
@@ -241,12 +264,12 @@ class ThreadedEmulatorServer:
         return self._server.injector
 
     @property
-    def sent_messages(self) -> list[CallbackMessage]:
+    def sent_messages(self) -> list[StepMessage]:
         """Every callback message a queue accepted, oldest first (a copy)."""
         return self._server.sent_messages
 
     @property
-    def send_failures(self) -> list[tuple[CallbackMessage, str]]:
+    def send_failures(self) -> list[tuple[StepMessage, str]]:
         """Every callback message a queue refused, with the error (a copy)."""
         return self._server.send_failures
 

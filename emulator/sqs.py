@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from emulator.values import JsonValue
+from emulator.values import JSONValue
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -27,13 +27,13 @@ _READ_TIMEOUT = 15.0
 
 
 @dataclass(frozen=True)
-class CallbackMessage:
+class StepMessage:
     """A callback message as delivered: the queue, and the body's fields."""
 
     queue_url: str
     token: str
     pipeline_execution_arn: str
-    arguments: JsonValue
+    arguments: JSONValue
     status: str
 
     def body(self) -> str:

@@ -10,9 +10,10 @@ import enum
 import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from emulator.definition import PipelineSpec, StepSpec
-from emulator.values import JsonValue, Scalar
+from emulator.values import JSONValue, Scalar
 
 
 class StepStatus(enum.StrEnum):
@@ -43,8 +44,21 @@ FINISHED_EXECUTION_STATUSES = frozenset({ExecutionStatus.STOPPED, ExecutionStatu
 
 
 @dataclass
+class PipelineVersion:
+    """One version of a pipeline: the definition as created or updated (ids count from 1)."""
+
+    id: int
+    definition: str
+    spec: PipelineSpec
+    creation_time: float
+    display_name: str | None = None
+    description: str | None = None
+    last_execution_arn: str | None = None
+
+
+@dataclass
 class Pipeline:
-    """A created pipeline."""
+    """A created pipeline; ``definition`` and ``spec`` are those of its newest version."""
 
     name: str
     arn: str
@@ -59,6 +73,20 @@ class Pipeline:
     seq: int
     last_modified_time: float = 0.0
     last_run_time: float | None = None
+    versions: dict[int, PipelineVersion] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> PipelineVersion:
+        """The newest version."""
+        return self.versions[max(self.versions)]
+
+    def add_version(self, definition: str, spec: PipelineSpec, now: float) -> PipelineVersion:
+        """Make ``definition`` the newest version."""
+        version = PipelineVersion(max(self.versions, default=0) + 1, definition, spec, now)
+        self.versions[version.id] = version
+        self.definition, self.spec = definition, spec
+        return version
 
 
 @dataclass(frozen=True)
@@ -80,16 +108,21 @@ class StepRun:
     start_time: float
     status: StepStatus = StepStatus.STARTING
     queue_url: str = ""
-    arguments: JsonValue = None
+    arguments: JSONValue = None
     end_time: float | None = None
     failure_reason: str | None = None
     outputs: list[dict[str, str]] | None = None
     typed_outputs: dict[str, Scalar] = field(default_factory=dict)
     answer: Answer | None = None
+    #: A Condition step's outcome once evaluated.
+    outcome: bool | None = None
+    #: ``Metadata`` of a step that is not a Callback step (Fail, stubbed types).
+    metadata: dict[str, Any] | None = None
+    attempt: int = 1
 
     @property
     def running(self) -> bool:
-        """Whether the step still waits for its callback to be answered."""
+        """Whether the step has not finished yet."""
         return self.status in RUNNING_STEP_STATUSES
 
 
@@ -100,6 +133,7 @@ class Execution:
     arn: str
     id: str
     pipeline: Pipeline
+    version: PipelineVersion
     display_name: str
     description: str | None
     parameters: dict[str, Scalar]
@@ -113,6 +147,17 @@ class Execution:
     last_modified_time: float = 0.0
     stop_request_token: str | None = None
     steps: dict[str, StepRun] = field(default_factory=dict)
+    #: ClientRequestTokens of the RetryPipelineExecution requests that re-ran it.
+    retry_tokens: set[str] = field(default_factory=set)
+    #: The message of the Fail step that failed it, if one did.
+    fail_message: str | None = None
+    #: Attempts of the steps that a retry re-ran, by step name.
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> PipelineSpec:
+        """The definition this execution runs (its pipeline version's)."""
+        return self.version.spec
 
     def running_steps(self) -> list[StepRun]:
         """Steps still waiting for an answer."""

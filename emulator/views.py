@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.state import Execution, Pipeline, StepRun
+from emulator.state import Execution, Pipeline, PipelineVersion, StepRun
 
 
 def _compact(members: dict[str, Any]) -> dict[str, Any]:
@@ -18,14 +18,23 @@ def _parallelism(limit: int | None) -> dict[str, int] | None:
     return None if limit is None else {"MaxParallelExecutionSteps": limit}
 
 
-def describe_pipeline(pipeline: Pipeline) -> dict[str, Any]:
-    """``DescribePipelineResponse``."""
+def user_context(account: str) -> dict[str, Any]:
+    """``CreatedBy``/``LastModifiedBy``: the emulator checks no signature, so every caller is the account."""
+    return {"IamIdentity": {"Arn": f"arn:aws:iam::{account}:root", "PrincipalId": account}}
+
+
+def describe_pipeline(pipeline: Pipeline, version: PipelineVersion, account: str) -> dict[str, Any]:
+    """``DescribePipelineResponse`` (of ``version``)."""
     return _compact(
         {
             "PipelineArn": pipeline.arn,
             "PipelineName": pipeline.name,
             "PipelineDisplayName": pipeline.display_name,
-            "PipelineDefinition": pipeline.definition,
+            "PipelineDefinition": version.definition,
+            "PipelineVersionDisplayName": version.display_name,
+            "PipelineVersionDescription": version.description,
+            "CreatedBy": user_context(account),
+            "LastModifiedBy": user_context(account),
             "PipelineDescription": pipeline.description,
             "RoleArn": pipeline.role_arn,
             "PipelineStatus": "Active",
@@ -53,10 +62,27 @@ def pipeline_summary(pipeline: Pipeline) -> dict[str, Any]:
     )
 
 
-def describe_execution(execution: Execution) -> dict[str, Any]:
+def version_summary(pipeline: Pipeline, version: PipelineVersion) -> dict[str, Any]:
+    """``PipelineVersionSummary`` of ``ListPipelineVersions``."""
+    return _compact(
+        {
+            "PipelineArn": pipeline.arn,
+            "PipelineVersionId": version.id,
+            "CreationTime": version.creation_time,
+            "PipelineVersionDescription": version.description,
+            "PipelineVersionDisplayName": version.display_name,
+            "LastExecutionPipelineExecutionArn": version.last_execution_arn,
+        }
+    )
+
+
+def describe_execution(execution: Execution, account: str) -> dict[str, Any]:
     """``DescribePipelineExecutionResponse``."""
     return _compact(
         {
+            "PipelineVersionId": execution.version.id,
+            "CreatedBy": user_context(account),
+            "LastModifiedBy": user_context(account),
             "PipelineArn": execution.pipeline.arn,
             "PipelineExecutionArn": execution.arn,
             "PipelineExecutionDisplayName": execution.display_name,
@@ -86,14 +112,7 @@ def execution_summary(execution: Execution) -> dict[str, Any]:
 
 
 def execution_step(run: StepRun) -> dict[str, Any]:
-    """``PipelineExecutionStep`` of ``ListPipelineExecutionSteps``, with ``Metadata.Callback``."""
-    callback = _compact(
-        {
-            "CallbackToken": run.token,
-            "SqsQueueUrl": run.queue_url or None,
-            "OutputParameters": run.outputs,
-        }
-    )
+    """``PipelineExecutionStep`` of ``ListPipelineExecutionSteps``, with the ``Metadata`` of its type."""
     return _compact(
         {
             "StepName": run.spec.name,
@@ -103,7 +122,20 @@ def execution_step(run: StepRun) -> dict[str, Any]:
             "EndTime": run.end_time,
             "StepStatus": run.status.value,
             "FailureReason": run.failure_reason,
-            "Metadata": {"Callback": callback},
-            "AttemptCount": 1,
+            "Metadata": run.metadata if run.metadata is not None else _callback_metadata(run),
+            "AttemptCount": run.attempt,
         }
     )
+
+
+def _callback_metadata(run: StepRun) -> dict[str, Any]:
+    if not run.token:  # a Condition/Fail step that failed before it had metadata
+        return {}
+    callback = _compact(
+        {
+            "CallbackToken": run.token,
+            "SqsQueueUrl": run.queue_url or None,
+            "OutputParameters": run.outputs,
+        }
+    )
+    return {"Callback": callback}

@@ -21,6 +21,7 @@ from pydantic_settings import SettingsConfigDict
 from handlers._context import argument_environment, context_document, object_outputs, step_arguments
 from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
 from worker.handler import CallbackContext, Fail, JSONValue, OutputValue
+from worker.tracecontext import trace_headers
 
 ARGS_ARGUMENT = "command_args"
 #: Bytes of stderr kept (its end) for the failure reason.
@@ -196,6 +197,7 @@ class CommandHandler:
         )
         if self.settings.send_token:
             environment["CALLBACK_TOKEN"] = context.token
+        environment.update({name.upper(): value for name, value in trace_headers().items()})
         return environment
 
     async def _spawn(self, argv: list[str], environment: dict[str, str]) -> asyncio.subprocess.Process:

@@ -19,8 +19,10 @@ from yarl import URL
 
 from handlers._context import context_document, object_outputs, preview, run_key
 from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
+from worker.errors import WorkerError
 from worker.handler import CallbackContext, Fail, OutputValue
 from worker.logs import get_logger, mask_token_like
+from worker.tracecontext import trace_headers
 
 URL_ARGUMENT = "http_url"
 USER_AGENT = "sagemaker-callback-worker"
@@ -40,8 +42,9 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Origin = tuple[str, str, int | None]
 
 
-class HttpCallError(Exception):
-    """The endpoint could not answer now (5xx, 408/429, timeout, connection error); the worker calls again."""
+class HttpCallError(WorkerError):
+    """The endpoint could not answer now (5xx, 408/429, timeout, connection error): raised out of the handler, so
+    the worker calls it again as it does any handler that raised."""
 
 
 class HttpSettings(HandlerSettings):
@@ -213,6 +216,7 @@ class HttpHandler:
             )
         return {
             **secret,
+            **trace_headers(),
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "Idempotency-Key": run_key(context.token),

@@ -35,8 +35,9 @@ def aws_env() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def moto_sqs(aws_env: None) -> Iterator[str]:
-    """A moto server on 127.0.0.1 (free port) serving SQS; sets ``AWS_ENDPOINT_URL_SQS``."""
+def moto_server(aws_env: None) -> Iterator[str]:
+    """One moto server on 127.0.0.1 (free port) for every AWS service the tests fake: SQS (``AWS_ENDPOINT_URL_SQS`` is
+    set to it), and Glue, Step Functions, Batch, Lambda and S3 for the tests that point their clients at it."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -48,9 +49,9 @@ def moto_sqs(aws_env: None) -> Iterator[str]:
 
 
 @pytest.fixture
-def sqs_client(moto_sqs: str) -> object:
+def sqs_client(moto_server: str) -> object:
     """A plain boto3 SQS client on the moto server."""
-    return boto3.client("sqs", endpoint_url=moto_sqs)
+    return boto3.client("sqs", endpoint_url=moto_server)
 
 
 @pytest.fixture

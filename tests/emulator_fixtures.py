@@ -38,7 +38,7 @@ DEFAULT_EXPERIMENT: Mapping[str, Any] = {
 
 
 @pytest.fixture
-def threaded_emulator(moto_sqs: str) -> Iterator[ThreadedEmulatorServer]:
+def threaded_emulator(moto_server: str) -> Iterator[ThreadedEmulatorServer]:
     """A running emulator in its own thread whose callback messages go to the moto SQS server."""
     with ThreadedEmulatorServer("127.0.0.1", 0) as server:
         yield server
@@ -51,7 +51,7 @@ def emulator(threaded_emulator: ThreadedEmulatorServer) -> ThreadedEmulatorServe
 
 
 @pytest.fixture
-def emulator_factory(moto_sqs: str) -> Iterator[Callable[..., ThreadedEmulatorServer]]:
+def emulator_factory(moto_server: str) -> Iterator[Callable[..., ThreadedEmulatorServer]]:
     """Start emulators with custom options: ``emulator_factory(faults=FaultConfig(...))``."""
     started: list[ThreadedEmulatorServer] = []
 

@@ -4,7 +4,7 @@
   until :meth:`FakeClock.advance` moves it far enough.
 * :class:`Ticks` — a strictly increasing counter: a time stamp for events (which came first) and, as the
   ``StepResolver``'s clock, a clock under which every look-up is younger than any earlier one.
-* :class:`MemoryQueue` — what the worker calls on :class:`worker.sqs.Queue`, over a dictionary of messages.
+* :class:`MemoryQueue` — :class:`worker.memory.MemoryQueue` with scripted faults and kill -9.
 * :class:`FakeSageMaker` — pipeline executions with callback steps, the answer, list and describe calls.
 
 Kill -9 is modelled by :class:`Process`: every call runs in the context of the replica incarnation that made it
@@ -54,14 +54,15 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from worker.sqs import DEFAULT_MAX_MESSAGE_BYTES, MAX_RECEIVE, BatchEntryError, ReceivedMessage
+from worker import memory
+from worker.queue import BatchEntryError, ReceivedMessage
 
-#: SQS keeps a received message hidden at most this long after the receive.
-MAX_HIDDEN_SECONDS = 12 * 60 * 60
+T = TypeVar("T")
+
 ACCOUNT_ARN = "arn:aws:sagemaker:us-east-1:123456789012"
 
 
@@ -172,26 +173,17 @@ class Faults:
 
 
 @dataclass(eq=False)
-class StoredMessage:
-    """One message in the :class:`MemoryQueue`, kept after its delete for the test to look at."""
+class StoredMessage(memory.StoredMessage):
+    """A :class:`worker.memory.StoredMessage` that also records who sent it and what befell its sends and deletes."""
 
-    message_id: str
-    body: str
-    sent_at: float
-    visible_at: float
-    order: int
     sender: str | None = None
     """Receipt handle of the delivery whose task sent it (None: SageMaker, or the test)."""
-    receive_count: int = 0
-    first_received_at: float | None = None
-    received_at: float = 0.0
-    receipt_handle: str | None = None
-    """The current receipt handle (of the latest receive)."""
-    handles: list[str] = field(default_factory=list)
-    deleted: bool = False
-    deleted_with: str | None = None
     reply_lost: bool = False
     """The send was applied but the sender was told it failed (``lost_reply``)."""
+    sent_while_held: bool = False
+    """Sent by a delivery whose receipt of its own message was still in flight (its lease held) at that moment."""
+    failed_deletes: list[str] = field(default_factory=list)
+    """Receipt handles whose delete of this message failed (an injected ``error`` or ``entry`` fault)."""
 
     @functools.cached_property
     def document(self) -> dict[str, Any]:
@@ -208,28 +200,19 @@ QUEUE_FAULTS = {
 }
 
 
-class MemoryQueue:
-    """A standard SQS queue in memory, with the interface of :class:`worker.sqs.Queue` that the delivery core uses."""
+class MemoryQueue(memory.MemoryQueue):
+    """:class:`worker.memory.MemoryQueue` with scripted faults, kill -9 (every call is a request and a reply of the
+    calling replica's incarnation) and a record of senders."""
+
+    messages: dict[str, StoredMessage]  # type: ignore[assignment]
 
     def __init__(self, clock: Callable[[], float], *, visibility_timeout: int = 30, wait_time: int = 0) -> None:
-        self.clock = clock
-        self.url = "memory://callbacks"
-        self.visibility_timeout = visibility_timeout
-        self.wait_time = wait_time
-        self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
-        self.reachable = True
-        self.messages: dict[str, StoredMessage] = {}
-        self._by_handle: dict[str, StoredMessage] = {}
-        self._ids = itertools.count(1)
+        super().__init__(clock, visibility_timeout=visibility_timeout, wait_time=wait_time)
         self.faults = Faults(dict(QUEUE_FAULTS))
-        self.pick = 0
-        """Rotates the order in which visible messages are handed out by the next receive."""
         self.on_send: Callable[[StoredMessage], None] | None = None
         """Called (synchronously) with each message the moment a send applies it."""
         self.on_delete: Callable[[StoredMessage], None] | None = None
         """Called (synchronously) with each message the moment a delete applies to it (the first delete only)."""
-
-    # -- what the test uses ------------------------------------------------------------------------------------------
 
     def fail_next(self, operation: str, kind: str) -> None:
         """Make the next ``operation`` call (``receive``, ``delete``, ``set_visibility``, ``set_visibility_many``,
@@ -237,162 +220,92 @@ class MemoryQueue:
         self.faults.fail_next(operation, kind)
 
     def put(self, body: str, delay: float = 0.0, sender: str | None = None) -> StoredMessage:
-        """Add a message now (as a producer other than the worker would, or as a send applies)."""
         number = next(self._ids)
         now = self.clock()
-        message = StoredMessage(f"m{number:05d}", body, now, now + delay, number, sender)
+        message = StoredMessage(f"m{number:05d}", body, now, now + delay, number, sender=sender)
         self.messages[message.message_id] = message
         return message
 
-    def live(self) -> list[StoredMessage]:
-        """Messages not deleted, visible or not, oldest first."""
+    def live_messages(self) -> list[StoredMessage]:
+        """:meth:`live`, with what this queue records of each message."""
         return [message for message in self.messages.values() if not message.deleted]
 
-    def visible(self) -> list[StoredMessage]:
-        now = self.clock()
-        return [message for message in self.live() if message.visible_at <= now]
-
-    def by_handle(self, receipt_handle: str) -> StoredMessage | None:
-        return self._by_handle.get(receipt_handle)
-
-    # -- the Queue interface -----------------------------------------------------------------------------------------
-
     async def receive(self, max_messages: int) -> list[ReceivedMessage]:
-        await _network()
-        fault = self.faults.take("receive")
-        if fault == "error":
-            self._unreachable()
-            raise client_error("InternalError", 500, "ReceiveMessage")
-        visible = self.visible()
-        if visible:
-            shift = self.pick % len(visible)
-            visible = visible[shift:] + visible[:shift]
-        received = [self._hand_out(message) for message in visible[: min(max_messages, MAX_RECEIVE)]]
-        if fault == "lost_reply":
-            self._unreachable()
-            raise client_error("InternalError", 500, "ReceiveMessage")
-        await _network()
-        self.reachable = True
-        return received
+        fault = await self._request("receive", "ReceiveMessage")
+        received = self.apply_receive(max_messages)
+        return await self._reply(fault, "ReceiveMessage", received)
 
     async def delete(self, receipt_handle: str) -> None:
         await _network()
         fault = self.faults.take("delete")
-        if fault == "error":
-            self._unreachable()
-            raise client_error("InternalError", 500, "DeleteMessageBatch")
-        if fault == "entry":
-            raise BatchEntryError("InternalError", "injected by the test", sender_fault=False)
-        message = self._by_handle.get(receipt_handle)
-        if message is None:
-            raise BatchEntryError("ReceiptHandleIsInvalid", "no such receipt handle", sender_fault=True)
-        if not message.deleted:
-            message.deleted, message.deleted_with = True, receipt_handle
-            if self.on_delete is not None:
-                self.on_delete(message)
-        if fault == "lost_reply":
-            self._unreachable()
-            raise client_error("InternalError", 500, "DeleteMessageBatch")
-        await _network()
-        self.reachable = True
+        target = self._by_handle.get(receipt_handle)
+        if target is not None and fault in ("error", "entry"):
+            self.messages[target.message_id].failed_deletes.append(receipt_handle)
+        self._fail_request(fault, "DeleteMessageBatch")
+        already = target is not None and target.deleted
+        message = self.messages[self.apply_delete(receipt_handle).message_id]
+        if not already and self.on_delete is not None:
+            self.on_delete(message)
+        await self._reply(fault, "DeleteMessageBatch", None)
 
     async def set_visibility(self, receipt_handle: str, seconds: int) -> None:
-        await _network()
-        fault = self.faults.take("set_visibility")
-        if fault == "error":
-            self._unreachable()
-            raise client_error("InternalError", 500, "ChangeMessageVisibilityBatch")
-        if fault == "entry":
-            raise BatchEntryError("InternalError", "injected by the test", sender_fault=False)
-        error = self._change(receipt_handle, seconds)
-        if fault == "lost_reply":
-            self._unreachable()
-            raise client_error("InternalError", 500, "ChangeMessageVisibilityBatch")
-        await _network()
-        self.reachable = True
+        fault = await self._request("set_visibility", "ChangeMessageVisibilityBatch")
+        error = self.apply_change(receipt_handle, seconds)
+        await self._reply(fault, "ChangeMessageVisibilityBatch", None)
         if error is not None:
             raise error
 
     async def set_visibility_many(self, changes: Sequence[tuple[str, int]]) -> list[BatchEntryError | None]:
         await _network()
         fault = self.faults.take("set_visibility_many")
-        if fault == "error":
-            self._unreachable()
-            raise client_error("InternalError", 500, "ChangeMessageVisibilityBatch")
+        self._fail_request(fault, "ChangeMessageVisibilityBatch", entries_fail=False)
         if fault == "entry":
-            errors: list[BatchEntryError | None] = [
-                BatchEntryError("InternalError", "injected by the test", sender_fault=False) for _ in changes
-            ]
+            errors: list[BatchEntryError | None] = [_entry_fault() for _ in changes]
         else:
-            errors = [self._change(handle, seconds) for handle, seconds in changes]
-        if fault == "lost_reply":
-            self._unreachable()
-            raise client_error("InternalError", 500, "ChangeMessageVisibilityBatch")
-        await _network()
-        self.reachable = True
-        return errors
+            errors = [self.apply_change(handle, seconds) for handle, seconds in changes]
+        return await self._reply(fault, "ChangeMessageVisibilityBatch", errors)
 
     async def send(self, body: str, delay: int = 0) -> str:
-        await _network()
-        fault = self.faults.take("send")
-        if fault == "error":
-            self._unreachable()
-            raise client_error("InternalError", 500, "SendMessage")
+        fault = await self._request("send", "SendMessage")
         if len(body.encode()) > self.max_message_bytes:
             raise client_error("InvalidParameterValue", 400, "SendMessage", "message too long")
-        message = self.put(body, delay=max(0, min(delay, 900)), sender=CURRENT_DELIVERY.get())
+        sender = CURRENT_DELIVERY.get()
+        held = self.holds(sender)
+        message = self.put(body, delay=max(0, min(delay, 900)), sender=sender)
+        message.sent_while_held = held
         if self.on_send is not None:
             self.on_send(message)
         if fault == "lost_reply":
             message.reply_lost = True
-            self._unreachable()
-            raise client_error("InternalError", 500, "SendMessage")
+        return await self._reply(fault, "SendMessage", message.message_id)
+
+    async def _request(self, operation: str, api: str) -> str | None:
+        """The request reaches the queue; the fault scripted for it, if any, is taken now."""
+        await _network()
+        fault = self.faults.take(operation)
+        self._fail_request(fault, api)
+        return fault
+
+    def _fail_request(self, fault: str | None, api: str, *, entries_fail: bool = True) -> None:
+        """Raise the ``error`` (nothing applied) or the per-entry fault scripted for this request."""
+        if fault == "error":
+            self.reachable = False
+            raise client_error("InternalError", 500, api)
+        if fault == "entry" and entries_fail:
+            raise _entry_fault()
+
+    async def _reply(self, fault: str | None, api: str, result: T) -> T:
+        """The reply travels back: lost (``lost_reply``, after the call was applied) or delivered."""
+        if fault == "lost_reply":
+            self.reachable = False
+            raise client_error("InternalError", 500, api)
         await _network()
         self.reachable = True
-        return message.message_id
+        return result
 
-    async def close(self) -> None:
-        return None
 
-    # -- internals -----------------------------------------------------------------------------------------------------
-
-    def _unreachable(self) -> None:
-        self.reachable = False
-
-    def _hand_out(self, message: StoredMessage) -> ReceivedMessage:
-        now = self.clock()
-        message.receive_count += 1
-        if message.first_received_at is None:
-            message.first_received_at = now
-        handle = f"{message.message_id}-r{message.receive_count}"
-        message.receipt_handle = handle
-        message.handles.append(handle)
-        message.received_at = now
-        message.visible_at = now + self.visibility_timeout
-        self._by_handle[handle] = message
-        return ReceivedMessage(
-            message_id=message.message_id,
-            receipt_handle=handle,
-            body=message.body,
-            receive_count=message.receive_count,
-            first_receive_time=message.first_received_at,
-            sent_time=message.sent_at,
-            received_at=now,
-        )
-
-    def _change(self, receipt_handle: str, seconds: int) -> BatchEntryError | None:
-        message = self._by_handle.get(receipt_handle)
-        if message is None or message.deleted or message.receipt_handle != receipt_handle:
-            return BatchEntryError(
-                "ReceiptHandleIsInvalid", "not the message's current receipt handle", sender_fault=True
-            )
-        now = self.clock()
-        if message.visible_at <= now:
-            return BatchEntryError("MessageNotInflight", "the message is not in flight", sender_fault=True)
-        if seconds < 0 or now + seconds > message.received_at + MAX_HIDDEN_SECONDS:
-            return BatchEntryError("InvalidParameterValue", "visibility out of range", sender_fault=True)
-        message.visible_at = now + seconds
-        return None
+def _entry_fault() -> BatchEntryError:
+    return BatchEntryError("InternalError", "injected by the test", sender_fault=False)
 
 
 # -- SageMaker -------------------------------------------------------------------------------------------------------

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
-from worker.app import aws_clients, build_worker
+from tests.emulator_fixtures import callback_step, pipeline_definition
+from worker.app import build_worker
+from worker.clients import aws_clients
 from worker.handler import Handler
-from worker.runtime import Worker
+from worker.worker import Worker
+
+if TYPE_CHECKING:
+    from worker.tracing import Tracing
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
@@ -26,10 +30,12 @@ def worker_settings(queue_url: str, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings, handlers: Mapping[str, Handler]) -> AsyncIterator[Worker]:
+async def running_worker(
+    settings: Settings, handlers: Mapping[str, Handler], tracing: Tracing | None = None
+) -> AsyncIterator[Worker]:
     """A started worker; leaving the block stops and drains it."""
     async with aws_clients(settings.concurrency) as (sqs, sagemaker):
-        worker = build_worker(settings, handlers, sqs, sagemaker)
+        worker = build_worker(settings, handlers, sqs, sagemaker, tracing)
         await worker.queue.attributes()  # as the daemon's start-up check does
         stop = asyncio.Event()
         task = asyncio.create_task(worker.run(stop))
@@ -41,15 +47,10 @@ async def running_worker(settings: Settings, handlers: Mapping[str, Handler]) ->
 
 
 def one_step_definition(queue_url: str, arguments: Mapping[str, Any] | None = None, outputs: Any = None) -> str:
-    """A pipeline with one callback step ``Work`` sending ``arguments`` to ``queue_url``."""
-    step: dict[str, Any] = {
-        "Name": "Work",
-        "Type": "Callback",
-        "SqsQueueUrl": queue_url,
-        "Arguments": dict(arguments or {}),
-        "OutputParameters": outputs or [],
-    }
-    return json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": [step]})
+    """A pipeline with one callback step ``Work`` sending ``arguments`` to ``queue_url``; ``outputs`` as the
+    definition lists them (``[{"OutputName": ..., "OutputType": ...}]``)."""
+    step = callback_step("Work", queue_url, arguments=arguments, OutputParameters=list(outputs or []))
+    return pipeline_definition([step], experiment=None)
 
 
 async def create_pipeline(sagemaker: Any, definition: str, name: str | None = None) -> str:

@@ -1,4 +1,9 @@
-"""Wiring the daemon from settings: AWS clients from the standard environment, handlers, queue check, run."""
+"""The composition root: the one place that builds the daemon's object graph from settings, then runs it.
+
+:func:`build_worker` makes every part (queue, leases, reporter, step resolver, router, dispatcher, watch) and hands
+them to the :class:`~worker.worker.Worker`; :func:`run_daemon` adds the AWS clients (:mod:`worker.clients`), the queue
+check, the health endpoints and the signals, and runs it until it is told to stop.
+"""
 
 from __future__ import annotations
 
@@ -6,32 +11,40 @@ import asyncio
 import gc
 import json
 import os
-import platform
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from importlib.metadata import version
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import AioSession, get_session
-from botocore.exceptions import NoRegionError
-
 from config.settings import Settings, env_name
-from worker.dispatch import RetryPolicy
+from worker.clients import aws_clients, connections
+from worker.dispatch import Dispatcher, RetryPolicy
+from worker.endpoints import serve_health
 from worker.errors import ConfigurationError
+from worker.events import NO_EVENTS, Events
 from worker.handler import Handler
-from worker.health import serve_health
+from worker.invoke import Invoker
+from worker.lease import LeaseKeeper
 from worker.logs import get_logger
-from worker.registry import restrict
+from worker.queue import Queue
 from worker.report import Reporter
-from worker.retrying import Backoff, error_code, is_transient
-from worker.runtime import FATAL_RECEIVE_CODES, Worker, stop_on_signals
-from worker.sqs import Queue
+from worker.requeue import Requeuer
+from worker.retrying import STARTUP_BACKOFF, error_code, is_transient
+from worker.router import Router, restrict
+from worker.settle import Settler
+from worker.sqs import SqsQueue
 from worker.step_context import StepResolver
+from worker.stopping import Stopper
+from worker.tokens import Tokens
+from worker.verify import VERIFY_MAX_AGE, Verifier
+from worker.watch import StepWatch
+from worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sqs import SQSClient
+
+    from worker.tracing import Tracing
 
 log = get_logger("worker.app")
 T = TypeVar("T")
@@ -40,74 +53,9 @@ T = TypeVar("T")
 STARTUP_ATTEMPTS = 8
 
 
-def client_config(concurrency: int, user_agent: str) -> AioConfig:
-    """Client settings shared by the worker's SQS and SageMaker clients.
-
-    botocore's own retries stay on (standard mode) for single-call blips; the worker adds its own, longer retries on
-    top where an answer must get through. Parameter validation is off: the worker checks every limit itself, and
-    botocore's checks (minimum lengths only) cost CPU on every call. A fixed ``user_agent`` names the worker in
-    CloudTrail and spares botocore rebuilding its structured User-Agent header twice per call (about a tenth of the
-    client's CPU time per callback, measured in BENCHMARKS.md).
-    """
-    return AioConfig(
-        user_agent=user_agent,
-        retries={"mode": "standard", "max_attempts": 3},
-        max_pool_connections=connections(concurrency),
-        parameter_validation=False,
-        connect_timeout=10,
-        read_timeout=30,
-    )
-
-
-def connections(concurrency: int) -> int:
-    """Connections each client may open: one per slot, at least ten, at most two hundred."""
-    return max(10, min(concurrency, 200))
-
-
-def user_agent(session: AioSession) -> str:
-    """``sagemaker-callback-worker/VERSION``, the SDK's name and version, Python's and the system's, and ``app/ID``
-    when ``AWS_SDK_UA_APP_ID`` (or the profile's ``sdk_ua_app_id``) sets one; botocore appends the session's extra
-    part (``botocore/VERSION``) itself."""
-    parts = [
-        f"sagemaker-callback-worker/{version('sagemaker-callback-worker')}",
-        f"{session.user_agent_name}/{session.user_agent_version}",
-        f"Python/{platform.python_version()}",
-        f"{platform.system()}/{platform.release()}",
-    ]
-    app_id = session.get_config_variable("user_agent_appid")
-    if app_id:
-        parts.append(f"app/{app_id}")
-    return " ".join(parts)
-
-
-def region_from_environment() -> str | None:
-    """``AWS_REGION``, which botocore itself does not read (it reads ``AWS_DEFAULT_REGION`` and profiles).
-
-    Containers commonly set only ``AWS_REGION`` (the other SDKs' name); None lets botocore decide as usual.
-    """
-    return os.environ.get("AWS_REGION") or None
-
-
-@asynccontextmanager
-async def aws_clients(concurrency: int) -> AsyncIterator[tuple[SQSClient, SageMakerClient]]:
-    """SQS and SageMaker clients configured from the standard AWS environment."""
-    session = get_session()
-    config = client_config(concurrency, user_agent(session))
-    region = region_from_environment()
-    async with AsyncExitStack() as stack:
-        try:
-            sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region, config=config))
-            sagemaker = await stack.enter_async_context(
-                session.create_client("sagemaker", region_name=region, config=config)
-            )
-        except NoRegionError:
-            raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from None
-        yield sqs, sagemaker
-
-
 async def check_queue(queue: Queue) -> dict[str, Any]:
     """The queue's attributes; ConfigurationError if the queue cannot be used at all."""
-    backoff = Backoff(base=0.5, cap=5.0)
+    backoff = STARTUP_BACKOFF.start()
     attempt = 0
     while True:
         attempt += 1
@@ -133,40 +81,111 @@ def describe_redrive(attributes: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def build_worker(
-    settings: Settings, handlers: Mapping[str, Handler], sqs: SQSClient, sagemaker: SageMakerClient
+    settings: Settings,
+    handlers: Mapping[str, Handler],
+    sqs: SQSClient,
+    sagemaker: SageMakerClient,
+    tracing: Tracing | None = None,
 ) -> Worker:
-    """A worker for ``settings`` on these clients (not started). Messages may choose only the handlers that
-    ``CALLBACK_WORKER_HANDLERS`` allows, when it is set."""
+    """A worker for ``settings`` on these clients (not started): every part built here, and only here. Messages may
+    choose only the handlers that ``CALLBACK_WORKER_HANDLERS`` allows, when it is set. ``tracing`` listens to the
+    worker's events and traces the two clients' calls."""
     handlers = restrict(handlers, settings.handlers)
-    queue = Queue(sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time)
-    return Worker(
+    events = Events()
+    if tracing is not None:
+        events.subscribe(tracing)
+        tracing.instrument(sqs)
+        tracing.instrument(sagemaker)
+    queue = SqsQueue(
+        sqs, settings.queue_url, visibility_timeout=settings.visibility_timeout, wait_time=settings.wait_time
+    )
+    leases = LeaseKeeper(queue, queue.visibility_timeout, events=events)
+    invoker = Invoker(threads=settings.concurrency)
+    needs_steps = settings.step_context or settings.verify_tokens
+    steps = StepResolver(sagemaker, describe=settings.step_context, events=events) if needs_steps else None
+    dispatcher = build_dispatcher(
         queue=queue,
-        reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency)),
-        handlers=handlers,
-        default_handler=settings.handler,
-        handler_argument=settings.handler_argument,
-        concurrency=settings.concurrency,
+        leases=leases,
+        reporter=Reporter(sagemaker, max_in_flight=connections(settings.concurrency), events=events),
+        router=Router(handlers, settings.handler, settings.handler_argument, settings.routes),
+        invoker=invoker,
         retry=RetryPolicy(settings.max_attempts, settings.retry_backoff),
-        shutdown_grace=settings.shutdown_grace,
-        pollers=settings.pollers,
-        routes=settings.routes,
-        steps=StepResolver(sagemaker, describe=settings.step_context)
-        if settings.step_context or settings.verify_tokens
-        else None,
+        steps=steps,
         verify=settings.verify_tokens,
+        events=events,
+    )
+    watch = None
+    if steps is not None and settings.verify_tokens:
+        watch = StepWatch(steps, dispatcher.tokens, interval=max(5.0, 3 * leases.tick))
+    parts = Parts(queue, dispatcher, leases, invoker, handlers, events, watch)
+    return Worker(
+        parts, concurrency=settings.concurrency, shutdown_grace=settings.shutdown_grace, pollers=settings.pollers
+    )
+
+
+def build_dispatcher(
+    *,
+    queue: Queue,
+    leases: LeaseKeeper,
+    reporter: Reporter,
+    router: Router,
+    invoker: Invoker,
+    retry: RetryPolicy,
+    steps: StepResolver | None,
+    verify: bool,
+    verify_max_age: float = VERIFY_MAX_AGE,
+    clock: Callable[[], float] = time.time,
+    events: Events = NO_EVENTS,
+) -> Dispatcher:
+    """The dispatcher and the parts it drives, around one replica's memory of tokens."""
+    tokens = Tokens()
+    settler = Settler(
+        queue=queue,
+        reporter=reporter,
+        requeuer=Requeuer(queue, clock),
+        tokens=tokens,
+        leases=leases,
+        steps=steps,
+        clock=clock,
+        events=events,
+    )
+    stopper = Stopper(
+        settler=settler,
+        router=router,
+        invoker=invoker,
+        steps=steps,
+        verify_max_age=verify_max_age if verify and steps is not None else None,
+        events=events,
+    )
+    verifier = Verifier(
+        steps, router, stopper, verify=verify, verify_max_age=verify_max_age, clock=clock, events=events
+    )
+    return Dispatcher(
+        leases=leases,
+        router=router,
+        invoker=invoker,
+        retry=retry,
+        tokens=tokens,
+        settler=settler,
+        stopper=stopper,
+        verifier=verifier,
+        clock=clock,
+        events=events,
     )
 
 
 async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: asyncio.Event | None = None) -> None:
     """Run the worker until SIGTERM/SIGINT (or ``stop``), then drain and return."""
     stop = stop or asyncio.Event()
-    with stop_on_signals(stop):  # from the start: a SIGTERM during the queue check is a clean stop too
+    tracing = tracing_from_environment()
+    with stop_on_signals(stop), _flushed(tracing):  # signals from the start: a SIGTERM during the queue check too
         async with aws_clients(settings.concurrency) as (sqs, sagemaker):
-            worker = build_worker(settings, handlers, sqs, sagemaker)
+            worker = build_worker(settings, handlers, sqs, sagemaker, tracing)
             attributes = await _until_stopped(check_queue(worker.queue), stop)
             if attributes is None:
                 log.info("stopped before the worker started")
                 return
+            worker.health.queue_checked()
             if not attributes.get("RedrivePolicy"):
                 log.warning("the queue has no redrive policy: a message without a callback token is received forever")
             log.info(
@@ -181,6 +200,34 @@ async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: 
                     log.info("health endpoints ready", port=await stack.enter_async_context(serving))
                 settle_startup_objects()
                 await worker.run(stop)
+
+
+def tracing_from_environment(environment: Mapping[str, str] = os.environ) -> Tracing | None:
+    """Tracing as the standard ``OTEL_*`` environment asks: on when ``OTEL_TRACES_EXPORTER`` names an exporter
+    (``otlp``, ``console``) and the ``otel`` extra is installed; off (and nothing of OpenTelemetry imported) else."""
+    exporter = environment.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    if exporter in ("", "none"):
+        return None
+    try:
+        from worker.tracing import exporter_for, tracing_for  # noqa: PLC0415 - OpenTelemetry is an optional extra
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"OTEL_TRACES_EXPORTER={exporter!r} asks for traces, but OpenTelemetry is not installed: "
+            f"install 'sagemaker-callback-worker[otel]' ({exc.name} is missing)"
+        ) from None
+    try:
+        return tracing_for(exporter_for(exporter), environment)
+    except ValueError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+@contextmanager
+def _flushed(tracing: Tracing | None) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        if tracing is not None:
+            tracing.shutdown()
 
 
 def settle_startup_objects() -> None:

@@ -6,42 +6,47 @@ outcome, acknowledge. The phases and transitions it follows are :mod:`worker.lif
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
+from config.limits import MAX_VISIBILITY_SECONDS
 from worker.errors import MalformedMessage
-from worker.handler import Fail, Retry
+from worker.events import (
+    NO_EVENTS,
+    DeliveryEnded,
+    DeliveryIdentified,
+    DeliveryStarted,
+    Events,
+    HandlerCall,
+    HandlerFinished,
+    Noted,
+    Settled,
+)
+from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
 from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
-from worker.lifecycle import Delivery, Disposition, Phase, StopCause, context_for
+from worker.lifecycle import Delivery, Disposition, Phase, context_for
 from worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
 from worker.message import CallbackMessage, Status, parse_message
 from worker.outcome import failure, success
-from worker.registry import Router
-from worker.report import Reporter
-from worker.requeue import Requeuer
+from worker.queue import ReceivedMessage
+from worker.router import Router
 from worker.settle import Settler, chain_of
-from worker.sqs import Queue, ReceivedMessage
-from worker.step_context import LookupFailed, StepInfo, StepResolver
-from worker.stopping import NO_STEP_INFO, STOPPING_REASON, Stopper
+from worker.step_context import StepInfo
+from worker.stopping import STOPPING_REASON, Stopper
 from worker.tokens import Tokens
+from worker.verify import Verifier
 
 log = get_logger("worker.dispatch")
 
 #: A continuation received this early (clock skew between replicas) still runs now.
 EARLY_TOLERANCE = 1.0
-#: How old a listing of an execution's steps may be when a token is verified against it.
-VERIFY_MAX_AGE = 2.0
 #: The longest a continuation may wait (a Retry's delay, or a notBefore in a body); longer is answered as a Failure.
 MAX_CONTINUATION_WAIT = 7 * 86_400
 MAX_WAIT_TEXT = "7 days"
-#: A message younger than this whose token SageMaker does not list is looked at once more before it is deleted.
-UNKNOWN_TOKEN_GRACE = 60.0
 _PREVIEW = 120
 __all__ = ["STOPPING_REASON", "Dispatcher", "RetryPolicy", "lease_exhausted_reason"]
 
@@ -72,66 +77,45 @@ class Dispatcher:
     def __init__(
         self,
         *,
-        queue: Queue,
         leases: LeaseKeeper,
-        reporter: Reporter,
         router: Router,
         invoker: Invoker,
         retry: RetryPolicy,
-        stop_hook_timeout: float = 60.0,
+        tokens: Tokens,
+        settler: Settler,
+        stopper: Stopper,
+        verifier: Verifier,
         clock: Callable[[], float] = time.time,
-        steps: StepResolver | None = None,
-        verify: bool = False,
-        verify_max_age: float = VERIFY_MAX_AGE,
+        events: Events = NO_EVENTS,
     ) -> None:
+        """Built by :func:`worker.app.build_dispatcher`; ``tokens`` is the one memory the parts share."""
         self.leases = leases
         self.router = router
         self.invoker = invoker
         self.retry = retry
+        self.tokens = tokens
+        self.settler = settler
+        self.stopper = stopper
+        self.verifier = verifier
+        self.verify = verifier.verify
         self.clock = clock
-        self.steps = steps
-        self.verify = verify and steps is not None
-        self.verify_max_age = verify_max_age if self.verify else math.inf
-        self.tokens = Tokens()
-        self.stats: Counter[str] = Counter()
-        """Counts by event name (received, success, failure, continued, crashed, malformed, stopped, …)."""
-        self.settler = Settler(
-            queue=queue,
-            reporter=reporter,
-            requeuer=Requeuer(queue, clock),
-            tokens=self.tokens,
-            stats=self.stats,
-            leases=leases,
-            steps=steps,
-            clock=clock,
-        )
-        self.reports = self.settler.reports
-        """Reports by (outcome, result), for metrics."""
-        self.stopper = Stopper(
-            settler=self.settler,
-            router=router,
-            invoker=invoker,
-            steps=steps,
-            verify_max_age=verify_max_age if self.verify else None,
-            stats=self.stats,
-            hook_timeout=stop_hook_timeout,
-        )
-        self.on_handler_done: Callable[[str, float], None] | None = None
-        """Called with the handler's name and its run time in seconds after every handler call."""
-        self.on_settled: Callable[[], None] | None = None
-        """Called (in the message's task) once its outcome is settled, before the message is deleted."""
+        self.events = events
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
-        delivery = Delivery(received, self.leases.add(received))
-        delivery.lease.on_exhausted = delivery.exhaust_lease
-        self.stats["received"] += 1
+        delivery = Delivery(received)
+        delivery.lease = self.leases.add(received, on_exhausted=delivery.exhaust_lease)
+        self.events.publish(Noted("received"))
         bound = bind_contextvars(message_id=received.message_id, receive_count=received.receive_count)
         try:
-            await self._settle_fenced(delivery)
-            if self.on_settled is not None:
-                self.on_settled()
-            await self.settler.acknowledge(delivery)
+            with self.events.span(DeliveryStarted(received.message_id, received.receive_count)):
+                try:
+                    await self._settle_fenced(delivery)
+                    self.events.publish(Settled(delivery.phase.value))
+                    await self.settler.acknowledge(delivery)
+                finally:
+                    settled = delivery.settled_as.value if delivery.settled_as is not None else None
+                    self.events.publish(DeliveryEnded(received.message_id, settled))
         finally:
             reset_contextvars(**bound)
         self.leases.remove(delivery.lease)  # not when cancelled: the runtime releases what is left
@@ -193,7 +177,7 @@ class Dispatcher:
 
     async def _verify_then_run(self, delivery: Delivery, message: CallbackMessage) -> None:
         delivery.enter(Phase.VERIFYING)
-        info = await self._verify(delivery, message)
+        info = await self.verifier.check(delivery, message)
         if info is None:
             return None
         if self.tokens.is_stale(message, chain_of(delivery, message)):  # a later link arrived meanwhile
@@ -213,6 +197,16 @@ class Dispatcher:
         return await self._run(delivery, message, info)
 
     def _bind(self, message: CallbackMessage) -> None:
+        continuation = message.continuation
+        self.events.publish(
+            DeliveryIdentified(
+                message.pipeline_name,
+                message.execution_id,
+                message.status.value,
+                continuation.attempt,
+                continuation.link,
+            )
+        )
         current_token.set(message.token)
         bind_contextvars(
             token=redact_token(message.token),
@@ -232,72 +226,11 @@ class Dispatcher:
 
     async def _join(self, delivery: Delivery, leader: Delivery) -> None:
         log.info("token already in flight here; this copy follows it")
-        self.stats["joined"] += 1
+        self.events.publish(Noted("joined"))
         # Shielded from a shutdown: the leader settles first (it may finish storing its outcome), and this copy
         # then goes the same way — released with it, or deleted with it.
         disposition = await self.settler.finish_despite_shutdown(delivery, leader.finished())
         delivery.enter(Phase.KEPT if disposition is Disposition.KEEP else Phase.JOINED)
-
-    # -- verification ----------------------------------------------------------------------------------------------
-
-    async def _verify(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
-        """What SageMaker says about the step; None once the delivery is settled because the step does not wait."""
-        if self.steps is None:
-            return NO_STEP_INFO
-        try:
-            info = await self.steps.resolve(message.pipeline_execution_arn, message.token, self.verify_max_age)
-        except LookupFailed as exc:
-            return self._lookup_failed(delivery, exc)
-        if info is None:
-            if not self.verify:
-                return NO_STEP_INFO
-            self._unknown(delivery)
-            return None
-        if info.step_name is not None:
-            bind_contextvars(step=info.step_name)
-        if not self.verify or info.waiting:
-            return info
-        await self._step_done(delivery, message, info)
-        return None
-
-    def _unknown(self, delivery: Delivery) -> None:
-        """SageMaker does not know the token. A message just sent gets one more look after its visibility timeout
-        (SageMaker's listing may lag its own message); then it is deleted, and no handler ever runs for it."""
-        received = delivery.received
-        if received.receive_count < 2 and self.clock() - received.sent_time < UNKNOWN_TOKEN_GRACE:
-            log.warning("SageMaker does not know this callback token yet; looking again after the visibility timeout")
-            return delivery.enter(Phase.KEPT)
-        self.stats["unknown_token"] += 1
-        log.error("SageMaker does not know this callback token; deleting the message, no handler runs")
-        return delivery.enter(Phase.DROPPED)
-
-    def _lookup_failed(self, delivery: Delivery, exc: LookupFailed) -> StepInfo | None:
-        if not self.verify:
-            log.error("cannot read the step context; continuing without it", error=exc.code)
-            return NO_STEP_INFO
-        log.error(
-            "cannot verify the token with SageMaker; the message will be delivered again "
-            "(grant sagemaker:ListPipelineExecutionSteps, or set CALLBACK_WORKER_VERIFY_TOKENS=false)",
-            error=exc.code,
-        )
-        delivery.enter(Phase.KEPT)
-        return None
-
-    async def _step_done(self, delivery: Delivery, message: CallbackMessage, info: StepInfo) -> None:
-        """The step no longer waits for this delivery: no handler runs."""
-        status = info.status or ""
-        if status not in ("Stopping", "Stopped"):
-            log.info("the step already has an outcome; deleting the message, no handler runs", step_status=status)
-            self.stats["already_done"] += 1
-            return delivery.enter(Phase.DROPPED)
-        context = None
-        # Whoever answers a Stopping step runs the stop hook first; a continuation of a step already stopped runs
-        # it too, since its state may name work still going on.
-        if status == "Stopping" or message.continuation.link > 0:
-            name, delivery.handler = self.router.route(message.arguments, message.pipeline_name, info.step_name)
-            context = context_for(message, name, info, delivery.received.message_id)
-        log.info("the step is stopping or stopped; no handler runs", step_status=status)
-        return await self.stopper.stopped(delivery, message, StopCause(status), context)
 
     # -- running the handler ---------------------------------------------------------------------------------------
 
@@ -310,8 +243,7 @@ class Dispatcher:
             return await self.settler.answer(delivery, message.token, failure(reason))
         context = context_for(message, name, info, delivery.received.message_id)
         delivery.context, delivery.handler = context, handler
-        delivery.start(asyncio.create_task(self.invoker.call(handler, context)))
-        self._observe(delivery, name)
+        delivery.start(asyncio.create_task(self._call(name, handler, context)))
         try:
             result = await delivery.task  # type: ignore[misc]
         except asyncio.CancelledError:
@@ -325,14 +257,20 @@ class Dispatcher:
             return await self._continue(delivery, message, result)
         return await self.settler.answer(delivery, message.token, success(result))
 
-    def _observe(self, delivery: Delivery, name: str) -> None:
-        if self.on_handler_done is not None and delivery.task is not None:
-            observe, started = self.on_handler_done, time.monotonic()
-            delivery.task.add_done_callback(lambda _: observe(name, time.monotonic() - started))
+    async def _call(self, name: str, handler: Handler, context: CallbackContext) -> HandlerResult:
+        """The handler call, as its own task: its span (for tracing) and its duration (for metrics)."""
+        started = time.monotonic()
+        try:
+            with self.events.span(HandlerCall(name, context.attempt)):
+                return await self.invoker.call(handler, context)
+        finally:
+            self.events.publish(HandlerFinished(name, time.monotonic() - started))
 
     async def _cancelled(self, delivery: Delivery, message: CallbackMessage) -> None:
         if delivery.lease_exhausted:
-            hours = (self.clock() - (delivery.received.received_at or delivery.lease.budget_end - 43_200)) / 3600
+            hours = (
+                self.clock() - (delivery.received.received_at or delivery.lease.budget_end - MAX_VISIBILITY_SECONDS)
+            ) / 3600
             return await self.settler.answer(delivery, message.token, failure(lease_exhausted_reason(hours)))
         cause = delivery.stop_cause
         if cause is None:  # the handler cancelled itself
@@ -361,7 +299,7 @@ class Dispatcher:
             state=retry.state,
             not_before=self.clock() + retry.delay,
         )
-        self.stats["continued"] += 1
+        self.events.publish(Noted("continued"))
         delivery.enter(Phase.WAITING)
         return await self.settler.requeue(delivery, message, continuation)
 
@@ -375,7 +313,7 @@ class Dispatcher:
             return await self.settler.answer(delivery, message.token, failure(reason))
         delay = self.retry.delay(attempt)
         log.warning("handler failed; it will be called again", error=summary, retry_in=delay, exc_info=exc)
-        self.stats["crashed"] += 1
+        self.events.publish(Noted("crashed"))
         continuation = replace(message.continuation, attempt=attempt + 1, not_before=self.clock() + delay)
         delivery.enter(Phase.WAITING)
         return await self.settler.requeue(delivery, message, continuation)
@@ -383,7 +321,7 @@ class Dispatcher:
     # -- settling ----------------------------------------------------------------------------------------------------
 
     async def _malformed(self, delivery: Delivery, exc: MalformedMessage) -> None:
-        self.stats["malformed"] += 1
+        self.events.publish(Noted("malformed"))
         received = delivery.received
         if exc.token is None:
             log.error(

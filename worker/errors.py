@@ -1,7 +1,11 @@
 """The worker's error tree: one root, one subclass per kind of trouble.
 
 Handler-facing control flow (:class:`worker.handler.Fail`, :class:`worker.handler.Retry`) lives apart from these:
-those are how a handler speaks, these are how the worker reports that something is wrong.
+those are how a handler speaks, these are how the worker reports that something is wrong. Elsewhere under the root:
+:class:`worker.queue.BatchEntryError` (one entry of an SQS batch call failed), :class:`worker.step_context.LookupFailed`
+and the built-in ``http`` handler's ``HttpCallError``. The settings layer below raises
+:class:`config.errors.SettingsError`, which :class:`ConfigurationError` also is. The emulator is a separate package
+with its own root (:class:`emulator.errors.EmulatorError`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,3 @@ class MalformedMessage(WorkerError):
         self.reason = reason
         self.token = token
         self.pipeline_execution_arn = pipeline_execution_arn
-
-
-class OutputError(WorkerError):
-    """A handler's outputs cannot be sent to SageMaker (wrong type, too many, too long)."""

@@ -1,62 +1,43 @@
-"""``/healthz``, ``/readyz`` and ``/metrics`` on one small HTTP port (``CALLBACK_WORKER_HEALTH_PORT``).
+"""The worker's health, as ``/healthz`` and ``/readyz`` report it (served by :mod:`worker.endpoints`).
 
-- ``/healthz``: 200 while the event loop answers and the pollers make progress (a receive finished recently, or every
-  slot is busy so not receiving is right); 503 when they are stuck. Liveness probes restart a stuck worker.
-- ``/readyz``: 200 once handlers are loaded and SQS answered the worker's last call; 503 while SQS is unreachable
-  and from the moment a drain begins.
-- ``/metrics``: Prometheus text format.
+Ready means: handlers are loaded, the queue check at start-up passed (SQS answered ``GetQueueAttributes``), the
+worker is not draining, and SQS answered the worker's latest call. Alive means the pollers make progress, or every
+slot is busy (so not polling is right).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from aiohttp import web
-
-from worker.metrics import CONTENT_TYPE, Metrics
-from worker.runtime import Worker
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 
-def health_app(worker: Worker, metrics: Metrics) -> web.Application:
-    """The aiohttp application serving the three endpoints for ``worker``."""
-    health = worker.health
+@dataclass
+class Health:
+    """What /healthz and /readyz report."""
 
-    async def healthz(_: web.Request) -> web.Response:
-        return _status(health.is_alive(), {"alive": health.is_alive(), "saturated": health.saturated})
+    stall_after: float = 90.0
+    """Seconds without a finished receive (answered or failed) after which a non-saturated worker is stuck."""
+    started: float = field(default_factory=time.monotonic)
+    last_attempt: float = field(default_factory=time.monotonic)
+    last_poll: float = 0.0
+    last_poll_wall: float = 0.0
+    running: bool = False
+    draining: bool = False
+    sqs_reachable: bool = False
+    """SQS answered the queue check at start-up, then each receive since: the latest receive did not fail."""
+    saturated: bool = False
+    probe: Callable[[], bool] = lambda: True
+    """Whether SQS answered the worker's last call of any kind (deletes and lease renewals included)."""
 
-    async def readyz(_: web.Request) -> web.Response:
-        details = {
-            "ready": health.is_ready(),
-            "running": health.running,
-            "draining": health.draining,
-            "sqs_reachable": health.sqs_reachable,
-        }
-        return _status(health.is_ready(), details)
+    def is_alive(self) -> bool:
+        """The pollers are making progress, or every slot is busy (so not polling is right)."""
+        return self.saturated or time.monotonic() - self.last_attempt < self.stall_after
 
-    async def metrics_page(_: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
+    def queue_checked(self) -> None:
+        """The start-up queue check passed: SQS is reachable, before the first long poll returns."""
+        self.sqs_reachable = True
 
-    app = web.Application()
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics_page)
-    return app
-
-
-def _status(ok: bool, details: dict[str, bool]) -> web.Response:
-    return web.Response(status=200 if ok else 503, text=json.dumps(details), content_type="application/json")
-
-
-@asynccontextmanager
-async def serve_health(worker: Worker, host: str, port: int) -> AsyncIterator[int]:
-    """Serve the endpoints on ``host:port`` (0: a free port) while inside the block; yields the bound port."""
-    runner = web.AppRunner(health_app(worker, Metrics(worker)), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port)
-    await site.start()
-    try:
-        yield int(runner.addresses[0][1])
-    finally:
-        await runner.cleanup()
+    def is_ready(self) -> bool:
+        """Running, not draining, SQS answered the queue check and the latest receive, and the latest call."""
+        return self.running and not self.draining and self.sqs_reachable and self.probe()

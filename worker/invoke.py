@@ -1,4 +1,5 @@
-"""Calling handlers: async ones on the event loop, sync ones in a thread, results checked on the way out."""
+"""Calling handlers and their stop hooks — async ones on the event loop, sync ones in a thread pool — and closing
+them when the worker stops. What a handler returns becomes an outcome in :mod:`worker.outcome`."""
 
 from __future__ import annotations
 

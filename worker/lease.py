@@ -27,12 +27,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from config.limits import MAX_BATCH, MAX_VISIBILITY_SECONDS
+from worker.events import NO_EVENTS, Events, LeaseCall
 from worker.logs import get_logger
-from worker.retrying import Backoff
-from worker.sqs import MAX_BATCH, BatchEntryError, Queue, ReceivedMessage, settle, with_retries
+from worker.queue import BatchEntryError, Queue, ReceivedMessage, settle
+from worker.retrying import lease_renewal_backoff
+from worker.sqs import with_retries
 
-#: SQS's ceiling on how long a message may stay hidden, counted from the ReceiveMessage request that returned it.
-MAX_HIDDEN_SECONDS = 12 * 60 * 60
 #: The longest tick: with a 12-hour visibility timeout, renewals still start within a minute of being due.
 MAX_TICK = 60.0
 #: The longest a renewal call may take before it is abandoned and retried (half a tick, within these bounds).
@@ -70,26 +71,32 @@ def lease_timing(visibility_timeout: int) -> tuple[float, float, float]:
 class LeaseKeeper:
     """Holds the leases of all in-flight messages and renews them, one round per tick."""
 
-    def __init__(self, queue: Queue, visibility_timeout: int, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        queue: Queue,
+        visibility_timeout: int,
+        clock: Callable[[], float] = time.time,
+        events: Events = NO_EVENTS,
+    ) -> None:
         self.queue = queue
+        self.events = events
         self.visibility_timeout = visibility_timeout
         self.tick, self.call_timeout, self.margin = lease_timing(visibility_timeout)
         self.clock = clock
         self.leases: dict[str, Lease] = {}
-        self.renewals = 0
-        """Entries renewed so far (for metrics and benchmarks)."""
-        self.renewal_calls = 0
-        self.renewal_failures = 0
-        """Renewal calls (or entries) that failed and were retried or given up."""
         self._calls: set[asyncio.Task[None]] = set()
         self._stopping = False
 
-    def add(self, message: ReceivedMessage) -> Lease:
-        """Start tracking a message just received with the keeper's visibility timeout."""
+    def add(self, message: ReceivedMessage, on_exhausted: Callable[[], None] | None = None) -> Lease:
+        """Start tracking a message just received with the keeper's visibility timeout; ``on_exhausted`` runs once
+        if the 12-hour budget of this receipt runs out while the lease is held."""
         now = self.clock()
         received = message.received_at or now
         lease = Lease(
-            message, visible_until=received + self.visibility_timeout, budget_end=received + MAX_HIDDEN_SECONDS
+            message,
+            visible_until=received + self.visibility_timeout,
+            budget_end=received + MAX_VISIBILITY_SECONDS,
+            on_exhausted=on_exhausted,
         )
         self.leases[message.receipt_handle] = lease
         return lease
@@ -170,13 +177,12 @@ class LeaseKeeper:
 
     async def _renew(self, batch: list[Lease]) -> None:
         """Renew ``batch``, retrying what failed until it is renewed, lost, let go, or out of visibility."""
-        backoff = Backoff(base=min(0.5, self.tick / 10), cap=self.tick / 2)
+        backoff = lease_renewal_backoff(self.tick).start()
         pending = batch
         try:
             while pending:
                 pending = [lease for lease in await self._attempt(pending) if self._worth_retrying(lease)]
                 if pending:
-                    self.renewal_failures += 1
                     await backoff.sleep()
                     pending = [lease for lease in pending if self._worth_retrying(lease)]
         finally:
@@ -193,7 +199,6 @@ class LeaseKeeper:
         asked = [(lease, timeout) for lease, timeout in asked if timeout > 0]
         if not asked:
             return []
-        self.renewal_calls += 1
         try:
             async with asyncio.timeout(self.call_timeout):
                 errors = await self.queue.set_visibility_many(
@@ -201,18 +206,21 @@ class LeaseKeeper:
                 )
         except Exception as exc:  # noqa: BLE001 - transport trouble or a timeout: the leases have time left
             log.warning("lease renewal failed; retrying", leases=len(batch), error=f"{type(exc).__name__}: {exc}")
+            self.events.publish(LeaseCall(renewed=(), retried=tuple(lease.message.message_id for lease, _ in asked)))
             return [lease for lease, _ in asked]
         retry: list[Lease] = []
+        renewed: list[str] = []
         for (lease, timeout), error in zip(asked, errors, strict=True):
             if not self._holds(lease):
                 continue  # deleted while the call was out: whatever SQS said no longer matters
             if error is None:
                 lease.visible_until = sent_at + timeout
-                self.renewals += 1
+                renewed.append(lease.message.message_id)
             elif not error.sender_fault:
                 retry.append(lease)
             else:
                 self._lose(lease, error)
+        self.events.publish(LeaseCall(tuple(renewed), tuple(lease.message.message_id for lease in retry)))
         return retry
 
     async def confirm(self, lease: Lease) -> bool:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from worker.handler import CallbackContext, Handler, HandlerResult, JSONValue
 from worker.lease import Lease
 from worker.message import CallbackMessage
-from worker.sqs import ReceivedMessage
+from worker.queue import ReceivedMessage
 from worker.step_context import StepInfo
 
 
@@ -117,7 +117,8 @@ class Delivery:
     """One delivery of one message, from receipt to disposition."""
 
     received: ReceivedMessage
-    lease: Lease
+    lease: Lease = field(init=False)
+    """Set by the dispatcher as it takes the delivery (the lease calls :meth:`exhaust_lease` if it runs out)."""
     phase: Phase = Phase.RECEIVED
     message: CallbackMessage | None = None
     context: CallbackContext | None = None

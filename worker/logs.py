@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from typing import Any, Literal, TextIO
 
 import structlog
-from structlog.typing import EventDict, WrappedLogger
+from structlog.typing import EventDict, FilteringBoundLogger, WrappedLogger
 
 #: Characters of a callback token shown in logs; the rest is masked.
 TOKEN_SHOWN = 3
@@ -158,6 +158,17 @@ def _redact_rendered(_: WrappedLogger, __: str, rendered: Any) -> Any:
     return rendered
 
 
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """``trace_id`` and ``span_id`` of the current span, when tracing is on (OpenTelemetry loaded); nothing else."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is not None:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            event_dict["trace_id"] = format(context.trace_id, "032x")
+            event_dict["span_id"] = format(context.span_id, "016x")
+    return event_dict
+
+
 def configure_logging(
     log_format: Literal["json", "console"] = "json", level: str = "INFO", stream: TextIO | None = None
 ) -> None:
@@ -173,6 +184,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            add_trace_ids,
             structlog.processors.format_exc_info if log_format == "json" else structlog.dev.set_exc_info,
             _redact_tokens,
             _cap_values,  # after the redaction: a cut must not leave part of the token where no redaction finds it
@@ -187,10 +199,12 @@ def configure_logging(
     install_stdlib_redaction()
 
 
-def get_logger(name: str) -> Any:
-    """A structlog logger carrying ``component=name``.
+def get_logger(name: str) -> FilteringBoundLogger:
+    """A structlog logger carrying ``component=name``, typed as what :func:`configure_logging` makes it (a filtering
+    bound logger), so that every log call is type-checked.
 
     The proxy binds lazily, on first use, so a module-level logger honours the configuration in force when it
     logs rather than the defaults of import time.
     """
-    return structlog.get_logger(component=name)
+    logger: FilteringBoundLogger = structlog.get_logger(component=name)
+    return logger

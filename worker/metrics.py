@@ -1,8 +1,7 @@
 """Prometheus metrics of one worker, in a registry of its own.
 
-Counters that the worker keeps anyway (dispatcher stats, report errors, lease renewals) are read at scrape time by a
-collector, so the hot path pays nothing for them; only the handler-duration histogram is observed as handlers end,
-and the event-loop lag histogram twice a second.
+Counters and histograms listen to the worker's events (:mod:`worker.events`); the gauges (in flight, readiness,
+last poll) are read at scrape time.
 No label ever carries a token, an ARN or a queue URL: handler names are the registered ones, error classes are few.
 """
 
@@ -13,11 +12,12 @@ import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 
-from prometheus_client import CollectorRegistry, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.runtime import Worker
+from worker.events import CallFailed, Event, HandlerFinished, LeaseCall, LoopLagSampled, Noted, Reported, StepLookup
+from worker.worker import Worker
 
 # `_created` series double the output and mean nothing to alerting here.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -37,8 +37,9 @@ ERROR_CLASSES = {
     "InternalFailure": "server",
     "ServiceUnavailable": "server",
 }
-#: Counter name → (dispatcher stat, help text).
-_EVENTS = {
+#: Counter name → (what a :class:`worker.events.Noted` event names, help text).
+NOTED = {
+    "messages_received": ("received", "Messages received from SQS."),
     "malformed_messages": ("malformed", "Messages whose body was not a usable callback message."),
     "continuations": ("continued", "Retry continuations re-queued."),
     "handler_crashes": ("crashed", "Handler calls that raised an unexpected exception and were retried."),
@@ -65,61 +66,21 @@ def error_class(code: str) -> str:
 
 
 class WorkerCollector(Collector):
-    """Reads a worker's own counters at scrape time."""
+    """Reads a worker's gauges at scrape time."""
 
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
     def collect(self) -> Iterator[Metric]:
-        worker = self.worker
-        dispatcher = worker.dispatcher
-        yield _counter("messages_received", "Messages received from SQS.", dispatcher.stats["received"])
-        reports = CounterMetricFamily(
-            f"{PREFIX}_callbacks_reported",
-            "Outcomes sent to SageMaker, by outcome and result.",
-            labels=["outcome", "result"],
-        )
-        for (outcome, result), count in sorted(dispatcher.reports.items()):
-            reports.add_metric([outcome, result], count)
-        yield reports
-        errors = CounterMetricFamily(
-            f"{PREFIX}_report_errors", "Errors from SageMaker report calls, by class.", labels=["error_class"]
-        )
-        by_class: dict[str, int] = {}
-        for code, count in worker.reporter.errors.items():
-            by_class[error_class(code)] = by_class.get(error_class(code), 0) + count
-        for name, count in sorted(by_class.items()):
-            errors.add_metric([name], count)
-        yield errors
-        for name, (stat, text) in _EVENTS.items():
-            yield _counter(name, text, dispatcher.stats[stat])
-        yield _counter("visibility_extensions", "Message leases extended.", worker.leases.renewals)
-        yield _counter(
-            "visibility_extension_retries",
-            "Renewal calls (or entries) that failed and were retried within their round.",
-            worker.leases.renewal_failures,
-        )
-        steps = worker.dispatcher.steps
-        yield _counter(
-            "sagemaker_step_lookups",
-            "ListPipelineExecutionSteps and DescribePipelineExecution calls (token verification, step context).",
-            steps.calls if steps is not None else 0,
-        )
-        yield _counter(
-            "visibility_extension_calls", "ChangeMessageVisibilityBatch calls made.", worker.leases.renewal_calls
-        )
+        worker, health = self.worker, self.worker.health
         yield _gauge("in_flight_messages", "Messages being handled now.", len(worker.tasks))
         yield _gauge("concurrency_limit", "Messages that may be handled at once.", worker.slots.capacity)
         yield _gauge(
             "last_successful_poll_timestamp_seconds",
             "Unix time of the last receive that SQS answered.",
-            worker.health.last_poll_wall,
+            health.last_poll_wall,
         )
-        yield _gauge("ready", "1 when the worker is ready to receive, else 0.", 1 if worker.health.is_ready() else 0)
-
-
-def _counter(name: str, text: str, value: float) -> CounterMetricFamily:
-    return CounterMetricFamily(f"{PREFIX}_{name}", text, value=value)
+        yield _gauge("ready", "1 when the worker is ready to receive, else 0.", 1 if health.is_ready() else 0)
 
 
 def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
@@ -127,11 +88,53 @@ def _gauge(name: str, text: str, value: float) -> GaugeMetricFamily:
 
 
 class Metrics:
-    """The worker's metrics registry: a collector over its counters, a duration histogram and build info."""
+    """The worker's metrics registry. Counters and histograms follow the worker's events (it listens); gauges are read
+    at scrape time."""
 
     def __init__(self, worker: Worker) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(WorkerCollector(worker))
+        self._noted = {
+            what: Counter(f"{PREFIX}_{name}", text, registry=self.registry) for name, (what, text) in NOTED.items()
+        }
+        self.reports = Counter(
+            f"{PREFIX}_callbacks_reported",
+            "Outcomes sent to SageMaker, by outcome and result.",
+            ["outcome", "result"],
+            registry=self.registry,
+        )
+        self.report_errors = Counter(
+            f"{PREFIX}_report_errors",
+            "Errors from SageMaker report calls, by class.",
+            ["error_class"],
+            registry=self.registry,
+        )
+        self.lease_renewals = Counter(
+            f"{PREFIX}_visibility_extensions", "Message leases extended.", registry=self.registry
+        )
+        self.lease_retries = Counter(
+            f"{PREFIX}_visibility_extension_retries",
+            "Renewal calls (or entries) that failed and were retried within their round.",
+            registry=self.registry,
+        )
+        self.lease_calls = Counter(
+            f"{PREFIX}_visibility_extension_calls", "ChangeMessageVisibilityBatch calls made.", registry=self.registry
+        )
+        self.step_lookups = Counter(
+            f"{PREFIX}_sagemaker_step_lookups",
+            "ListPipelineExecutionSteps and DescribePipelineExecution calls (token verification, step context).",
+            registry=self.registry,
+        )
+        self._add_histograms()
+        build = GaugeMetricFamily(
+            f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
+        )
+        build.add_metric([package_version(), platform.python_version()], 1)
+        self.registry.register(_Static(build))
+        self.started = time.time()
+        worker.events.subscribe(self)
+
+    def _add_histograms(self) -> None:
         self.handler_duration = Histogram(
             f"{PREFIX}_handler_duration_seconds",
             "Time handlers took, by handler.",
@@ -145,17 +148,29 @@ class Metrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
-        worker.loop_lag.on_sample = self.loop_lag.observe
-        build = GaugeMetricFamily(
-            f"{PREFIX}_build_info", "Version of the worker and of Python.", labels=["version", "python"]
-        )
-        build.add_metric([package_version(), platform.python_version()], 1)
-        self.registry.register(_Static(build))
-        self.started = time.time()
-        worker.dispatcher.on_handler_done = self.observe
 
-    def observe(self, handler: str, seconds: float) -> None:
-        self.handler_duration.labels(handler).observe(seconds)
+    def __call__(self, event: Event) -> None:
+        """Count one event."""
+        match event:
+            case Noted(what=what) if what in self._noted:
+                self._noted[what].inc()
+            case Reported(outcome=outcome, result=result):
+                self.reports.labels(outcome, result).inc()
+            case CallFailed(service="sagemaker", operation="report", code=code):
+                self.report_errors.labels(error_class(code)).inc()
+            case LeaseCall(renewed=renewed, retried=retried):
+                self.lease_calls.inc()
+                self.lease_renewals.inc(len(renewed))
+                if retried:
+                    self.lease_retries.inc()
+            case StepLookup():
+                self.step_lookups.inc()
+            case HandlerFinished(handler=handler, seconds=seconds):
+                self.handler_duration.labels(handler).observe(seconds)
+            case LoopLagSampled(seconds=seconds):
+                self.loop_lag.observe(seconds)
+            case _:
+                pass
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -15,10 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-MAX_OUTPUTS = 50
-MAX_OUTPUT_NAME = 256
-MAX_OUTPUT_VALUE = 1024
-MAX_FAILURE_REASON = 256
+from config.limits import MAX_FAILURE_REASON, MAX_OUTPUT_NAME, MAX_OUTPUT_VALUE, MAX_OUTPUTS
+
 TRUNCATION_MARKER = " [truncated]"
 # An int this wide has more than MAX_OUTPUT_VALUE digits; str() of a much wider one raises ValueError
 # (Python's int-to-str digit limit) instead of giving text that the length check could refuse.

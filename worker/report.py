@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
+from worker.events import NO_EVENTS, CallFailed, Events
 from worker.logs import get_logger
 from worker.outcome import Failure, Outcome, Success, failure
-from worker.retrying import Backoff, error_code, is_transient
+from worker.retrying import REPORT_BACKOFF, BackoffPolicy, error_code, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -40,14 +41,19 @@ class ReportResult(StrEnum):
 class Reporter:
     """Sends outcomes to SageMaker."""
 
-    def __init__(self, client: SageMakerClient, backoff: Backoff | None = None, max_in_flight: int = 10) -> None:
+    def __init__(
+        self,
+        client: SageMakerClient,
+        backoff: BackoffPolicy | None = None,
+        max_in_flight: int = 10,
+        events: Events = NO_EVENTS,
+    ) -> None:
         self.client = client
-        self._backoff = backoff or Backoff(base=0.2, cap=20.0)
+        self.events = events
+        self._backoff = backoff or REPORT_BACKOFF
         self._in_flight = asyncio.Semaphore(max_in_flight)
         """At most this many calls are built at once (the client's connection pool): when thousands of handlers
         finish together, the rest wait here, cheaply, rather than as signed requests queued for a connection."""
-        self.errors: dict[str, int] = {}
-        """Errors seen so far by code (for metrics)."""
 
     async def report(self, token: str, outcome: Outcome) -> ReportResult:
         """Send ``outcome`` for ``token`` until SageMaker answers definitively. A rejected Success becomes a Failure."""
@@ -60,13 +66,13 @@ class Reporter:
         return result
 
     async def _send(self, token: str, outcome: Outcome) -> tuple[ReportResult, str]:
-        backoff = Backoff(self._backoff.base, self._backoff.cap)
+        backoff = self._backoff.start()
         while True:
             try:
                 await self._call(token, outcome)
             except ClientError as exc:
                 code = error_code(exc)
-                self.errors[code] = self.errors.get(code, 0) + 1
+                self.events.publish(CallFailed("sagemaker", "report", code))
                 if is_transient(exc):
                     log.warning("report failed; retrying", error=code)
                     await backoff.sleep()
@@ -76,7 +82,7 @@ class Reporter:
                 if not is_transient(exc):
                     raise
                 code = type(exc).__name__
-                self.errors[code] = self.errors.get(code, 0) + 1
+                self.events.publish(CallFailed("sagemaker", "report", code))
                 log.warning("report failed; retrying", error=f"{code}: {exc}")
                 await backoff.sleep()
                 continue

@@ -14,10 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+from config.limits import MAX_DELAY_SECONDS
 from worker.logs import get_logger
 from worker.message import CallbackMessage, Continuation
+from worker.queue import Queue
 from worker.retrying import error_code
-from worker.sqs import MAX_DELAY_SECONDS, Queue, with_retries
+from worker.sqs import with_retries
 
 log = get_logger("worker.requeue")
 

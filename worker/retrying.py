@@ -75,3 +75,33 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackoffPolicy:
+    """How one kind of retry loop waits: jittered, doubling from ``base`` up to ``cap`` seconds."""
+
+    base: float
+    cap: float
+
+    def start(self) -> Backoff:
+        """The waits of one run of the loop, from the first."""
+        return Backoff(self.base, self.cap)
+
+
+# Every retry loop of the daemon, side by side.
+#: Answering SageMaker, for as long as it takes (the message stays leased meanwhile).
+REPORT_BACKOFF = BackoffPolicy(0.2, 20.0)
+#: Listing an execution's steps (token verification, step context).
+STEP_LOOKUP_BACKOFF = BackoffPolicy(0.2, 10.0)
+#: One SQS call retried a few times (a continuation's send, a delete): it must get through while a lease lasts.
+SQS_CALL_BACKOFF = BackoffPolicy(0.2, 5.0)
+#: A poller after a failed receive.
+RECEIVE_BACKOFF = BackoffPolicy(0.5, 30.0)
+#: The queue check at start-up.
+STARTUP_BACKOFF = BackoffPolicy(0.5, 5.0)
+
+
+def lease_renewal_backoff(tick: float) -> BackoffPolicy:
+    """Renewal calls retried within a round: several tries fit in the half tick a renewal may take."""
+    return BackoffPolicy(min(0.5, tick / 10), tick / 2)

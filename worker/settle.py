@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TypeVar
 
+from worker.events import Events, Noted, Reported
 from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery, Disposition, Phase
 from worker.logs import get_logger
 from worker.message import CallbackMessage, Continuation
 from worker.outcome import Failure, Outcome, failure
+from worker.queue import BatchEntryError, Queue
 from worker.report import Reporter, ReportResult
 from worker.requeue import Requeuer
-from worker.sqs import BatchEntryError, Queue, with_retries
+from worker.sqs import with_retries
 from worker.step_context import StepResolver
 from worker.tokens import Tokens
 
@@ -51,7 +52,7 @@ class Settler:
         reporter: Reporter,
         requeuer: Requeuer,
         tokens: Tokens,
-        stats: Counter[str],
+        events: Events,
         leases: LeaseKeeper,
         steps: StepResolver | None = None,
         clock: Callable[[], float] = time.time,
@@ -61,11 +62,9 @@ class Settler:
         self.reporter = reporter
         self.requeuer = requeuer
         self.tokens = tokens
-        self.stats = stats
+        self.events = events
         self.steps = steps
         self.clock = clock
-        self.reports: Counter[tuple[str, str]] = Counter()
-        """Reports by (outcome, result), for metrics."""
 
     async def answer(self, delivery: Delivery, token: str, outcome: Outcome) -> None:
         """Report ``outcome``; ANSWERED once SageMaker has it (or had one already, or does not know the token),
@@ -73,20 +72,20 @@ class Settler:
         delivery.enter(Phase.ANSWERING)
         result = await self.reporter.report(token, outcome)
         kind = type(outcome).__name__.lower()
-        self.reports[(kind, result.value)] += 1
+        self.events.publish(Reported(kind, result.value))
         if result is ReportResult.ACCEPTED:
-            self.stats[kind] += 1
+            self.events.publish(Noted(kind))
             log.info(
                 "step answered", outcome=kind, **({"reason": outcome.reason} if isinstance(outcome, Failure) else {})
             )
         elif result is ReportResult.ALREADY_DONE:
-            self.stats["already_done"] += 1
+            self.events.publish(Noted("already_done"))
             log.info("step already had an outcome", outcome=kind)
         elif result is ReportResult.UNKNOWN_TOKEN:
-            self.stats["unknown_token"] += 1
+            self.events.publish(Noted("unknown_token"))
             log.error("SageMaker does not know this callback token; deleting the message")
         else:
-            self.stats["rejected"] += 1
+            self.events.publish(Noted("rejected"))
             return delivery.enter(Phase.KEPT)
         self.tokens.remember_answer(token)
         if self.steps is not None and delivery.message is not None:

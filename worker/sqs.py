@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_BATCH, MAX_DELAY_SECONDS, MAX_RECEIVE
 from worker.logs import get_logger
-from worker.retrying import Backoff, is_transient
+from worker.queue import BatchEntryError, ReceivedMessage
+from worker.retrying import SQS_CALL_BACKOFF, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -20,60 +21,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 log = get_logger("worker.sqs")
 
-#: ReceiveMessage returns at most ten messages.
-MAX_RECEIVE = 10
-#: DeleteMessageBatch and ChangeMessageVisibilityBatch take at most ten entries.
-MAX_BATCH = 10
-#: SendMessage's DelaySeconds is at most fifteen minutes.
-MAX_DELAY_SECONDS = 900
-#: A queue's MaximumMessageSize when it does not say (SQS's default before 2025; today's default is 1 MiB).
-DEFAULT_MAX_MESSAGE_BYTES = 262_144
 #: Calls ``with_retries`` makes before it gives up.
 CALL_ATTEMPTS = 8
-
-
-@dataclass(frozen=True, slots=True)
-class ReceivedMessage:
-    """One delivery of one SQS message."""
-
-    message_id: str
-    receipt_handle: str
-    body: str
-    receive_count: int
-    first_receive_time: float
-    """Epoch seconds of the message's first receipt by anyone (informational: the 12 h visibility budget counts
-    per receipt, from ``received_at``)."""
-    sent_time: float
-    received_at: float = 0.0
-    """Epoch seconds at which the ReceiveMessage request that returned this delivery started (SQS's 12-hour
-    visibility limit counts from it); 0 when unknown."""
-
-    @classmethod
-    def from_api(cls, raw: Any, now: float, received_at: float = 0.0) -> ReceivedMessage:
-        attributes = raw.get("Attributes", {})
-        return cls(
-            message_id=raw["MessageId"],
-            receipt_handle=raw["ReceiptHandle"],
-            body=raw.get("Body", ""),
-            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
-            first_receive_time=int(attributes.get("ApproximateFirstReceiveTimestamp", now * 1000)) / 1000,
-            sent_time=int(attributes.get("SentTimestamp", now * 1000)) / 1000,
-            received_at=received_at,
-        )
-
-
-class BatchEntryError(Exception):
-    """One entry of a batch call failed."""
-
-    def __init__(self, code: str, message: str, *, sender_fault: bool) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.sender_fault = sender_fault
-
-    @property
-    def transient(self) -> bool:
-        """SQS's own fault (``InternalError``, throttling): the same entry may well succeed if sent again."""
-        return not self.sender_fault
 
 
 def worth_retrying(exc: BaseException) -> bool:
@@ -84,7 +33,7 @@ def worth_retrying(exc: BaseException) -> bool:
 async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = CALL_ATTEMPTS) -> T:
     """``call()``, called again with jittered backoff (0.2 s doubling, at most 5 s) while it fails in a way worth
     retrying, at most ``attempts`` times; the last error is raised."""
-    backoff = Backoff(base=0.2, cap=5.0)
+    backoff = SQS_CALL_BACKOFF.start()
     for attempt in range(1, attempts + 1):
         try:
             return await call()
@@ -182,8 +131,8 @@ def entry_errors(response: Any, ids: Sequence[str]) -> list[BatchEntryError | No
     ]
 
 
-class Queue:
-    """One SQS queue as the worker uses it."""
+class SqsQueue:
+    """One SQS queue as the worker uses it (the :class:`worker.queue.Queue` protocol)."""
 
     def __init__(self, client: SQSClient, url: str, *, visibility_timeout: int, wait_time: int) -> None:
         self.client = client
@@ -276,19 +225,4 @@ class Queue:
         return result
 
 
-async def settle(awaitables: Sequence[Awaitable[None]]) -> list[BaseException | None]:
-    """Await all, returning each one's exception (or None) in order."""
-    results = await asyncio.gather(*awaitables, return_exceptions=True)
-    return [result if isinstance(result, BaseException) else None for result in results]
-
-
-__all__ = [
-    "MAX_BATCH",
-    "MAX_DELAY_SECONDS",
-    "MAX_RECEIVE",
-    "BatchEntryError",
-    "Queue",
-    "ReceivedMessage",
-    "settle",
-    "with_retries",
-]
+__all__ = ["Batcher", "SqsQueue", "entry_errors", "with_retries", "worth_retrying"]

@@ -24,8 +24,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from worker.errors import WorkerError
+from worker.events import NO_EVENTS, Events, StepLookup
 from worker.logs import get_logger
-from worker.retrying import Backoff, error_code, is_transient
+from worker.retrying import STEP_LOOKUP_BACKOFF, error_code, is_transient
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -90,14 +91,14 @@ class StepResolver:
         describe: bool = True,
         cache_size: int = CACHE_SIZE,
         clock: Callable[[], float] = time.monotonic,
+        events: Events = NO_EVENTS,
     ) -> None:
         self.client = client
+        self.events = events
         self.describe = describe
         self.cache_size = cache_size
         self.clock = clock
         self._executions: OrderedDict[str, _Execution] = OrderedDict()
-        self.calls = 0
-        """API calls made so far (for tests, metrics and benchmarks)."""
 
     async def resolve(self, execution_arn: str, token: str, max_age: float = math.inf) -> StepInfo | None:
         """The step of ``token``, from a listing at most ``max_age`` seconds old; None if SageMaker does not know
@@ -141,7 +142,7 @@ class StepResolver:
 
     async def _refresh(self, execution_arn: str, entry: _Execution) -> None:
         if self.describe and not entry.described:
-            self.calls += 1
+            self.events.publish(StepLookup("DescribePipelineExecution"))
             described = await self.client.describe_pipeline_execution(PipelineExecutionArn=execution_arn)
             config: Any = described.get("PipelineExperimentConfig", {})
             entry.experiment = {key: str(value) for key, value in config.items()}
@@ -153,7 +154,7 @@ class StepResolver:
         steps: dict[str, tuple[str, str]] = {}
         arguments: dict[str, Any] = {"PipelineExecutionArn": execution_arn, "MaxResults": PAGE_SIZE}
         while True:
-            self.calls += 1
+            self.events.publish(StepLookup("ListPipelineExecutionSteps"))
             page = await self.client.list_pipeline_execution_steps(**arguments)
             for step in page.get("PipelineExecutionSteps", []):
                 callback_token = step.get("Metadata", {}).get("Callback", {}).get("CallbackToken")
@@ -165,7 +166,7 @@ class StepResolver:
         entry.steps, entry.listed = steps, started
 
     async def _retrying(self, call: Callable[[], Any]) -> None:
-        backoff = Backoff(base=0.2, cap=10.0)
+        backoff = STEP_LOOKUP_BACKOFF.start()
         while True:
             try:
                 await call()

@@ -11,16 +11,16 @@ find its step stopped runs ``on_stop`` with its own state: a hook may run more t
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
 from dataclasses import replace
 
+from worker.events import Events, Noted
 from worker.handler import CallbackContext, Handler
 from worker.invoke import Invoker
 from worker.lifecycle import Delivery, Phase, StopCause, context_for
 from worker.logs import get_logger
 from worker.message import CallbackMessage
 from worker.outcome import failure
-from worker.registry import Router
+from worker.router import Router
 from worker.settle import Settler
 from worker.step_context import LookupFailed, StepInfo, StepResolver
 
@@ -41,7 +41,7 @@ class Stopper:
         invoker: Invoker,
         steps: StepResolver | None,
         verify_max_age: float | None,
-        stats: Counter[str],
+        events: Events,
         hook_timeout: float = 60.0,
     ) -> None:
         self.settler = settler
@@ -50,12 +50,12 @@ class Stopper:
         self.steps = steps
         self.verify_max_age = verify_max_age
         """How old a listing may be when a Stopping message without a leader is checked; None: not checked."""
-        self.stats = stats
+        self.events = events
         self.hook_timeout = hook_timeout
 
     async def stop_message(self, delivery: Delivery, message: CallbackMessage, leader: Delivery | None) -> None:
         """A Stopping message: stop the token's leader here (if any), run the stop hook once, answer the step."""
-        self.stats["stop_messages"] += 1
+        self.events.publish(Noted("stop_messages"))
         if leader is not None:
             leader.request_stop(StopCause(by_message=True))
             await leader.finished()
@@ -71,7 +71,7 @@ class Stopper:
     ) -> None:
         """The step is stopping (or stopped): run the stop hook if this delivery owns it, answer if still needed."""
         delivery.enter(Phase.STOPPING)
-        self.stats["stopped"] += 1
+        self.events.publish(Noted("stopped"))
         if context is not None and delivery.handler is not None and cause.runs_stop_hook:
             await self._hook(delivery.handler, replace(context, state=delivery.latest_state))
             delivery.hook_ran = True

@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from callback_worker.ops import views
 from callback_worker.ops.aws import guarded, sagemaker_client
 from callback_worker.ops.errors import ExitCode, NotFoundError, UsageError
 from callback_worker.ops.inputs import check_execution_arn, check_token, failure_outcome, parse_pairs, success_outcome
 from callback_worker.ops.reads import execution_steps
 from callback_worker.ops.tables import emit
+from callback_worker.ops.views import answer_json, answer_text
 
 
 @guarded
@@ -62,4 +62,4 @@ def resolve_token(target: str | tuple[str, str], client: Any) -> str:
 
 
 def _show(outcome: str, token: str, execution_arn: str | None, *, json: bool) -> None:
-    emit(views.answer_json(outcome, token, execution_arn) if json else views.answer_text(outcome, token, execution_arn))
+    emit(answer_json(outcome, token, execution_arn) if json else answer_text(outcome, token, execution_arn))

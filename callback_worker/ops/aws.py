@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from callback_worker.ops.errors import ExitCode, OperatorError
@@ -39,9 +40,9 @@ def sagemaker_client() -> SageMakerClient:
     return boto3.session.Session().client("sagemaker", region_name=_region())
 
 
-def sqs_client() -> SQSClient:
-    """An SQS client from the standard AWS environment (``AWS_ENDPOINT_URL_SQS`` honoured)."""
-    return boto3.session.Session().client("sqs", region_name=_region())
+def sqs_client(config: Config | None = None) -> SQSClient:
+    """An SQS client from the standard AWS environment (``AWS_ENDPOINT_URL_SQS`` honoured), with ``config``."""
+    return boto3.session.Session().client("sqs", region_name=_region(), config=config)
 
 
 def _region() -> str | None:

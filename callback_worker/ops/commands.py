@@ -13,8 +13,15 @@ EXIT_CODES_HELP = """exit codes:
   0  done
   1  AWS or other error
   2  usage: bad arguments or input (nothing sent), or ValidationException
-  3  not found (ResourceNotFound)
-  4  already answered (ConflictException)"""
+  3  not found (ResourceNotFound, no redrive policy), or dlq answer kept a message
+  4  already answered (ConflictException)
+  130  interrupted (Ctrl-C)"""
+
+DLQ_HELP = """The messages of the dead-letter queue named by the source queue's redrive policy.
+
+  list     the messages: execution, step, receive count, age, why (reads them for a few seconds, then releases them)
+  answer   answer their steps (Failure with --reason, or --succeed), then delete them; repeatable safely
+  redrive  move them back to the source queue (StartMessageMoveTask where SQS offers it)"""
 
 SubParsers = argparse._SubParsersAction  # argparse names no public type for it
 
@@ -29,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``describe``, ``steps``, ``pending``, ``succeed``, ``fail`` and ``send-test-message``."""
+    """Register ``describe``, ``steps``, ``pending``, ``succeed``, ``fail``, ``send-test-message`` and ``dlq``."""
     describe = _command(subparsers, "describe", "show an execution's status, failure reason, experiment and times")
     describe.add_argument("execution_arn", metavar="EXECUTION_ARN")
     describe.set_defaults(command=_describe)
@@ -41,6 +48,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     pending = _command(subparsers, "pending", "list callback steps waiting for an answer in running executions")
     pending.add_argument(
         "--pipeline", dest="pipelines", action="append", metavar="NAME", help="only this pipeline (repeatable)"
+    )
+    pending.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="only steps started longer ago than this: 90m, 2h, 3d, 1h30m (units s, m, h, d, w)",
     )
     pending.set_defaults(command=_pending)
 
@@ -69,6 +81,61 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     send.add_argument("--stopping", action="store_true", help='send "status": "Stopping" instead of "Executing"')
     send.set_defaults(command=_send_test_message)
+    _add_dlq(subparsers)
+
+
+def _add_dlq(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """``dlq list|answer|redrive``: the messages of the source queue's dead-letter queue."""
+    dlq = subparsers.add_parser(
+        "dlq",
+        help="list, answer or redrive the messages of the queue's dead-letter queue",
+        description=DLQ_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = dlq.add_subparsers(required=True, metavar="ACTION")
+
+    listing = _command(commands, "list", "list the dead-lettered callback messages: execution, step, receives, age")
+    _queue_option(listing)
+    listing.set_defaults(command=_dlq_list)
+
+    answer = _command(commands, "answer", "answer the steps of dead-lettered messages, then delete the messages")
+    _queue_option(answer)
+    answer.add_argument("--all", action="store_true", help="every message of the dead-letter queue")
+    answer.add_argument(
+        "--execution-arn",
+        dest="execution_arns",
+        action="append",
+        metavar="ARN",
+        help="the messages of this execution (repeatable)",
+    )
+    answer.add_argument(
+        "--message-id",
+        dest="message_ids",
+        action="append",
+        metavar="ID",
+        help="this message, as dlq list shows it (repeatable)",
+    )
+    answer.add_argument("--succeed", action="store_true", help="answer with a Success (default: a Failure)")
+    answer.add_argument(
+        "--output", dest="outputs", action="append", metavar="NAME=VALUE", help="with --succeed (repeatable)"
+    )
+    answer.add_argument("--reason", metavar="TEXT", help="the Failure's reason (1-256 characters)")
+    answer.add_argument("--dry-run", action="store_true", help="show what would be answered; send nothing")
+    answer.set_defaults(command=_dlq_answer)
+
+    redrive = _command(commands, "redrive", "move the dead-lettered messages back to the source queue")
+    _queue_option(redrive)
+    redrive.add_argument("--dry-run", action="store_true", help="show how many would move, and how; move nothing")
+    redrive.set_defaults(command=_dlq_redrive)
+
+
+def _queue_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queue-url",
+        metavar="URL",
+        help="the worker's queue, whose redrive policy names the dead-letter queue "
+        "(default: $CALLBACK_WORKER_QUEUE_URL)",
+    )
 
 
 def _command(subparsers: SubParsers[argparse.ArgumentParser], name: str, summary: str) -> argparse.ArgumentParser:
@@ -87,21 +154,21 @@ def _command(subparsers: SubParsers[argparse.ArgumentParser], name: str, summary
 
 
 def _describe(args: argparse.Namespace) -> int:
-    from callback_worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops.reads import describe  # noqa: PLC0415
 
-    return reads.describe(args)
+    return describe(args)
 
 
 def _steps(args: argparse.Namespace) -> int:
-    from callback_worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops.reads import steps  # noqa: PLC0415
 
-    return reads.steps(args)
+    return steps(args)
 
 
 def _pending(args: argparse.Namespace) -> int:
-    from callback_worker.ops import reads  # noqa: PLC0415
+    from callback_worker.ops.reads import pending  # noqa: PLC0415
 
-    return reads.pending(args)
+    return pending(args)
 
 
 def _step_target(parser: argparse.ArgumentParser) -> None:
@@ -112,18 +179,36 @@ def _step_target(parser: argparse.ArgumentParser) -> None:
 
 
 def _succeed(args: argparse.Namespace) -> int:
-    from callback_worker.ops import answers  # noqa: PLC0415
+    from callback_worker.ops.answers import succeed  # noqa: PLC0415
 
-    return answers.succeed(args)
+    return succeed(args)
 
 
 def _fail(args: argparse.Namespace) -> int:
-    from callback_worker.ops import answers  # noqa: PLC0415
+    from callback_worker.ops.answers import fail  # noqa: PLC0415
 
-    return answers.fail(args)
+    return fail(args)
 
 
 def _send_test_message(args: argparse.Namespace) -> int:
-    from callback_worker.ops import testmessage  # noqa: PLC0415
+    from callback_worker.ops.testmessage import send_test_message  # noqa: PLC0415
 
-    return testmessage.send_test_message(args)
+    return send_test_message(args)
+
+
+def _dlq_list(args: argparse.Namespace) -> int:
+    from callback_worker.ops.dlq import list_messages  # noqa: PLC0415
+
+    return list_messages(args)
+
+
+def _dlq_answer(args: argparse.Namespace) -> int:
+    from callback_worker.ops.dlq import answer  # noqa: PLC0415
+
+    return answer(args)
+
+
+def _dlq_redrive(args: argparse.Namespace) -> int:
+    from callback_worker.ops.redrive import redrive  # noqa: PLC0415
+
+    return redrive(args)

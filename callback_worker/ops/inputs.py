@@ -14,9 +14,10 @@ import string
 from collections.abc import Sequence
 
 from callback_worker.ops.errors import UsageError
+from config.limits import MAX_FAILURE_REASON, MAX_OUTPUTS
 from worker.handler import JSONValue
 from worker.message import EXECUTION_ARN_PATTERN, TOKEN_PATTERN
-from worker.outcome import MAX_FAILURE_REASON, MAX_OUTPUTS, Failure, Success, failure, success
+from worker.outcome import Failure, Success, failure, success
 
 _PREVIEW = 60
 _TOKEN_ALPHABET = string.ascii_letters + string.digits

@@ -2,7 +2,8 @@
 
 Every list is read to its end through ``NextToken``. ``pending`` walks ListPipelines → ListPipelineExecutions (keeping
 Executing and Stopping executions) → ListPipelineExecutionSteps (keeping callback steps still Starting, Executing or
-Stopping), one call at a time, so it costs one ListPipelineExecutionSteps per running execution.
+Stopping), one call at a time, so it costs one ListPipelineExecutionSteps per running execution. ``--older-than``
+keeps the steps that started longer ago than the duration (:mod:`callback_worker.ops.durations`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,23 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from callback_worker.ops import views
 from callback_worker.ops.aws import guarded, sagemaker_client
+from callback_worker.ops.durations import parse_duration
 from callback_worker.ops.errors import ExitCode
 from callback_worker.ops.inputs import check_execution_arn
 from callback_worker.ops.tables import complain, emit
+from callback_worker.ops.views import (
+    WaitingStep,
+    describe_json,
+    describe_text,
+    is_callback,
+    pending_json,
+    pending_text,
+    pipeline_name,
+    started,
+    steps_json,
+    steps_text,
+)
 from worker.retrying import error_code
 
 if TYPE_CHECKING:
@@ -36,7 +49,7 @@ def describe(args: argparse.Namespace) -> int:
     """``describe EXECUTION_ARN``."""
     arn = check_execution_arn(args.execution_arn)
     execution = dict(sagemaker_client().describe_pipeline_execution(PipelineExecutionArn=arn))
-    emit(views.describe_json(execution) if args.json else views.describe_text(execution))
+    emit(describe_json(execution) if args.json else describe_text(execution))
     return ExitCode.OK
 
 
@@ -46,9 +59,9 @@ def steps(args: argparse.Namespace) -> int:
     arn = check_execution_arn(args.execution_arn)
     found = execution_steps(sagemaker_client(), arn)
     if args.json:
-        emit(views.steps_json(found))
+        emit(steps_json(found))
     elif found:
-        emit(views.steps_text(found))
+        emit(steps_text(found))
     else:
         complain(f"no step of {arn} has started")
     return ExitCode.OK
@@ -56,15 +69,23 @@ def steps(args: argparse.Namespace) -> int:
 
 @guarded
 def pending(args: argparse.Namespace) -> int:
-    """``pending [--pipeline NAME]...``."""
+    """``pending [--pipeline NAME]... [--older-than DURATION]``."""
+    older_than = parse_duration(args.older_than) if args.older_than is not None else None
     found = waiting_steps(sagemaker_client(), args.pipelines)
+    if older_than is not None:
+        found = started_before(found, datetime.now(UTC) - older_than)
     if args.json:
-        emit(views.pending_json(found))
+        emit(pending_json(found))
     elif found:
-        emit(views.pending_text(found))
+        emit(pending_text(found))
     else:
-        complain("no callback step is waiting")
+        complain("no callback step is waiting" + (f" since more than {args.older_than}" if older_than else ""))
     return ExitCode.OK
+
+
+def started_before(waiting: Sequence[WaitingStep], cutoff: datetime) -> list[WaitingStep]:
+    """The steps of ``waiting`` that started before ``cutoff`` (a step without a start time is left out)."""
+    return [item for item in waiting if (started(item.step) or _NEVER) < cutoff]
 
 
 def execution_steps(client: SageMakerClient, execution_arn: str, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:
@@ -78,13 +99,13 @@ def execution_steps(client: SageMakerClient, execution_arn: str, page_size: int 
 
 def waiting_steps(
     client: SageMakerClient, pipelines: Sequence[str] | None = None, page_size: int = PAGE_SIZE
-) -> list[views.WaitingStep]:
+) -> list[WaitingStep]:
     """Callback steps that wait for an answer in running executions of ``pipelines`` (default: every pipeline).
 
     Sorted by the step's start time, oldest first: the step that has waited longest comes first. A named pipeline
     that does not exist raises ``ResourceNotFound``; one deleted while every pipeline is being walked is skipped.
     """
-    waiting: list[views.WaitingStep] = []
+    waiting: list[WaitingStep] = []
     for name in pipelines or list(pipeline_names(client, page_size)):
         try:
             executions = list(running_executions(client, name, page_size))
@@ -95,11 +116,11 @@ def waiting_steps(
         for summary in executions:
             arn = summary["PipelineExecutionArn"]
             waiting += [
-                views.WaitingStep(views.pipeline_name(arn) or name, arn, summary["PipelineExecutionStatus"], step)
+                WaitingStep(pipeline_name(arn) or name, arn, summary["PipelineExecutionStatus"], step)
                 for step in execution_steps(client, arn, page_size)
-                if views.is_callback(step) and step.get("StepStatus") in WAITING_STEP_STATUSES
+                if is_callback(step) and step.get("StepStatus") in WAITING_STEP_STATUSES
             ]
-    return sorted(waiting, key=lambda item: (views.started(item.step) or _NEVER, item.execution_arn))
+    return sorted(waiting, key=lambda item: (started(item.step) or _NEVER, item.execution_arn))
 
 
 def pipeline_names(client: SageMakerClient, page_size: int = PAGE_SIZE) -> Iterator[str]:

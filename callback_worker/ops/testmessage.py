@@ -12,11 +12,11 @@ import json
 import secrets
 from typing import Any
 
-from callback_worker.ops import views
 from callback_worker.ops.aws import guarded, sqs_client
 from callback_worker.ops.errors import ExitCode
 from callback_worker.ops.inputs import check_execution_arn, check_token, new_token, parse_arguments, parse_pairs
 from callback_worker.ops.tables import emit
+from callback_worker.ops.views import sent_json, sent_text
 from worker.handler import JSONValue
 from worker.message import Status, parse_message
 
@@ -39,7 +39,7 @@ def send_test_message(args: argparse.Namespace) -> int:
     if args.queue_url.endswith(".fifo"):
         request |= {"MessageGroupId": TEST_PIPELINE, "MessageDeduplicationId": secrets.token_hex(16)}
     message_id = str(client.send_message(**request)["MessageId"])
-    show = views.sent_json if args.json else views.sent_text
+    show = sent_json if args.json else sent_text
     emit(show(message_id, args.queue_url, body))
     return ExitCode.OK
 

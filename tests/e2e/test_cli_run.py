@@ -62,6 +62,14 @@ def test_invalid_setting_stops_start_up_naming_the_setting(tmp_path: Path) -> No
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_fifo_queue_url_stops_start_up_with_one_line(tmp_path: Path) -> None:
+    result = run_cli(worker_env(tmp_path, queue_url="http://127.0.0.1:9/000000000000/callbacks.fifo"), "run")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("callback-worker: invalid setting CALLBACK_WORKER_QUEUE_URL=")
+    assert "use a standard queue" in line
+
+
 def test_unknown_default_handler_stops_start_up(tmp_path: Path) -> None:
     result = run_cli(worker_env(tmp_path, queue_url="http://127.0.0.1:9/q", handler="nope"), "run")
     assert result.returncode == 2

@@ -23,3 +23,17 @@ def test_demo_runs_end_to_end_and_summarises() -> None:
     assert "no handler named 'no-such-handler'" in out
     assert "trainData=s3://demo-bucket/abalone.csv" in out
     assert "UNEXPECTED" not in out
+    assert "(approved): Succeeded  [ok]" in out
+    assert "(rejected): Failed  [ok]" in out
+    assert "failure reason: Rejected: accuracy below 0.9" in out
+    assert_in_order(out, "succeeds", ["step Prepare Succeeded", "step Train Succeeded"])
+    assert_in_order(out, "approved", ["step Review Succeeded", "step Gate Succeeded (outcome True)", "step Deploy"])
+    assert_in_order(out, "rejected", ["step Review Succeeded", "step Gate Succeeded (outcome False)", "step Reject"])
+
+
+def assert_in_order(out: str, label: str, events: list[str]) -> None:
+    """The lines of the execution started as ``label`` mention ``events`` in this order (progress lines only)."""
+    execution_id = next(line.split("execution ")[1].split()[0] for line in out.splitlines() if f"({label};" in line)
+    lines = [line for line in out.splitlines() if f"execution {execution_id}: step" in line]
+    positions = [next(index for index, line in enumerate(lines) if event in line) for event in events]
+    assert positions == sorted(positions), lines

@@ -61,8 +61,8 @@ def run(emulator: ThreadedEmulatorServer) -> Run:
 
 
 @pytest.fixture
-def sqs(moto_sqs: str) -> Iterator[SQSClient]:
-    client = boto3.client("sqs", endpoint_url=moto_sqs)
+def sqs(moto_server: str) -> Iterator[SQSClient]:
+    client = boto3.client("sqs", endpoint_url=moto_server)
     yield client
     client.close()
 

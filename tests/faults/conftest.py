@@ -20,11 +20,11 @@ __all__ = ["loop_emulator", "make_queue", "sagemaker", "sqs"]
 
 @pytest.fixture
 async def sqs_faults(
-    moto_sqs: str, loop_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+    moto_server: str, loop_emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[FaultProxy]:
     """A fault proxy in front of moto; workers started after this fixture send their SQS calls through it (the
     emulator, already running, still sends its callback messages to moto directly)."""
-    async with FaultProxy(moto_sqs) as proxy:
+    async with FaultProxy(moto_server) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", proxy.url)
         yield proxy
 

@@ -27,7 +27,7 @@ async def run_one_step(sagemaker: Any, sqs: Any, queue_url: str, chain: Chain, *
     async with running_worker(settings, {"chain": chain}) as worker:
         arn = await start_one(sagemaker, queue_url)
         assert await wait_for_status(sagemaker, arn, within=60) == "Succeeded"
-        await until(lambda: worker.dispatcher.stats["received"] >= deliveries)
+        await until(lambda: worker.tally["received"] >= deliveries)
         await until(lambda: not worker.tasks, within=10)
     assert chain.calls == ONE_CHAIN
     assert await queue_depth(sqs, queue_url) == 0

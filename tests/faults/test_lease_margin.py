@@ -19,7 +19,7 @@ from tests.integration.conftest import QueueFactory
 from tests.worker_harness import running_worker, wait_for_status, worker_settings
 from worker.handler import CallbackContext
 from worker.lease import LeaseKeeper
-from worker.sqs import BatchEntryError, Queue, ReceivedMessage
+from worker.queue import BatchEntryError, Queue, ReceivedMessage
 
 
 async def test_a_failed_renewal_per_lease_lets_no_lease_lapse_across_two_replicas(

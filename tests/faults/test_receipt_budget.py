@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import cast
 
+from config.limits import MAX_VISIBILITY_SECONDS
 from tests.fakes import FakeClock
 from worker.dispatch import lease_exhausted_reason
-from worker.lease import MAX_HIDDEN_SECONDS, LeaseKeeper
-from worker.sqs import BatchEntryError, Queue, ReceivedMessage
+from worker.lease import LeaseKeeper
+from worker.queue import BatchEntryError, Queue, ReceivedMessage
 
 HOUR = 3600.0
 
@@ -47,7 +48,7 @@ async def test_a_twelve_hour_visibility_timeout_is_not_cut_short_at_eight_hours(
     for hours in (4, 8, 11):
         await renew_at(leases, clock, start + hours * HOUR)
     assert exhausted == []
-    await renew_at(leases, clock, start + MAX_HIDDEN_SECONDS - leases.margin + 1)
+    await renew_at(leases, clock, start + MAX_VISIBILITY_SECONDS - leases.margin + 1)
     assert exhausted == [clock.now]
 
 
@@ -64,7 +65,7 @@ async def test_the_budget_counts_from_this_receipt_not_the_first_one() -> None:
     await renew_at(leases, clock, start + 6 * HOUR)
 
     assert exhausted == []
-    assert lease.budget_end == start + MAX_HIDDEN_SECONDS
+    assert lease.budget_end == start + MAX_VISIBILITY_SECONDS
 
 
 def test_the_failure_reason_says_what_happened() -> None:

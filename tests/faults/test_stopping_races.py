@@ -100,7 +100,7 @@ async def test_a_step_answered_elsewhere_cancels_the_handler_running_here(
         assert await wait_for_status(sagemaker, arn) == "Succeeded"
         await asyncio.wait_for(handler.cancelled.wait(), timeout=30)
         await until(lambda: not worker.tasks)
-    assert worker.dispatcher.reports == {}  # nothing reported here: no ConflictException
+    assert worker.tally.reports == {}  # nothing reported here: no ConflictException
     assert handler.stops == []  # the step succeeded: nothing to stop
     assert await queue_depth(sqs, queue_url) == 0
 

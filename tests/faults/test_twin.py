@@ -40,8 +40,8 @@ async def test_a_copy_following_a_twin_that_keeps_its_message_keeps_its_own(
         await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
     settings = worker_settings(queue_url, handler="slow", visibility_timeout=30)
     async with running_worker(settings, {"slow": slow}) as worker:
-        await until(lambda: worker.dispatcher.stats["received"] == 2 and not worker.tasks)
+        await until(lambda: worker.tally["received"] == 2 and not worker.tasks)
         kept = await queue_depth(sqs, queue_url)
     assert calls == 1
-    assert worker.dispatcher.stats["rejected"] == 1
+    assert worker.tally["rejected"] == 1
     assert kept == 2  # both copies wait to be delivered again; neither was deleted

@@ -138,13 +138,13 @@ def test_missing_settings_stop_the_daemon_with_one_line(images: Images) -> None:
 
 
 @pytest.fixture
-def emulator_container(images: Images, moto_sqs: str) -> Iterator[str]:
+def emulator_container(images: Images, moto_server: str) -> Iterator[str]:
     """The emulator's image on the host network, sending callback messages to moto; its endpoint URL."""
     name = f"image-test-emulator-{uuid.uuid4().hex[:8]}"
     port = free_port()
     try:
         podman.start(
-            name, images.emulator, "emulate", "--host", "127.0.0.1", "--port", str(port), env=aws_env(moto_sqs)
+            name, images.emulator, "emulate", "--host", "127.0.0.1", "--port", str(port), env=aws_env(moto_server)
         )
         wait_until_listening(port, name)
         yield f"http://127.0.0.1:{port}"
@@ -196,9 +196,9 @@ def in_container(name: str, code: str) -> tuple[int, str]:
 
 
 def test_run_answers_callbacks_read_only_as_uid_10001_and_drains_on_stop(
-    images: Images, moto_sqs: str, queue_url: str, emulator_container: str, worker_name: str
+    images: Images, moto_server: str, queue_url: str, emulator_container: str, worker_name: str
 ) -> None:
-    port, began = start_worker(images, worker_name, moto_sqs, emulator_container, queue_url)
+    port, began = start_worker(images, worker_name, moto_server, emulator_container, queue_url)
     ready = wait_ready(worker_name, port)
     FIGURES["start_to_readyz_s"] = {
         "podman_run": round(ready - began, 2),
@@ -239,14 +239,14 @@ def in_flight(port: int) -> float:
 
 
 def test_stop_with_a_handler_at_work_releases_its_message_and_exits_0(
-    images: Images, moto_sqs: str, queue_url: str, emulator_container: str, worker_name: str
+    images: Images, moto_server: str, queue_url: str, emulator_container: str, worker_name: str
 ) -> None:
     """SIGTERM through dumb-init while a `command` handler runs: the grace period passes, the handler's program is
     stopped, its message is visible again at once (not after the 60 s visibility timeout), the exit code is 0."""
     port, _ = start_worker(
         images,
         worker_name,
-        moto_sqs,
+        moto_server,
         emulator_container,
         queue_url,
         handler="command",
@@ -268,7 +268,7 @@ def test_stop_with_a_handler_at_work_releases_its_message_and_exits_0(
     FIGURES["podman_stop_drain_in_flight_s"] = round(time.monotonic() - stopping, 2)
     assert podman.inspect(worker_name)["State"]["ExitCode"] == 0, podman.logs(worker_name)  # type: ignore[index]
 
-    sqs: Any = boto3.client("sqs", endpoint_url=moto_sqs)
+    sqs: Any = boto3.client("sqs", endpoint_url=moto_server)
     released = sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=2, MaxNumberOfMessages=10)
     sqs.close()
     assert len(released.get("Messages", [])) == 1, "the message is visible again at once"

@@ -14,7 +14,7 @@ from emulator.server import EmulatorServer
 
 
 @pytest.fixture
-async def loop_emulator(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EmulatorServer]:
+async def loop_emulator(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[EmulatorServer]:
     """The SageMaker emulator on this test's loop; ``AWS_ENDPOINT_URL_SAGEMAKER`` points at it."""
     async with EmulatorServer(host="127.0.0.1", port=0) as server:
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", server.endpoint_url)
@@ -29,9 +29,9 @@ async def sagemaker(loop_emulator: EmulatorServer) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def sqs(moto_sqs: str) -> AsyncIterator[Any]:
+async def sqs(moto_server: str) -> AsyncIterator[Any]:
     """An aiobotocore SQS client on the moto server."""
-    async with get_session().create_client("sqs", endpoint_url=moto_sqs) as client:
+    async with get_session().create_client("sqs", endpoint_url=moto_server) as client:
         yield client
 
 

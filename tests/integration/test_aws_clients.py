@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from emulator.server import EmulatorServer
-from worker.app import aws_clients
+from worker.clients import aws_clients
 
 
 async def sent_user_agents() -> dict[str, str]:

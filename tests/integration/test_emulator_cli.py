@@ -43,7 +43,7 @@ def read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[bytes], tim
 
 
 @pytest.fixture
-def emulator_process(moto_sqs: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+def emulator_process(moto_server: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """The emulator as a process, with every ListPipelines call throttled; yields it and its URL."""
     process = spawn(["--port", "0", "--region", "eu-west-1", "--fault", "ListPipelines:throttle=1", "--seed", "3"])
     try:
@@ -74,7 +74,7 @@ def test_the_process_serves_until_sigterm_and_exits_zero(emulator_process: tuple
     read_until(process, re.compile(rb"SageMaker emulator stopped"))
 
 
-def test_environment_variables_configure_faults(moto_sqs: str) -> None:
+def test_environment_variables_configure_faults(moto_server: str) -> None:
     process = spawn(["--port", "0"], {"CALLBACK_WORKER_EMULATOR_THROTTLE_RATE": "1"})
     try:
         url = read_until(process, URL_LINE)[1].decode()

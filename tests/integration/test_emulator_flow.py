@@ -166,12 +166,12 @@ async def _run_two_steps(sagemaker: AsyncSageMakerClient, sqs: AsyncSQSClient, q
     return arn
 
 
-async def test_aiobotocore_drives_a_two_step_pipeline(moto_sqs: str, queue_url: str) -> None:
+async def test_aiobotocore_drives_a_two_step_pipeline(moto_server: str, queue_url: str) -> None:
     session = get_session()
     async with (
         EmulatorServer("127.0.0.1", 0) as server,
         session.create_client("sagemaker", endpoint_url=server.endpoint_url) as sagemaker,
-        session.create_client("sqs", endpoint_url=moto_sqs) as sqs,
+        session.create_client("sqs", endpoint_url=moto_server) as sqs,
     ):
         arn = await _run_two_steps(sagemaker, sqs, queue_url)
         description = await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn)

@@ -168,9 +168,9 @@ def test_typed_values_accept_every_declared_type(
 
 
 def test_a_queue_that_refuses_the_message_fails_the_step(
-    sagemaker_client: SageMakerClient, moto_sqs: str, threaded_emulator: ThreadedEmulatorServer
+    sagemaker_client: SageMakerClient, moto_server: str, threaded_emulator: ThreadedEmulatorServer
 ) -> None:
-    missing_queue = f"{moto_sqs}/123456789012/no-such-queue-{uuid.uuid4().hex[:8]}"
+    missing_queue = f"{moto_server}/123456789012/no-such-queue-{uuid.uuid4().hex[:8]}"
     arn = start_execution(sagemaker_client, create_pipeline(sagemaker_client, one_step_definition(missing_queue)))
     description = wait_for_status(sagemaker_client, arn, "Failed")
     step = list_steps(sagemaker_client, arn)["A"]
@@ -248,7 +248,7 @@ def test_what_the_sagemaker_sdk_generates_is_accepted_and_resolved(
                     "started": {"Get": "Execution.StartDateTime"},
                     "experiment": {"Get": "PipelineExperimentConfig.ExperimentName"},
                 },
-                "DisplayName": "Prepare data",
+                "DisplayName": "Prepare-data",
                 "Description": "Waits for an external job",
                 "CacheConfig": {"Enabled": True, "ExpireAfter": "PT1H"},
                 "SqsQueueUrl": queue_url,
@@ -275,7 +275,7 @@ def test_what_the_sagemaker_sdk_generates_is_accepted_and_resolved(
     assert arguments["experiment"] == name
     assert arguments["started"].endswith("Z")
     step = list_steps(sagemaker_client, arn)["Prepare"]
-    assert step["StepDisplayName"] == "Prepare data"
+    assert step["StepDisplayName"] == "Prepare-data"
     assert step["StepDescription"] == "Waits for an external job"
     assert sagemaker_client.describe_pipeline(PipelineName=name)["PipelineDefinition"] == json.dumps(definition)
 

@@ -20,7 +20,7 @@ JSON_11 = "application/x-amz-json-1.1"
 
 
 @pytest.fixture
-async def server(moto_sqs: str) -> AsyncIterator[EmulatorServer]:
+async def server(moto_server: str) -> AsyncIterator[EmulatorServer]:
     async with EmulatorServer("127.0.0.1", 0) as running:
         yield running
 

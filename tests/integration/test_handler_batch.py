@@ -46,13 +46,13 @@ make_handler = handler_factory_fixture(BatchHandler, PREFIX)
 
 
 @pytest.fixture(scope="module")
-def batch_setup(moto_sqs: str) -> Iterator[tuple[str, str, Any]]:
+def batch_setup(moto_server: str) -> Iterator[tuple[str, str, Any]]:
     """A job queue and a job definition on moto's docker-free Batch: (queue, definition, boto3 client)."""
-    moto_api(moto_sqs, "config", {"batch": {"use_docker": False}})
-    role = boto3.client("iam", endpoint_url=moto_sqs).create_role(
+    moto_api(moto_server, "config", {"batch": {"use_docker": False}})
+    role = boto3.client("iam", endpoint_url=moto_server).create_role(
         RoleName=f"batch-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}"
     )["Role"]["Arn"]
-    batch = boto3.client("batch", endpoint_url=moto_sqs)
+    batch = boto3.client("batch", endpoint_url=moto_server)
     suffix = uuid.uuid4().hex[:8]
     environment = batch.create_compute_environment(
         computeEnvironmentName=f"ce-{suffix}", type="UNMANAGED", state="ENABLED", serviceRole=role
@@ -71,14 +71,14 @@ def batch_setup(moto_sqs: str) -> Iterator[tuple[str, str, Any]]:
         containerProperties={"image": "busybox", "vcpus": 1, "memory": 128, "command": ["true"]},
     )
     yield queue, definition, batch
-    moto_api(moto_sqs, "config", {"batch": {"use_docker": True}})
+    moto_api(moto_server, "config", {"batch": {"use_docker": True}})
 
 
 @pytest.fixture
 def moto_batch(
-    batch_setup: tuple[str, str, Any], moto_sqs: str, monkeypatch: pytest.MonkeyPatch
+    batch_setup: tuple[str, str, Any], moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[str, str, Any]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", moto_sqs)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_BATCH", moto_server)
     return batch_setup
 
 

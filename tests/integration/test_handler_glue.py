@@ -47,10 +47,10 @@ make_handler = handler_factory_fixture(GlueHandler, PREFIX)
 
 
 @pytest.fixture
-async def glue(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+async def glue(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     """A Glue client on the session's moto server; ``AWS_ENDPOINT_URL_GLUE`` points there too."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", moto_sqs)
-    async with get_session().create_client("glue", endpoint_url=moto_sqs) as client:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_GLUE", moto_server)
+    async with get_session().create_client("glue", endpoint_url=moto_server) as client:
         yield client
 
 
@@ -63,12 +63,12 @@ async def set_run_transition(moto_url: str, transition: dict[str, Any] | None) -
 
 
 @pytest.fixture
-async def step_by_step(moto_sqs: str) -> AsyncIterator[None]:
-    await set_run_transition(moto_sqs, {"progression": "manual", "times": 1})
+async def step_by_step(moto_server: str) -> AsyncIterator[None]:
+    await set_run_transition(moto_server, {"progression": "manual", "times": 1})
     try:
         yield
     finally:
-        await set_run_transition(moto_sqs, None)
+        await set_run_transition(moto_server, None)
 
 
 async def create_job(glue: Any) -> str:

@@ -46,23 +46,23 @@ make_handler = handler_factory_fixture(LambdaHandler, PREFIX)
 
 
 @pytest.fixture(scope="module")
-def moto_function(moto_sqs: str) -> Iterator[str]:
+def moto_function(moto_server: str) -> Iterator[str]:
     """A function on moto's docker-free Lambda, which answers queued results or else echoes the payload."""
-    moto_api(moto_sqs, "config", {"lambda": {"use_docker": False}})
-    role = boto3.client("iam", endpoint_url=moto_sqs).create_role(
+    moto_api(moto_server, "config", {"lambda": {"use_docker": False}})
+    role = boto3.client("iam", endpoint_url=moto_server).create_role(
         RoleName=f"lambda-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument="{}"
     )["Role"]["Arn"]
     name = f"fn-{uuid.uuid4().hex[:8]}"
-    boto3.client("lambda", endpoint_url=moto_sqs).create_function(
+    boto3.client("lambda", endpoint_url=moto_server).create_function(
         FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code={"ZipFile": b"PK"}
     )
     yield name
-    moto_api(moto_sqs, "config", {"lambda": {"use_docker": True}})
+    moto_api(moto_server, "config", {"lambda": {"use_docker": True}})
 
 
 @pytest.fixture
-def on_moto(moto_function: str, moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", moto_sqs)
+def on_moto(moto_function: str, moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", moto_server)
     return moto_function
 
 
@@ -79,10 +79,10 @@ async def test_the_payload_is_the_context_document(on_moto: str, make_handler: H
 
 
 async def test_the_functions_json_object_becomes_the_outputs(
-    on_moto: str, moto_sqs: str, make_handler: HandlerFactory
+    on_moto: str, moto_server: str, make_handler: HandlerFactory
 ) -> None:
     result = json.dumps({"model": "s3://m", "epochs": 3, "ok": True, "meta": {"a": None}})
-    moto_api(moto_sqs, "static/lambda-simple/response", {"results": [result], "region": "us-east-1"})
+    moto_api(moto_server, "static/lambda-simple/response", {"results": [result], "region": "us-east-1"})
     outputs = await make_handler(function_name=on_moto)(context())
     assert outputs == {"model": "s3://m", "epochs": 3, "ok": True, "meta": '{"a":null}'}
 

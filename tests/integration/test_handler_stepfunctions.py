@@ -76,15 +76,15 @@ make_handler = handler_factory_fixture(StepFunctionsHandler, PREFIX)
 
 
 @pytest.fixture
-async def sfn(moto_sqs: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
+async def sfn(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Any]:
     """A Step Functions client on moto, which runs state machines for real while the test lasts."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", moto_sqs)
-    await moto_api_async(moto_sqs, "config", {"stepfunctions": {"execute_state_machine": True}})
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", moto_server)
+    await moto_api_async(moto_server, "config", {"stepfunctions": {"execute_state_machine": True}})
     try:
-        async with get_session().create_client("stepfunctions", endpoint_url=moto_sqs) as client:
+        async with get_session().create_client("stepfunctions", endpoint_url=moto_server) as client:
             yield client
     finally:
-        await moto_api_async(moto_sqs, "config", {"stepfunctions": {"execute_state_machine": False}})
+        await moto_api_async(moto_server, "config", {"stepfunctions": {"execute_state_machine": False}})
 
 
 async def state_machine(sfn: Any, definition: dict[str, Any]) -> str:
@@ -259,7 +259,7 @@ async def test_through_the_worker_one_step_succeeds_by_continuations_and_one_is_
         await sagemaker.stop_pipeline_execution(PipelineExecutionArn=stop_arn)
         assert await wait_for_status(sagemaker, done_arn) == "Succeeded"
         assert await wait_for_status(sagemaker, stop_arn) == "Stopped"
-        continued = worker.dispatcher.stats["continued"]
+        continued = worker.tally["continued"]
     assert outputs_of(await step_of(sagemaker, done_arn)) == {"done": "true", "epochs": "3"}
     assert continued >= 1
     [stopped] = await executions(sfn, slow)

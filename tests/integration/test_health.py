@@ -18,10 +18,11 @@ from emulator.server import EmulatorServer
 from handlers.echo import EchoHandler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, wait_for_status, worker_settings
-from worker.app import aws_clients, build_worker
+from worker.app import build_worker
+from worker.clients import aws_clients
+from worker.endpoints import serve_health
 from worker.handler import CallbackContext, Handler
-from worker.health import serve_health
-from worker.runtime import Worker
+from worker.worker import Worker
 
 
 @asynccontextmanager

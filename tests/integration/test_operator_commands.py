@@ -66,12 +66,12 @@ class Stage:
 
 @pytest.fixture
 def stage(
-    emulator_factory: Callable[..., ThreadedEmulatorServer], moto_sqs: str, monkeypatch: pytest.MonkeyPatch
+    emulator_factory: Callable[..., ThreadedEmulatorServer], moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Stage]:
     server = emulator_factory()
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", server.endpoint_url)
     sm = boto3.client("sagemaker", endpoint_url=server.endpoint_url)
-    sqs = boto3.client("sqs", endpoint_url=moto_sqs)
+    sqs = boto3.client("sqs", endpoint_url=moto_server)
     queue = sqs.create_queue(QueueName=f"callbacks-{uuid.uuid4().hex[:10]}")["QueueUrl"]
     yield Stage(server, sm, sqs, queue)
     sm.close()

@@ -38,7 +38,7 @@ async def test_routes_by_step_name_and_exposes_the_step_context(sagemaker: Any, 
     async with running_worker(settings, handlers) as worker:
         arn = (await sagemaker.start_pipeline_execution(PipelineName=pipeline))["PipelineExecutionArn"]
         assert await wait_for_status(sagemaker, arn) == "Succeeded"
-        lookups = worker.dispatcher.steps.calls if worker.dispatcher.steps else 0
+        lookups = worker.tally["step_lookups"]
     assert [(label, context.step_name) for label, context in seen] == [("prep", "Prepare"), ("train", "Train")]
     execution_id = arn.rsplit("/", 1)[-1]
     for _, context in seen:

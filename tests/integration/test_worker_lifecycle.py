@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from config.limits import MAX_VISIBILITY_SECONDS
 from emulator.faults import FaultConfig, OperationFaults
 from emulator.server import EmulatorServer
 from handlers.echo import EchoHandler
@@ -25,8 +26,7 @@ from tests.worker_harness import (
     worker_settings,
 )
 from worker.handler import CallbackContext, JSONValue, Retry
-from worker.lease import MAX_HIDDEN_SECONDS
-from worker.sqs import ReceivedMessage
+from worker.queue import ReceivedMessage
 
 
 async def start(sagemaker: Any, pipeline: str) -> str:
@@ -49,8 +49,8 @@ async def test_a_handler_three_times_longer_than_the_visibility_timeout_runs_onc
     async with running_worker(worker_settings(queue_url, handler="slow", visibility_timeout=3), {"slow": slow}) as w:
         arn = await start(sagemaker, pipeline)
         assert await wait_for_status(sagemaker, arn, within=30) == "Succeeded"
-        renewals = w.leases.renewals
-        received = w.dispatcher.stats["received"]
+        renewals = w.tally["lease_renewals"]
+        received = w.tally["received"]
     assert len(runs) == 1
     assert received == 1
     assert renewals >= 3
@@ -107,7 +107,7 @@ async def test_retry_longer_than_the_sqs_delay_limit_is_requeued_in_hops(
     async with running_worker(worker_settings(queue_url, handler="wait"), {"wait": wait_long}) as worker:
         await start(sagemaker, pipeline)
         async with asyncio.timeout(15):
-            while worker.dispatcher.stats["continued"] == 0:
+            while worker.tally["continued"] == 0:
                 await asyncio.sleep(0.1)
     response = await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"])
     assert response["Attributes"]["ApproximateNumberOfMessagesDelayed"] == "1"
@@ -170,7 +170,7 @@ async def test_malformed_messages_never_stop_the_worker(
             while await queue_depth(sqs, dlq_url) < len(tokenless):
                 await sqs.receive_message(QueueUrl=queue_url, WaitTimeSeconds=1, VisibilityTimeout=0)
                 await asyncio.sleep(0.5)
-        malformed = worker.dispatcher.stats["malformed"]
+        malformed = worker.tally["malformed"]
     reason = (await step_of(sagemaker, broken_arn))["FailureReason"]
     assert reason.startswith("Malformed callback message")
     assert "'arguments' is list" in reason
@@ -196,7 +196,7 @@ async def test_injected_throttling_delays_but_never_loses_or_doubles_an_outcome(
             arns.extend(wave)
             await asyncio.gather(*(wait_for_status(sagemaker, arn) for arn in wave))
         statuses = await asyncio.gather(*(wait_for_status(sagemaker, arn) for arn in arns))
-        stats = dict(worker.dispatcher.stats)
+        stats = dict(worker.tally)
     assert set(statuses) == {"Succeeded"}
     assert loop_emulator.injector.injected("SendPipelineExecutionStepSuccess", "throttle") > 0
     assert stats.get("failure", 0) == 0
@@ -228,7 +228,7 @@ async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_an
     )["Messages"][0]
     # This receipt is pretended to be almost 12 hours old: 5 seconds of budget are left.
     received = dataclasses.replace(
-        ReceivedMessage.from_api(raw, time.time()), received_at=time.time() - MAX_HIDDEN_SECONDS + 5
+        ReceivedMessage.from_api(raw, time.time()), received_at=time.time() - MAX_VISIBILITY_SECONDS + 5
     )
     settings = worker_settings(queue_url, handler="endless", visibility_timeout=3)
     async with running_worker(settings, {"endless": endless}) as worker:
@@ -265,5 +265,5 @@ async def test_a_slot_takes_the_next_message_while_the_last_one_is_still_being_d
         async with asyncio.timeout(30):
             while await queue_depth(sqs, queue_url):
                 await asyncio.sleep(0.2)
-        answered = worker.dispatcher.stats["success"]
+        answered = worker.tally["success"]
     assert answered == 3

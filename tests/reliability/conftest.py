@@ -91,7 +91,7 @@ def localstack_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 @pytest.fixture(params=["moto", "localstack"])
 def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> SqsBackend:
     """The SQS server of this run; ``AWS_ENDPOINT_URL_SQS`` of the test process (the emulator's sender) points at it."""
-    endpoint = str(request.getfixturevalue("moto_sqs" if request.param == "moto" else "localstack_endpoint"))
+    endpoint = str(request.getfixturevalue("moto_server" if request.param == "moto" else "localstack_endpoint"))
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
     return SqsBackend(request.param, endpoint)
 

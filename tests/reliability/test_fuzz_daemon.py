@@ -98,10 +98,10 @@ def mutated_bodies(
 
 
 def test_fuzzed_bodies_through_the_daemon_are_answered_or_dead_lettered(
-    moto_sqs: str, scale: Scale, emulator_factory: EmulatorFactory, tmp_path: Path, record: Recorder
+    moto_server: str, scale: Scale, emulator_factory: EmulatorFactory, tmp_path: Path, record: Recorder
 ) -> None:
     seed = current_seed()
-    backend = SqsBackend("moto", moto_sqs)
+    backend = SqsBackend("moto", moto_server)
     emulator = emulator_factory()
     tokenless = garbage(scale.fuzz_daemon_garbage, seed)
     with closing(backend.client()) as sqs, closing(sagemaker_client(emulator.endpoint_url)) as sagemaker:
@@ -186,14 +186,17 @@ class Crashy:
 
 
 def test_a_crashing_handler_on_escaped_lone_surrogates_still_answers_the_step(
-    moto_sqs: str, emulator_factory: EmulatorFactory, tmp_path: Path, record: Recorder
+    moto_server: str, emulator_factory: EmulatorFactory, tmp_path: Path, record: Recorder
 ) -> None:
     """Regression (fixed in bb9409f): the crash-retry re-queue of such a message failed inside the worker, which
     kept the message until the DLQ and never answered the step."""
     emulator = emulator_factory()
     (tmp_path / "plugin").mkdir()
     make_plugin(tmp_path / "plugin", "reliability-crashy", {"crashy": "Crashy"}, CRASHY)
-    with closing(SqsBackend("moto", moto_sqs).client()) as sqs, closing(sagemaker_client(emulator.endpoint_url)) as sm:
+    with (
+        closing(SqsBackend("moto", moto_server).client()) as sqs,
+        closing(sagemaker_client(emulator.endpoint_url)) as sm,
+    ):
         queue_url, _ = make_queue(sqs, "surrogate", max_receive_count=5, visibility_timeout=VISIBILITY_TIMEOUT)
         arguments: dict[str, Any] = {"handler": "crashy", "text": "\ud800"}
         definition = pipeline_definition([callback_step("Crash", queue_url, arguments=arguments)])
@@ -201,7 +204,7 @@ def test_a_crashing_handler_on_escaped_lone_surrogates_still_answers_the_step(
         pipeline = create_pipeline(sm, definition)
         env = worker_env(
             queue_url=queue_url,
-            sqs_endpoint=moto_sqs,
+            sqs_endpoint=moto_server,
             sagemaker_endpoint=emulator.endpoint_url,
             settings={"max_attempts": "2", "retry_backoff": "0", "visibility_timeout": str(VISIBILITY_TIMEOUT)},
             python_path=[tmp_path / "plugin"],

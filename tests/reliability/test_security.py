@@ -132,13 +132,15 @@ async def test_command_handler_arguments_are_never_shell_expanded(
     assert outputs["x"] == f"$(touch {traps[-1]})"
 
 
-def test_a_broken_body_with_a_real_token_does_not_log_it_whole(moto_sqs: str, tmp_path: Path, record: Recorder) -> None:
+def test_a_broken_body_with_a_real_token_does_not_log_it_whole(
+    moto_server: str, tmp_path: Path, record: Recorder
+) -> None:
     """Regression (fixed in bb9409f): the preview of a body without a usable token was logged unmasked.
 
     The body names two tokens, so that none is usable: a broken body naming exactly one is answered with a Failure
     (tests/security/test_deep_nesting.py).
     """
-    backend = SqsBackend("moto", moto_sqs)
+    backend = SqsBackend("moto", moto_server)
     document = {"token": TOKEN, "pipelineExecutionArn": ARN, "arguments": {"token": OTHER_TOKEN}}
     body = json.dumps(document)[:-1]  # one brace short
     with closing(backend.client()) as sqs:

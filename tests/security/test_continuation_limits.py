@@ -71,7 +71,7 @@ async def test_a_forged_token_never_reaches_a_handler(sagemaker: Any, sqs: Any, 
     await sqs.send_message(QueueUrl=queue_url, MessageBody=json.dumps(forged))
     settings = worker_settings(queue_url, handler="h", visibility_timeout=3)
     async with running_worker(settings, {"h": handler}) as worker:
-        await until(lambda: worker.dispatcher.stats["unknown_token"] >= 1, within=30)
+        await until(lambda: worker.tally["unknown_token"] >= 1, within=30)
     assert calls == []
     assert await queue_depth(sqs, queue_url) == 0
     assert (await sagemaker.describe_pipeline_execution(PipelineExecutionArn=arn))["PipelineExecutionStatus"] == (

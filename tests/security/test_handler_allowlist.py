@@ -18,7 +18,7 @@ from tests.worker_harness import create_pipeline, one_step_definition, running_w
 from tests.worker_harness import worker_settings as settings_for
 from worker.errors import ConfigurationError
 from worker.handler import CallbackContext, Handler
-from worker.registry import Router, restrict
+from worker.router import Router, restrict
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 

@@ -17,7 +17,7 @@ from structlog.contextvars import bound_contextvars
 
 from tests.security.logcapture import daemon_logging
 from worker.logs import MAX_TRACEBACK_CHARS, MAX_VALUE_CHARS, cap, current_token, get_logger, redact_token
-from worker.registry import Router
+from worker.router import Router
 
 HUGE = "h" * 250_000
 TOKEN = "26vcYbeWsZ"

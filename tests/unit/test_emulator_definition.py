@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from emulator.definition import PipelineSpec, parse_definition
 from emulator.errors import DefinitionError, ValidationError
 from emulator.expressions import Namespace, compile_value
-from emulator.values import JsonValue, Scalar, ValueType, check_typed, parse_typed, to_text
+from emulator.values import JSONValue, Scalar, ValueType, check_typed, parse_typed, to_text
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 
@@ -46,6 +46,12 @@ class FixedContext:
 
     def step_output(self, step: str, output: str) -> Scalar:
         return self.outputs[(step, output)]
+
+    def step_property(self, step: str, prop: str) -> JSONValue:
+        return f"{step}.{prop}"
+
+    def json_document(self, uri: str) -> JSONValue:
+        return {"uri": uri}
 
     def execution_variable(self, name: str) -> str:
         return f"<{name}>"
@@ -82,7 +88,7 @@ def test_default_experiment_config_reads_pipeline_name_and_execution_id() -> Non
 
 
 def test_arguments_keep_json_types_and_resolve_expressions() -> None:
-    arguments: JsonValue = {
+    arguments: JSONValue = {
         "int": 1,
         "float": 1.5,
         "bool": False,
@@ -163,7 +169,8 @@ def test_arguments_keep_json_types_and_resolve_expressions() -> None:
         (definition([step("A", Arguments={"x": {"Get": "Execution.Nope"}})]), ["cannot resolve"]),
         (definition([step("A", Arguments={"x": {"Get": 5}})]), ["'Get' takes a string"]),
         (definition([step("A", Arguments={"x": {"Get": "Parameters.P", "y": 1}})]), ["only key"]),
-        (definition([step("A", Arguments={"x": {"Std:JsonGet": {}}})]), ["'Std:JsonGet' is not supported"]),
+        (definition([step("A", Arguments={"x": {"Std:Select": {}}})]), ["'Std:Select' is not supported"]),
+        (definition([step("A", Arguments={"x": {"Std:JsonGet": {}}})]), ["Std:JsonGet: takes an object"]),
         (definition([step("A", Arguments={"x": {"Std:Join": {"On": 1, "Values": []}}})]), ["On: must be a string"]),
         (definition([step("A", Arguments={"x": {"Std:Join": {"Values": "ab"}}})]), ["'Values' array"]),
         (definition([step("A", OutputParameters=[{"OutputName": "o", "OutputType": "Date"}])]), ["'Date'"]),
@@ -306,7 +313,7 @@ def test_text_that_does_not_parse_is_refused(text: str, value_type: ValueType) -
         (1, ValueType.STRING, False),
     ],
 )
-def test_default_values_must_have_the_declared_json_type(value: JsonValue, value_type: ValueType, ok: bool) -> None:
+def test_default_values_must_have_the_declared_json_type(value: JSONValue, value_type: ValueType, ok: bool) -> None:
     if ok:
         assert check_typed(value, value_type) == value
     else:

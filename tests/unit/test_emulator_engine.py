@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from emulator.arns import Partition
+from emulator.context import check_outputs
 from emulator.definition import parse_definition
-from emulator.engine import Engine, check_outputs
+from emulator.engine import Engine
 from emulator.operations import Operations
 from emulator.state import Execution, StepRun, Store
 

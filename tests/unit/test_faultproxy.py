@@ -27,8 +27,8 @@ def client(endpoint: str, attempts: int = 1, read_timeout: float = 60) -> Client
 
 
 @pytest.fixture
-async def proxy(moto_sqs: str) -> AsyncIterator[FaultProxy]:
-    async with FaultProxy(moto_sqs) as proxy:
+async def proxy(moto_server: str) -> AsyncIterator[FaultProxy]:
+    async with FaultProxy(moto_server) as proxy:
         yield proxy
 
 
@@ -40,9 +40,9 @@ async def sqs(proxy: FaultProxy) -> AsyncIterator[SQSClient]:
 
 
 @pytest.fixture
-async def direct(moto_sqs: str) -> AsyncIterator[SQSClient]:
+async def direct(moto_server: str) -> AsyncIterator[SQSClient]:
     """Straight to moto: what the server really holds."""
-    async with client(moto_sqs) as sqs:
+    async with client(moto_server) as sqs:
         yield sqs
 
 

@@ -12,7 +12,8 @@ import pytest
 from tests.plugin_factory import make_plugin, module_name
 from worker.errors import PluginError
 from worker.handler import CallbackContext, Handler
-from worker.registry import AllowedHandlers, HandlerSource, Router, discover, load_handlers, restrict
+from worker.registry import HandlerSource, discover, load_handlers
+from worker.router import AllowedHandlers, Router, restrict
 
 FUNCTION_PLUGIN = """
 def hello(context):

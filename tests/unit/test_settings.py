@@ -267,3 +267,13 @@ def test_readme_settings_table_matches_model() -> None:
     if not documented:
         pytest.skip("README.md has no settings table with `CALLBACK_WORKER_*` names yet")
     assert documented == {env_name(name) for name in Settings.model_fields}
+
+
+@pytest.mark.parametrize(
+    "url", ["https://sqs.us-east-1.amazonaws.com/123456789012/callbacks.fifo", "http://localhost:4566/0/q.fifo/"]
+)
+def test_a_fifo_queue_stops_start_up(clean_env: pytest.MonkeyPatch, url: str) -> None:
+    clean_env.setenv("CALLBACK_WORKER_QUEUE_URL", url)
+    with pytest.raises(SettingsError, match=r"QUEUE_URL=.*FIFO queues cannot") as caught:
+        load_settings()
+    assert "\n" not in str(caught.value)

@@ -1,10 +1,10 @@
-"""worker/runtime.py Slots: how many messages a poller may receive, and when."""
+"""worker/worker.py Slots: how many messages a poller may receive, and when."""
 
 from __future__ import annotations
 
 import asyncio
 
-from worker.runtime import Slots
+from worker.worker import Slots
 
 #: Long enough that a test waiting the whole of it fails by the guard below instead of passing slowly.
 FOREVER = 3600.0

@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
-from worker.sqs import MAX_BATCH, BatchEntryError, Batcher, ReceivedMessage, settle
+from config.limits import MAX_BATCH
+from worker.queue import BatchEntryError, ReceivedMessage, settle
+from worker.sqs import Batcher
 
 
 class FakeFlush:

@@ -19,23 +19,23 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
-from worker.dispatch import Dispatcher, RetryPolicy
+from config.limits import MAX_RECEIVE
+from worker.dispatch import Dispatcher
+from worker.events import Events, Settled, Tally, on
 from worker.handler import Handler
+from worker.health import Health
 from worker.invoke import Invoker, close_handlers
 from worker.lease import LeaseKeeper
 from worker.logs import get_logger
 from worker.looplag import LoopLag
-from worker.registry import Router
-from worker.report import Reporter
-from worker.retrying import Backoff, error_code, is_transient
-from worker.sqs import MAX_RECEIVE, Queue, ReceivedMessage, settle
-from worker.step_context import StepResolver
+from worker.queue import Queue, ReceivedMessage, settle
+from worker.retrying import RECEIVE_BACKOFF, error_code, is_transient
 from worker.watch import StepWatch
 
-log = get_logger("worker.runtime")
+log = get_logger("worker.worker")
 
 #: Receive errors that no amount of waiting will fix: the queue URL or the permissions are wrong.
 FATAL_RECEIVE_CODES = frozenset(
@@ -92,80 +92,43 @@ class Slots:
         return self.capacity - self.free
 
 
-@dataclass
-class Health:
-    """What /healthz and /readyz report."""
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What a worker is made of, built by :func:`worker.app.build_worker` (the one place that builds them)."""
 
-    stall_after: float = 90.0
-    """Seconds without a finished receive (answered or failed) after which a non-saturated worker is stuck."""
-    started: float = field(default_factory=time.monotonic)
-    last_attempt: float = field(default_factory=time.monotonic)
-    last_poll: float = 0.0
-    last_poll_wall: float = 0.0
-    running: bool = False
-    draining: bool = False
-    sqs_reachable: bool = False
-    saturated: bool = False
-    probe: Callable[[], bool] = lambda: True
-    """Whether SQS answered the worker's last call of any kind (deletes and lease renewals included)."""
-
-    def is_alive(self) -> bool:
-        """The pollers are making progress, or every slot is busy (so not polling is right)."""
-        return self.saturated or time.monotonic() - self.last_attempt < self.stall_after
-
-    def is_ready(self) -> bool:
-        """Running, not draining, and SQS answered the last receive."""
-        return self.running and not self.draining and self.sqs_reachable and self.probe()
+    queue: Queue
+    dispatcher: Dispatcher
+    leases: LeaseKeeper
+    invoker: Invoker
+    handlers: Mapping[str, Handler]
+    events: Events
+    watch: StepWatch | None = None
 
 
 class Worker:
     """The daemon: receives messages and hands each to the dispatcher, within the configured concurrency."""
 
-    def __init__(
-        self,
-        *,
-        queue: Queue,
-        reporter: Reporter,
-        handlers: Mapping[str, Handler],
-        default_handler: str | None,
-        handler_argument: str,
-        concurrency: int,
-        retry: RetryPolicy,
-        shutdown_grace: float,
-        pollers: int = 1,
-        routes: Mapping[str, str] | None = None,
-        steps: StepResolver | None = None,
-        verify: bool = False,
-    ) -> None:
-        self.queue = queue
-        self.reporter = reporter
-        self.handlers = handlers
+    def __init__(self, parts: Parts, *, concurrency: int, shutdown_grace: float, pollers: int = 1) -> None:
+        self.queue = parts.queue
+        self.dispatcher = parts.dispatcher
+        self.leases = parts.leases
+        self.invoker = parts.invoker
+        self.handlers = parts.handlers
+        self.events = parts.events
+        self.watch = parts.watch
+        self.tally = Tally()
+        """Counts of what happened (received, success, failure, …): the "worker stopped" line, and tests."""
+        self.events.subscribe(self.tally)
+        self.events.subscribe(on(Settled, lambda _: self._free_slot()))
         self.slots = Slots(concurrency)
-        self.leases = LeaseKeeper(queue, queue.visibility_timeout)
-        self.loop_lag = LoopLag()
-        self.invoker = Invoker(threads=concurrency)
-        self.dispatcher = Dispatcher(
-            queue=queue,
-            leases=self.leases,
-            reporter=reporter,
-            router=Router(handlers, default_handler, handler_argument, routes or {}),
-            invoker=self.invoker,
-            retry=retry,
-            steps=steps,
-            verify=verify,
-        )
-        self.watch = (
-            StepWatch(steps, self.dispatcher.tokens, interval=max(5.0, 3 * self.leases.tick))
-            if steps is not None and verify
-            else None
-        )
+        self.loop_lag = LoopLag(events=self.events)
         self.shutdown_grace = shutdown_grace
         self.pollers = pollers
+        queue = self.queue
         self.health = Health(stall_after=queue.wait_time + 60.0, probe=lambda: queue.reachable)
         self.tasks: set[asyncio.Task[None]] = set()
         self._settled: set[asyncio.Task[None]] = set()
         """Tasks whose outcome is settled and whose slot is free again (their delete may still be running)."""
-        self.dispatcher.on_settled = self._free_slot
         self._stopping = False
         self._receiving: set[asyncio.Task[None]] = set()
 
@@ -201,10 +164,10 @@ class Worker:
             await self.queue.close()
             self.invoker.shutdown()
             await close_handlers({id(handler): handler for handler in self.handlers.values()}.values())
-            log.info("worker stopped", **dict(self.dispatcher.stats))
+            log.info("worker stopped", **dict(self.tally))
 
     async def _poll(self, index: int) -> None:
-        backoff = Backoff(base=0.5, cap=30.0)
+        backoff = RECEIVE_BACKOFF.start()
         current = asyncio.current_task()
         assert current is not None  # noqa: S101 - a poller always runs as a task
         while not self._stopping:

@@ -1,0 +1,202 @@
+"""OpenTelemetry tracing of deliveries, a listener of the daemon's events (the ``otel`` extra).
+
+Imported only when tracing is on (:func:`worker.app.tracing_from_environment`: the extra installed and
+``OTEL_TRACES_EXPORTER`` set to ``otlp`` or ``console``); without it the daemon pays nothing. Everything else comes
+from the standard ``OTEL_*`` environment, read by the SDK: ``OTEL_SERVICE_NAME``, ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_TRACES_SAMPLER`` (and its argument), ``OTEL_EXPORTER_OTLP_ENDPOINT`` and the exporter's other variables.
+
+The spans of one delivery:
+
+- ``callback <pipeline>`` (kind CONSUMER) from receipt to the end of the delivery, with the pipeline name, execution
+  id, step name (when SageMaker named it), handler, attempt, message status, receive count, the outcome reported and
+  how the delivery settled; events for each lease renewal and each failed AWS call that is retried;
+- ``handler <name>`` around the handler call (an unexpected exception is recorded; ``Fail`` and ``Retry`` are how a
+  handler speaks, not errors);
+- one span per SQS or SageMaker call made inside the delivery (the daemon's aiobotocore clients); the long polls
+  between deliveries are not traced.
+
+No span, attribute or event ever carries a callback token: the events it listens to hold none, and AWS call spans
+record only the service and operation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.util.types import AttributeValue
+
+from worker.events import (
+    CallFailed,
+    DeliveryEnded,
+    DeliveryIdentified,
+    DeliveryStarted,
+    Event,
+    HandlerCall,
+    LeaseCall,
+    Reported,
+    StepIdentified,
+)
+from worker.handler import Fail, Retry
+
+if TYPE_CHECKING:
+    from aiobotocore.client import AioBaseClient
+
+#: The instrumentation scope of every span.
+SCOPE = "sagemaker-callback-worker"
+#: Keys under which an AWS call's span travels in botocore's per-request context.
+_SPAN_KEY = "callback_worker_span"
+
+
+class Tracing:
+    """The tracing listener of one worker (a span listener of :class:`worker.events.Events`)."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self.provider = provider
+        self.tracer = provider.get_tracer(SCOPE)
+        self._deliveries: dict[str, Span] = {}
+
+    # -- events -------------------------------------------------------------------------------------------------------
+
+    def span(self, event: Event) -> contextlib.AbstractContextManager[object] | None:
+        if isinstance(event, DeliveryStarted):
+            return self._delivery(event)
+        if isinstance(event, HandlerCall):
+            return self._handler(event)
+        return None
+
+    def __call__(self, event: Event) -> None:
+        match event:
+            case DeliveryIdentified():
+                self._identified(event)
+            case StepIdentified(step_name=step):
+                trace.get_current_span().set_attribute("callback.step_name", step)
+            case Reported(outcome=outcome, result=result):
+                trace.get_current_span().set_attributes({"callback.outcome": outcome, "callback.report_result": result})
+            case CallFailed(service=service, operation=operation, code=code):
+                trace.get_current_span().add_event(
+                    "retry", {"aws.service": service, "purpose": operation, "code": code}
+                )
+            case LeaseCall(renewed=renewed, retried=retried):
+                self._lease_call(renewed, retried)
+            case DeliveryEnded(message_id=message_id, phase=phase):
+                if message_id in self._deliveries:
+                    self._deliveries.pop(message_id).set_attribute("callback.settled_as", phase or "interrupted")
+            case _:
+                pass
+
+    @contextlib.contextmanager
+    def _delivery(self, event: DeliveryStarted) -> Iterator[None]:
+        attributes: dict[str, AttributeValue] = {
+            "messaging.system": "aws_sqs",
+            "messaging.operation.type": "process",
+            "messaging.message.id": event.message_id,
+            "callback.receive_count": event.receive_count,
+        }
+        with self.tracer.start_as_current_span("callback", kind=SpanKind.CONSUMER, attributes=attributes) as span:
+            self._deliveries[event.message_id] = span
+            try:
+                yield
+            finally:
+                self._deliveries.pop(event.message_id, None)
+
+    @contextlib.contextmanager
+    def _handler(self, event: HandlerCall) -> Iterator[None]:
+        attributes: dict[str, AttributeValue] = {"callback.handler": event.handler, "callback.attempt": event.attempt}
+        with self.tracer.start_as_current_span(
+            f"handler {event.handler}", attributes=attributes, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                yield
+            except (Fail, Retry) as spoken:
+                span.set_attribute("callback.handler_result", type(spoken).__name__.lower())
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                raise
+
+    def _identified(self, event: DeliveryIdentified) -> None:
+        span = trace.get_current_span()
+        span.update_name(f"callback {event.pipeline}")
+        span.set_attributes(
+            {
+                "callback.pipeline_name": event.pipeline,
+                "callback.execution_id": event.execution_id,
+                "callback.status": event.status,
+                "callback.attempt": event.attempt,
+                "callback.link": event.link,
+            }
+        )
+
+    def _lease_call(self, renewed: tuple[str, ...], retried: tuple[str, ...]) -> None:
+        for name, message_ids in (("lease renewed", renewed), ("lease renewal retried", retried)):
+            for message_id in message_ids:
+                span = self._deliveries.get(message_id)
+                if span is not None:
+                    span.add_event(name)
+
+    # -- AWS calls ----------------------------------------------------------------------------------------------------
+
+    def instrument(self, client: AioBaseClient) -> None:
+        """Trace this client's calls made inside a delivery: a span per call, child of the current one."""
+        events = client.meta.events
+        events.register("before-call.*.*", self._call_started)
+        events.register("after-call.*.*", self._call_ended)
+        events.register("after-call-error.*.*", self._call_failed)
+
+    def _call_started(self, model: Any, context: dict[str, Any], **_: Any) -> None:
+        if not trace.get_current_span().get_span_context().is_valid:
+            return  # outside a delivery (a long poll, start-up): not traced
+        service = model.service_model.service_id
+        context[_SPAN_KEY] = self.tracer.start_span(
+            f"{service}.{model.name}",
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "aws-api", "rpc.service": str(service), "rpc.method": model.name},
+        )
+
+    def _call_ended(self, http_response: Any, context: dict[str, Any], **_: Any) -> None:
+        span: Span | None = context.pop(_SPAN_KEY, None)
+        if span is None:
+            return
+        status = int(getattr(http_response, "status_code", 0))
+        span.set_attribute("http.response.status_code", status)
+        if status >= 400:
+            span.set_status(Status(StatusCode.ERROR, f"HTTP {status}"))
+        span.end()
+
+    def _call_failed(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        span: Span | None = context.pop(_SPAN_KEY, None)
+        if span is not None:
+            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+            span.end()
+
+    def shutdown(self) -> None:
+        """Export what is left (at exit)."""
+        self.provider.shutdown()
+
+
+def exporter_for(name: str) -> SpanExporter:
+    """The exporter ``OTEL_TRACES_EXPORTER`` names (``otlp``: over HTTP, to ``OTEL_EXPORTER_OTLP_ENDPOINT``)."""
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: PLC0415
+
+        return OTLPSpanExporter()
+    raise ValueError(f"OTEL_TRACES_EXPORTER={name!r}: this worker exports traces with 'otlp' or 'console' (or 'none')")
+
+
+def tracing_for(exporter: SpanExporter, environment: Mapping[str, str] = os.environ) -> Tracing:
+    """A :class:`Tracing` exporting in batches through ``exporter``; resource and sampler from the environment."""
+    service = environment.get("OTEL_SERVICE_NAME") or "sagemaker-callback-worker"
+    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return Tracing(provider)
