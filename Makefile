@@ -4,7 +4,7 @@ PYTHON ?= .venv/bin/python
 REPORT_DIR ?= build
 PYTEST_ARGS ?=
 
-.PHONY: reliability reliability-full bench
+.PHONY: reliability reliability-full bench image-test
 
 # Floor, naive loop and worker side by side, then 10,000 in flight (BENCHMARKS.md; about 20 minutes on 2 cores);
 # then three replicas against SageMaker rate limits of 25, 5 and 100 Send* calls per second (about 8 minutes).
@@ -24,3 +24,10 @@ reliability-full:
 	RELIABILITY_SCALE=full RELIABILITY_LOCALSTACK=install RELIABILITY_REPORT=$(REPORT_DIR)/reliability-full.json \
 		$(PYTHON) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
 	DELIVERY_PROPERTY_EXAMPLES=1000 $(PYTHON) -m pytest tests/unit/test_delivery_properties.py $(PYTEST_ARGS)
+
+# The container image built and run for real (tests/image): installs podman, buildah, runc and mmdebstrap if
+# missing, builds a stand-in base from Debian's packages, builds both targets offline from a wheelhouse, runs them.
+# Prints the image sizes, start-up time to /readyz and drain time (also in build/image-test.json).
+image-test:
+	scripts/install-image-tools
+	CALLBACK_WORKER_IMAGE_TEST=1 $(PYTHON) -m pytest tests/image $(PYTEST_ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import os
 import signal
 import sys
@@ -19,10 +20,25 @@ from worker.errors import ConfigurationError, PluginError
 from worker.logs import configure_logging, get_logger
 from worker.registry import discover, load_handlers
 
+#: Commands that need packages the daemon does without (its container image has neither): the packages, and what
+#: to install instead. A command whose packages are missing says so in one line and exits 2.
+OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "emulate": (("emulator",), "the image's `emulator` target, or the project installed from its source"),
+    "demo": (("emulator", "moto"), "the project from its source with the `demo` extra: pip install -e '.[demo]'"),
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     arguments = sys.argv[1:] if argv is None else list(argv)
+    unavailable = missing_packages(arguments[0]) if arguments else []
+    if unavailable:
+        print(  # noqa: T201 - the one line an operator reads
+            f"callback-worker {arguments[0]}: not available here: {', '.join(unavailable)} not installed; "
+            f"use {OPTIONAL_COMMANDS[arguments[0]][1]}",
+            file=sys.stderr,
+        )
+        return 2
     parser = build_parser(emulator_options=arguments[:1] == ["emulate"])
     args = parser.parse_args(arguments)
     try:
@@ -31,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"callback-worker: {exc}", file=sys.stderr)  # noqa: T201 - the one line an operator reads
         return 2
     return code
+
+
+def missing_packages(command: str) -> list[str]:
+    """The packages ``command`` needs that are not installed (none for the daemon's own commands)."""
+    packages, _ = OPTIONAL_COMMANDS.get(command, ((), ""))
+    return [package for package in packages if importlib.util.find_spec(package) is None]
 
 
 def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
@@ -44,14 +66,20 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
     run.set_defaults(command=_run)
     listing = commands.add_parser("handlers", help="list the discovered handlers and where each comes from")
     listing.set_defaults(command=_handlers)
-    emulate = commands.add_parser("emulate", help="serve the local SageMaker Pipelines emulator")
+    emulate = commands.add_parser("emulate", help="serve the local SageMaker Pipelines emulator" + _absent("emulate"))
     if emulator_options:
         _add_emulator(emulate)
-    demo = commands.add_parser("demo", help="run an end-to-end demo on loopback (no AWS account, no Docker)")
+    demo_help = "run an end-to-end demo on loopback (no AWS account, no Docker)" + _absent("demo")
+    demo = commands.add_parser("demo", help=demo_help)
     demo.add_argument("--verbose", action="store_true", help="also show the worker's own log lines")
     demo.set_defaults(command=_demo)
     add_operator_commands(commands)
     return parser
+
+
+def _absent(command: str) -> str:
+    missing = missing_packages(command)
+    return f" (not installed here: {', '.join(missing)})" if missing else ""
 
 
 def _run(_: argparse.Namespace) -> int:

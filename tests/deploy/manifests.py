@@ -103,15 +103,46 @@ def parse_dockerfile(text: str) -> list[Instruction]:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One ``FROM`` of the Dockerfile: its base (an image reference, ``${ARG}`` resolved, or an earlier stage's
+    name), its own name, and its instructions."""
+
+    base: str
+    name: str
+    instructions: list[Instruction]
+
+
+def dockerfile_stages(text: str | None = None) -> list[Stage]:
+    """Every stage of the Dockerfile in order, with the global ``ARG`` defaults (before the first ``FROM``) put into
+    the ``FROM`` lines, as a build without ``--build-arg`` sees them."""
+    instructions = parse_dockerfile(DOCKERFILE.read_text() if text is None else text)
+    arguments: dict[str, str] = {}
+    stages: list[Stage] = []
+    for item in instructions:
+        if item.keyword == "FROM":
+            words = item.arguments.split()
+            base = re.sub(r"\$\{?(\w+)\}?", lambda match: arguments.get(match[1], match[0]), words[0])
+            name = words[2] if len(words) == 3 and words[1].upper() == "AS" else ""
+            stages.append(Stage(base=base, name=name, instructions=[]))
+        elif stages:
+            stages[-1].instructions.append(item)
+        elif item.keyword == "ARG":
+            key, _, value = item.arguments.partition("=")
+            arguments[key] = value
+    assert stages, "the Dockerfile has no FROM"
+    return stages
+
+
+@dataclass(frozen=True)
 class Image:
-    """What the final stage of the Dockerfile declares."""
+    """What one build target declares: its stage's instructions after those of the stages it is built ``FROM``."""
 
     stages: list[str]
     instructions: list[Instruction]
 
     def last(self, keyword: str) -> Instruction:
         found = [item for item in self.instructions if item.keyword == keyword]
-        assert found, f"the final stage has no {keyword}"
+        assert found, f"the target has no {keyword}"
         return found[-1]
 
     def exec_form(self, keyword: str) -> list[str]:
@@ -126,7 +157,7 @@ class Image:
         return options, _json_list(match.group(2), "HEALTHCHECK")
 
     def env(self) -> dict[str, str]:
-        """Every ``ENV`` of the final stage, in order (``KEY=value`` form)."""
+        """Every ``ENV`` of the target, in order (``KEY=value`` form)."""
         values: dict[str, str] = {}
         for item in self.instructions:
             if item.keyword == "ENV":
@@ -147,13 +178,16 @@ def _json_list(text: str, keyword: str) -> list[str]:
     return [str(part) for part in value]
 
 
-def load_image() -> Image:
-    """The Dockerfile's stages (their ``FROM`` arguments) and the instructions of its final stage."""
-    instructions = parse_dockerfile(DOCKERFILE.read_text())
-    stages = [item.arguments for item in instructions if item.keyword == "FROM"]
-    assert stages, "the Dockerfile has no FROM"
-    last_from = max(index for index, item in enumerate(instructions) if item.keyword == "FROM")
-    return Image(stages=stages, instructions=instructions[last_from + 1 :])
+def load_image(target: str | None = None) -> Image:
+    """The build target ``target`` (default: the last stage, which ``docker build`` builds): the bases of its chain
+    of stages, outermost first, and their instructions in build order."""
+    stages = dockerfile_stages()
+    by_name = {stage.name: stage for stage in stages if stage.name}
+    stage = stages[-1] if target is None else by_name[target]
+    chain = [stage]
+    while chain[0].base in by_name:
+        chain.insert(0, by_name[chain[0].base])
+    return Image(stages=[item.base for item in chain], instructions=[i for item in chain for i in item.instructions])
 
 
 def image_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -21,6 +21,7 @@ from tests.deploy.manifests import (
     JsonObject,
     compose_env,
     compose_services,
+    dockerfile_stages,
     load_image,
 )
 
@@ -94,7 +95,9 @@ def test_images_are_built_from_the_repository_dockerfile() -> None:
     for name in ("emulator", "worker"):
         build = service(name)["build"]
         assert (COMPOSE.parent / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE, name
-        assert "entrypoint" not in service(name), "keep the image's tini entrypoint"
+        assert build["target"] == name, "the worker's image holds no emulator: each service builds its own target"
+        assert build["target"] in {stage.name for stage in dockerfile_stages()}
+        assert "entrypoint" not in service(name), "keep the image's init (dumb-init) entrypoint"
 
 
 def test_read_only_health_checked_and_started_in_order() -> None:

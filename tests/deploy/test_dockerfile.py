@@ -1,8 +1,9 @@
 """The Dockerfile: hadolint, the image contract, and its command lines run outside a container.
 
 No Docker engine is needed: the ENTRYPOINT + CMD and the HEALTHCHECK are parsed from the Dockerfile and run from
-the test virtual environment, which stands in for the image's ``/opt/venv``. Only ``tini --`` is left out (the
-init process is not part of the program's command line); its presence is checked instead.
+the test virtual environment, which stands in for the image's ``/opt/venv``. Only ``dumb-init ... --`` is left out
+(the init process is not part of the program's command line); its lock entry is checked instead. The image itself is
+built and run by ``make image-test`` (tests/image).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tests.deploy.manifests import (
     DOCKERFILE,
     DOCKERIGNORE,
     REPO,
+    dockerfile_stages,
     image_environment,
     load_image,
     parse_dockerfile,
@@ -36,6 +38,9 @@ from tests.deploy.manifests import (
 PINNED_SLIM_PYTHON = re.compile(r"python:3\.1[12]\.\d+-slim(-[a-z]+)?")
 LOCK = REPO / "requirements.lock"
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - the value the image sets, compared here
+INIT = ["dumb-init", "--single-child", "--"]
+#: The pip that installs into the image's environment from outside it: /opt/venv holds no pip.
+PIP = "/opt/pip/bin/pip --python /opt/venv/bin/python"
 
 
 def test_hadolint_finds_nothing() -> None:
@@ -45,18 +50,57 @@ def test_hadolint_finds_nothing() -> None:
     assert findings == [], "\n".join(f"line {item['line']}: {item['code']} {item['message']}" for item in findings)
 
 
-def test_multi_stage_build_on_a_pinned_slim_python() -> None:
-    image = load_image()
-    assert len(image.stages) >= 2, "build and runtime stages"
-    for stage in image.stages:
-        base = stage.split()[0]
-        assert PINNED_SLIM_PYTHON.fullmatch(base), f"{base}: pin a slim Python 3.11/3.12 base by its full tag"
-    assert len({stage.split()[0] for stage in image.stages}) == 1, "every stage on the same base"
+def test_every_stage_stands_on_the_pinned_slim_python_given_as_build_argument() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^ARG PYTHON_IMAGE=\S+$", text, re.M), "the base is the build argument PYTHON_IMAGE"
+    stages = dockerfile_stages()
+    names = [stage.name for stage in stages]
+    for index, stage in enumerate(stages):
+        if stage.name == "wheelhouse":
+            assert stage.base == "scratch", "the wheelhouse stage is empty unless a build context replaces it"
+            assert stage.instructions == []
+        elif stage.base not in names[:index]:
+            assert PINNED_SLIM_PYTHON.fullmatch(stage.base), f"{stage.base}: pin a slim Python 3.11/3.12 base"
+    bases = {stage.base for stage in stages} - set(names) - {"scratch"}
+    assert len(bases) == 1, f"every stage on the same base: {bases}"
+    assert re.search(r"^FROM \$\{PYTHON_IMAGE\} AS runtime$", text, re.M)
+
+
+def test_the_daemon_is_the_default_target_and_the_emulator_a_separate_one() -> None:
+    stages = dockerfile_stages()
+    assert stages[-1].name == "worker", "`docker build` without --target builds the daemon"
+    assert load_image().stages == load_image("worker").stages
+    assert load_image("emulator").exec_form("ENTRYPOINT") == [*INIT, "callback-worker"]
+    assert load_image("emulator").exec_form("CMD")[0] == "emulate"
+    copied = {
+        stage.name: {item.arguments.split()[0] for item in stage.instructions if item.keyword == "COPY"}
+        for stage in stages
+    }
+    assert "emulator" not in copied["build"], "the daemon's distribution is built without the emulator package"
+    assert "emulator" in copied["emulator-build"]
+    worker_sources = [item.arguments for item in load_image("worker").instructions if item.keyword == "COPY"]
+    assert worker_sources == ["--from=build /opt/venv /opt/venv"]
+
+
+def test_no_stage_installs_operating_system_packages() -> None:
+    runs = build_runs()
+    assert runs, "the Dockerfile runs nothing"
+    for text in runs:
+        assert not re.search(r"\b(apt-get|apt|apk|dnf|yum|microdnf)\b", text), text
+    assert re.search(r"^dumb-init==[\w.]+ \\$", LOCK.read_text(), re.M), "the init process comes from the lock"
+
+
+def test_every_pip_install_can_take_the_wheelhouse_instead_of_an_index() -> None:
+    installs = [text for text in build_runs() if f"{PIP} install" in text]
+    assert len(installs) == 3, installs
+    for text in installs:
+        assert text.startswith("--mount=type=bind,from=wheelhouse,target=/wheelhouse "), text
+        assert "PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse" in text, text
 
 
 def test_runtime_stage_contract() -> None:
     image = load_image()
-    assert image.exec_form("ENTRYPOINT") == ["tini", "--", "callback-worker"]
+    assert image.exec_form("ENTRYPOINT") == [*INIT, "callback-worker"]
     assert image.exec_form("CMD") == ["run"]
     user = image.last("USER").arguments
     uid, _, gid = user.partition(":")
@@ -69,7 +113,6 @@ def test_runtime_stage_contract() -> None:
     assert env["CALLBACK_WORKER_HEALTH_PORT"] == "8080"
     assert env["CALLBACK_WORKER_HEALTH_HOST"] == ALL_INTERFACES, "the worker's own default is loopback"
     assert env["PATH"].startswith("/opt/venv/bin:")
-    assert any("tini" in item.arguments for item in image.instructions if item.keyword == "RUN")
 
 
 def test_healthcheck_is_exec_form_python_without_curl() -> None:
@@ -100,14 +143,16 @@ def build_runs() -> list[str]:
 
 
 def test_runtime_dependencies_come_from_the_lock_with_require_hashes() -> None:
-    runs = build_runs()
+    (build,) = [stage for stage in dockerfile_stages() if stage.name == "build"]
+    runs = [item.arguments for item in build.instructions if item.keyword == "RUN"]
     (lock_install,) = [index for index, text in enumerate(runs) if "requirements.lock" in text]
-    assert re.search(r"pip install .*--require-hashes.* -r requirements\.lock", runs[lock_install])
-    (project_install,) = [index for index, text in enumerate(runs) if re.search(r"pip install .*/src\b", text)]
+    assert re.search(rf"{re.escape(PIP)} install .*--require-hashes.* -r requirements\.lock", runs[lock_install])
+    (project_install,) = [index for index, text in enumerate(runs) if re.search(r"pip .*install .*/src\b", text)]
     assert lock_install < project_install, "the locked dependencies first"
     assert "--no-deps" in runs[project_install], "the project brings no unlocked dependency"
-    assert "pip check" in runs[project_install], "the lock satisfies the project's ranges"
-    copies = [item.arguments.split() for item in parse_dockerfile(DOCKERFILE.read_text()) if item.keyword == "COPY"]
+    assert f"{PIP} check" in runs[project_install], "the lock satisfies the project's ranges"
+    assert "python3 -m venv --without-pip /opt/venv" in runs[0], "the image's environment holds no pip"
+    copies = [item.arguments.split() for item in build.instructions if item.keyword == "COPY"]
     assert ["requirements.lock", "./"] in copies
 
 
@@ -140,11 +185,11 @@ def test_the_lock_header_names_no_package_index() -> None:
 
 
 def program(cmd: list[str] | None = None) -> list[str]:
-    """ENTRYPOINT + CMD (or ``cmd``) without the ``tini --`` init, resolved on the image's PATH."""
+    """ENTRYPOINT + CMD (or ``cmd``) without the ``dumb-init`` init, resolved on the image's PATH."""
     image = load_image()
     entrypoint = image.exec_form("ENTRYPOINT")
-    assert entrypoint[:2] == ["tini", "--"]
-    argv = entrypoint[2:] + (image.exec_form("CMD") if cmd is None else cmd)
+    assert entrypoint[: len(INIT)] == INIT
+    argv = entrypoint[len(INIT) :] + (image.exec_form("CMD") if cmd is None else cmd)
     executable = shutil.which(argv[0], path=image_environment()["PATH"])
     assert executable is not None, f"{argv[0]} is not on the image's PATH"
     assert Path(executable).parent == BIN, f"{argv[0]} resolved outside the virtual environment: {executable}"

@@ -58,7 +58,7 @@ def test_container_matches_the_image_contract() -> None:
     assert container.get("privileged", False) is False
     assert container["linuxParameters"]["capabilities"]["drop"] == ["ALL"]
     assert container.get("command", image.exec_form("CMD")) == image.exec_form("CMD")
-    assert "entryPoint" not in container, "keep the image's tini entrypoint"
+    assert "entryPoint" not in container, "keep the image's init (dumb-init) entrypoint"
 
 
 def test_health_check_is_the_images_healthcheck() -> None:
@@ -80,6 +80,21 @@ def test_port_logs_and_region() -> None:
     assert logs["logDriver"] == "awslogs"
     assert {"awslogs-group", "awslogs-region", "awslogs-stream-prefix"} <= logs["options"].keys()
     assert logs["options"]["awslogs-region"] == env["AWS_REGION"] == env["AWS_DEFAULT_REGION"]
+
+
+def test_logs_never_block_the_worker_and_are_json_lines() -> None:
+    """The worker writes one JSON object per line to stdout, unbuffered: with awslogs in blocking mode a slow
+    CloudWatch Logs would stall those writes and with them the event loop."""
+    options = ecs_container(task())["logConfiguration"]["options"]
+    assert options["mode"] == "non-blocking"
+    assert options["max-buffer-size"].endswith("m")
+    assert ecs_env()["CALLBACK_WORKER_LOG_FORMAT"] == "json"
+    assert load_image().env()["PYTHONUNBUFFERED"] == "1"
+
+
+def test_health_check_start_period_covers_start_up_and_the_first_poll() -> None:
+    check = ecs_container(task())["healthCheck"]
+    assert check["startPeriod"] >= int(ecs_env()["CALLBACK_WORKER_WAIT_TIME"])
 
 
 def test_stop_timeout_fits_fargate() -> None:

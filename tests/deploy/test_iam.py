@@ -187,3 +187,14 @@ def test_ecs_task_role_trust_policy() -> None:
     assert statement["Action"] == "sts:AssumeRole"
     task_role = load_json(ECS / "task-definition.json")["taskRoleArn"]
     assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == task_role.split(":")[4]
+
+
+def test_pod_identity_trust_policy_trusts_the_eks_pod_identity_service_of_one_cluster() -> None:
+    (statement,) = statements("pod-identity-trust-policy.json")
+    assert statement["Principal"] == {"Service": "pods.eks.amazonaws.com"}
+    assert sorted(statement["Action"]) == ["sts:AssumeRole", "sts:TagSession"], "EKS Pod Identity tags its sessions"
+    account = kubernetes_objects()["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == account.split(":")[4]
+    cluster = statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+    region = kubernetes_env()["AWS_REGION"]
+    assert re.fullmatch(rf"arn:aws:eks:{region}:\d{{12}}:cluster/[\w-]+", cluster), cluster

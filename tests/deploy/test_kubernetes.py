@@ -1,5 +1,7 @@
 """deploy/kubernetes: kubernetes-validate --strict on the core objects, a schema check of the KEDA objects, and the
-consistency between the Deployment, its ConfigMap, the ServiceAccount, the Service and the kustomization."""
+consistency between the Deployment, its ConfigMap, the ServiceAccount, the Service and the kustomization.
+The PodDisruptionBudget, the spread over zones and the Prometheus Operator's objects: test_monitoring.py and
+test_availability.py."""
 
 from __future__ import annotations
 
@@ -18,8 +20,17 @@ from tests.deploy.manifests import (
     worker_container,
 )
 
-CORE_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+CORE_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "ConfigMap",
+    "Deployment",
+    "Service",
+    "NetworkPolicy",
+    "PodDisruptionBudget",
+}
 KEDA_KINDS = {"ScaledObject", "TriggerAuthentication"}
+PROMETHEUS_OPERATOR_KINDS = {"ServiceMonitor", "PrometheusRule"}
 #: Kubernetes releases the core objects are validated against: kubernetes-validate's newest and an older one still
 #: run by managed clusters.
 KUBERNETES_VERSIONS = ("1.37.0", "1.30.0")
@@ -67,8 +78,8 @@ def test_core_objects_pass_kubernetes_validate_strict(version: str) -> None:
     assert sorted(passed) == sorted(files), f"not every file was validated:\n{result.stdout}{result.stderr}"
 
 
-def test_every_object_is_core_or_keda() -> None:
-    assert set(kubernetes_objects()) == CORE_KINDS | KEDA_KINDS
+def test_every_object_is_core_keda_or_prometheus_operator() -> None:
+    assert set(kubernetes_objects()) == CORE_KINDS | KEDA_KINDS | PROMETHEUS_OPERATOR_KINDS
 
 
 def test_kustomization_lists_every_manifest() -> None:
