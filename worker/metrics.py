@@ -89,6 +89,11 @@ class WorkerCollector(Collector):
         yield _gauge("in_flight_messages", "Messages being handled now.", len(worker.tasks))
         yield _gauge("concurrency_limit", "Messages that may be handled at once.", worker.slots.capacity)
         yield _gauge(
+            "slots_in_use",
+            "Handler slots taken now (a message whose outcome only waits for SageMaker holds its lease, not a slot).",
+            worker.slots.in_use,
+        )
+        yield _gauge(
             "last_successful_poll_timestamp_seconds",
             "Unix time of the last receive that SQS answered.",
             health.last_poll_wall,

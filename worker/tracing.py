@@ -10,10 +10,11 @@ The spans of one delivery:
 - ``callback <pipeline>`` (kind CONSUMER) from receipt to the end of the delivery, with the pipeline name, execution
   id, step name (when SageMaker named it), handler, attempt, message status, receive count, the outcome reported and
   how the delivery settled; events for each lease renewal and each failed AWS call that is retried;
-- ``handler <name>`` around the handler call (an unexpected exception is recorded; ``Fail`` and ``Retry`` are how a
-  handler speaks, not errors);
-- one span per SQS or SageMaker call made inside the delivery (the daemon's aiobotocore clients); the long polls
-  between deliveries are not traced.
+- ``handler <name>`` around the handler call (an unexpected exception sets an error status and records its type,
+  never its text; ``Fail`` and ``Retry`` are how a handler speaks, not errors);
+- one span per SQS or SageMaker call made inside the delivery (the daemon's aiobotocore clients); a call cut short
+  by a shutdown ends, as an error, with the span it was made under; the long polls between deliveries are not
+  traced.
 
 No span, attribute or event ever carries a callback token: the events it listens to hold none, and AWS call spans
 record only the service and operation.
@@ -62,6 +63,9 @@ class Tracing:
         self.provider = provider
         self.tracer = provider.get_tracer(SCOPE)
         self._deliveries: dict[str, Span] = {}
+        self._calls: dict[int, set[Span]] = {}
+        """Open AWS-call spans by their parent's span id: a call cancelled mid-flight (a shutdown) sends neither
+        after-call event, so its span is ended when its parent ends."""
 
     # -- events -------------------------------------------------------------------------------------------------------
 
@@ -106,6 +110,7 @@ class Tracing:
                 yield
             finally:
                 self._deliveries.pop(event.message_id, None)
+                self._end_calls_under(span, "the delivery ended while the call was out")
 
     @contextlib.contextmanager
     def _handler(self, event: HandlerCall) -> Iterator[None]:
@@ -119,9 +124,13 @@ class Tracing:
                 span.set_attribute("callback.handler_result", type(spoken).__name__.lower())
                 raise
             except Exception as exc:
-                span.record_exception(exc)
+                # The exception's type only: its text and traceback may hold the token (the worker scrubs the
+                # text it sends SageMaker and logs; a span has no such filter).
+                span.add_event("exception", {"exception.type": type(exc).__name__})
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 raise
+            finally:
+                self._end_calls_under(span, "the handler ended while the call was out")
 
     def _identified(self, event: DeliveryIdentified) -> None:
         span = trace.get_current_span()
@@ -153,17 +162,20 @@ class Tracing:
         events.register("after-call-error.*.*", self._call_failed)
 
     def _call_started(self, model: Any, context: dict[str, Any], **_: Any) -> None:
-        if not trace.get_current_span().get_span_context().is_valid:
+        parent = trace.get_current_span().get_span_context()
+        if not parent.is_valid:
             return  # outside a delivery (a long poll, start-up): not traced
         service = model.service_model.service_id
-        context[_SPAN_KEY] = self.tracer.start_span(
+        span = self.tracer.start_span(
             f"{service}.{model.name}",
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "aws-api", "rpc.service": str(service), "rpc.method": model.name},
         )
+        context[_SPAN_KEY] = (parent.span_id, span)
+        self._calls.setdefault(parent.span_id, set()).add(span)
 
     def _call_ended(self, http_response: Any, context: dict[str, Any], **_: Any) -> None:
-        span: Span | None = context.pop(_SPAN_KEY, None)
+        span = self._take(context)
         if span is None:
             return
         status = int(getattr(http_response, "status_code", 0))
@@ -173,9 +185,27 @@ class Tracing:
         span.end()
 
     def _call_failed(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
-        span: Span | None = context.pop(_SPAN_KEY, None)
+        span = self._take(context)
         if span is not None:
             span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+            span.end()
+
+    def _take(self, context: dict[str, Any]) -> Span | None:
+        """The span of the call ``context`` belongs to, no longer open."""
+        taken: tuple[int, Span] | None = context.pop(_SPAN_KEY, None)
+        if taken is None:
+            return None
+        parent, span = taken
+        open_calls = self._calls.get(parent)
+        if open_calls is not None:
+            open_calls.discard(span)
+            if not open_calls:
+                del self._calls[parent]
+        return span
+
+    def _end_calls_under(self, parent: Span, reason: str) -> None:
+        for span in self._calls.pop(parent.get_span_context().span_id, ()):
+            span.set_status(Status(StatusCode.ERROR, reason))
             span.end()
 
     def shutdown(self) -> None:

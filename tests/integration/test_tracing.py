@@ -16,6 +16,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, running_worker, wait_for_status, worker_settings
+from worker.events import DeliveryStarted
 from worker.handler import CallbackContext, Fail
 from worker.tracecontext import trace_headers
 from worker.tracing import Tracing
@@ -33,6 +34,8 @@ class Traced:
         self.tokens.append(context.token)
         if context.arguments.get("fail"):
             raise Fail("asked to fail")
+        if context.arguments.get("crash"):
+            raise RuntimeError(f"upstream rejected callback {context.token}")
         return {"seen": "yes"}
 
 
@@ -124,3 +127,40 @@ async def test_a_failing_handler_is_a_spoken_result_not_a_span_error(
 
 def test_without_a_current_span_handlers_send_no_trace_context() -> None:
     assert trace_headers() == {}
+
+
+async def test_a_crash_is_an_error_span_without_the_exceptions_text(
+    sagemaker: Any, make_queue: QueueFactory, exported: tuple[Tracing, InMemorySpanExporter]
+) -> None:
+    tracing, exporter = exported
+    queue_url, _ = await make_queue()
+    handler, _ = await run_one(sagemaker, queue_url, tracing, {"crash": True})
+    spans = exporter.get_finished_spans()
+    handler_spans = by_name(spans, "handler ")
+    assert handler_spans
+    assert all(span.status.status_code is StatusCode.ERROR for span in handler_spans)
+    assert {event.name for span in handler_spans for event in span.events} == {"exception"}
+    assert handler.tokens[0] not in "".join(span.to_json() for span in spans)  # the message held the token
+
+
+class Model:
+    """What botocore's before-call event passes as ``model``: the operation and its service."""
+
+    name = "SendPipelineExecutionStepSuccess"
+
+    class service_model:
+        service_id = "SageMaker"
+
+
+def test_a_call_cut_short_ends_with_the_span_it_was_made_under(
+    exported: tuple[Tracing, InMemorySpanExporter],
+) -> None:
+    tracing, exporter = exported
+    context: dict[str, Any] = {}
+    delivery = tracing.span(DeliveryStarted("m-1", 1))
+    assert delivery is not None
+    with delivery:
+        tracing._call_started(Model(), context)  # no after-call event follows: the call was cancelled
+    [call] = by_name(exporter.get_finished_spans(), "SageMaker.")
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.status.description == "the delivery ended while the call was out"
