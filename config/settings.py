@@ -212,6 +212,19 @@ class Settings(BaseSettings):
                 )
         return names
 
+    @field_validator("wait_time")
+    @classmethod
+    def _poll_fits_the_lease(cls, value: int, info: ValidationInfo) -> int:
+        visibility = info.data.get("visibility_timeout")
+        if visibility is not None and visibility < value:
+            raise ValueError(
+                f"longer than {env_name('visibility_timeout')}={visibility}: SQS does not say when within a long "
+                "poll it handed a message out, and the worker counts the lease from the poll's return; a visibility "
+                "timeout shorter than the poll could lapse before the first renewal. Set the visibility timeout to "
+                "at least the wait time"
+            )
+        return value
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: object) -> object:

@@ -11,13 +11,14 @@ import asyncio
 import gc
 import json
 import os
-import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from config.settings import Settings, env_name
 from worker.clients import aws_clients, connections
+from worker.clock import SYSTEM_CLOCKS, Clocks
+from worker.confirm import Confirmer
 from worker.dispatch import Dispatcher, RetryPolicy
 from worker.endpoints import serve_health
 from worker.errors import ConfigurationError
@@ -38,7 +39,7 @@ from worker.sqs import SqsQueue
 from worker.step_context import StepResolver
 from worker.stopping import Stopper
 from worker.tokens import Tokens
-from worker.verify import VERIFY_MAX_AGE, Verifier
+from worker.verify import Verifier
 from worker.watch import StepWatch
 from worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
 
@@ -137,33 +138,23 @@ def build_dispatcher(
     retry: RetryPolicy,
     steps: StepResolver | None,
     verify: bool,
-    verify_max_age: float = VERIFY_MAX_AGE,
-    clock: Callable[[], float] = time.time,
+    clocks: Clocks = SYSTEM_CLOCKS,
     events: Events = NO_EVENTS,
 ) -> Dispatcher:
-    """The dispatcher and the parts it drives, around one replica's memory of tokens."""
+    """The dispatcher and the parts it drives, around one replica's memory of tokens. ``leases`` must read
+    ``clocks.monotonic``."""
     tokens = Tokens()
     settler = Settler(
         queue=queue,
         reporter=reporter,
-        requeuer=Requeuer(queue, clock),
+        requeuer=Requeuer(queue, clocks.wall),
         tokens=tokens,
         leases=leases,
         steps=steps,
-        clock=clock,
         events=events,
     )
-    stopper = Stopper(
-        settler=settler,
-        router=router,
-        invoker=invoker,
-        steps=steps,
-        verify_max_age=verify_max_age if verify and steps is not None else None,
-        events=events,
-    )
-    verifier = Verifier(
-        steps, router, stopper, verify=verify, verify_max_age=verify_max_age, clock=clock, events=events
-    )
+    confirmer = Confirmer(steps, verify=verify, clock=clocks.monotonic, events=events)
+    stopper = Stopper(settler=settler, router=router, invoker=invoker, confirmer=confirmer, events=events)
     return Dispatcher(
         leases=leases,
         router=router,
@@ -172,8 +163,8 @@ def build_dispatcher(
         tokens=tokens,
         settler=settler,
         stopper=stopper,
-        verifier=verifier,
-        clock=clock,
+        verifier=Verifier(confirmer, router, stopper, events=events),
+        clocks=clocks,
         events=events,
     )
 

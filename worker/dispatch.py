@@ -6,13 +6,11 @@ outcome, acknowledge. The phases and transitions it follows are :mod:`worker.lif
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from config.limits import MAX_VISIBILITY_SECONDS
+from worker.clock import SYSTEM_CLOCKS, Clocks
 from worker.errors import MalformedMessage
 from worker.events import (
     NO_EVENTS,
@@ -30,19 +28,20 @@ from worker.invoke import Invoker
 from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery, Disposition, Phase, context_for
 from worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
-from worker.message import CallbackMessage, Status, parse_message
+from worker.message import CallbackMessage, Continuation, Status, parse_message
 from worker.outcome import failure, success
 from worker.queue import ReceivedMessage
 from worker.router import Router
 from worker.settle import Settler, chain_of
 from worker.step_context import StepInfo
 from worker.stopping import STOPPING_REASON, Stopper
-from worker.tokens import Tokens
+from worker.tokens import TokenRecord, Tokens
 from worker.verify import Verifier
 
 log = get_logger("worker.dispatch")
 
-#: A continuation received this early (clock skew between replicas) still runs now.
+#: A continuation received this early still runs now (SQS's timestamps are whole milliseconds, its delays whole
+#: seconds; and a link of an earlier version, timed by a replica's wall clock, meets clock skew between replicas).
 EARLY_TOLERANCE = 1.0
 #: The longest a continuation may wait (a Retry's delay, or a notBefore in a body); longer is answered as a Failure.
 MAX_CONTINUATION_WAIT = 7 * 86_400
@@ -85,7 +84,7 @@ class Dispatcher:
         settler: Settler,
         stopper: Stopper,
         verifier: Verifier,
-        clock: Callable[[], float] = time.time,
+        clocks: Clocks = SYSTEM_CLOCKS,
         events: Events = NO_EVENTS,
     ) -> None:
         """Built by :func:`worker.app.build_dispatcher`; ``tokens`` is the one memory the parts share."""
@@ -98,12 +97,13 @@ class Dispatcher:
         self.stopper = stopper
         self.verifier = verifier
         self.verify = verifier.verify
-        self.clock = clock
+        self.confirmer = verifier.confirmer
+        self.clocks = clocks
         self.events = events
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
-        delivery = Delivery(received)
+        delivery = Delivery(received, listing_mark=self.confirmer.mark())
         delivery.lease = self.leases.add(received, on_exhausted=delivery.exhaust_lease)
         self.events.publish(Noted("received"))
         bound = bind_contextvars(message_id=received.message_id, receive_count=received.receive_count)
@@ -142,22 +142,29 @@ class Dispatcher:
         record = self.tokens.enter(delivery, message)
         delivery.message, delivery.latest_state = message, message.continuation.state
         self._bind(message)
+        if message.continuation.answer is not None:
+            log.info("a decided answer was handed on to this delivery; reporting it, no handler runs")
+            return await self.settler.answer(delivery, message.token, message.continuation.answer)
         if message.status is Status.STOPPING:
-            if record.stopper is not delivery and record.stopper is not None:
-                return await self._join(delivery, record.stopper)
-            return await self.stopper.stop_message(delivery, message, record.leader)
+            return await self._stopping(delivery, message, record)
         while record.leader is not delivery and record.leader is not None:
             leader = record.leader
             if not self._succeeds(delivery, message, leader):
                 return await self._join(delivery, leader)
             # The leader's own chain, a later link: the leader's link is stale now (it must not start its handler
             # if it has not yet); this one leads once the leader has let go.
-            self.tokens.advance_chain(chain_of(delivery, message), message.continuation.link)
+            self.tokens.advance_chain(message.token, chain_of(delivery, message), message.continuation.link)
             await leader.finished()
             self.tokens.claim(delivery, message)
         if self._needless(delivery, message, stopping=record.stopping):
             return delivery.enter(Phase.DROPPED)
         return await self._verify_then_run(delivery, message)
+
+    async def _stopping(self, delivery: Delivery, message: CallbackMessage, record: TokenRecord) -> None:
+        self.confirmer.forget(message.pipeline_execution_arn)  # what was listed before the stop is stale
+        if record.stopper is not delivery and record.stopper is not None:
+            return await self._join(delivery, record.stopper)
+        return await self.stopper.stop_message(delivery, message, record.leader)
 
     def _needless(self, delivery: Delivery, message: CallbackMessage, *, stopping: bool) -> bool:
         """A copy this replica can settle on sight: its token answered or being stopped here, or a link of its
@@ -183,18 +190,28 @@ class Dispatcher:
         if self.tokens.is_stale(message, chain_of(delivery, message)):  # a later link arrived meanwhile
             log.warning("a later link of this continuation chain arrived while this one was verified; dropping it")
             return delivery.enter(Phase.DROPPED)
-        self.tokens.advance_chain(chain_of(delivery, message), message.continuation.link)
+        self.tokens.advance_chain(message.token, chain_of(delivery, message), message.continuation.link)
         if delivery.stop_cause is not None:
             log.info("a Stopping message arrived while the token was verified; the handler does not start")
             return delivery.enter(Phase.STOPPED)
-        wait = message.continuation.not_before - self.clock()
+        wait = self._due_in(delivery, message.continuation)
         if wait > MAX_CONTINUATION_WAIT:  # forged, or a handler's mistake: it would hop every 15 minutes for ever
-            reason = f"the continuation's notBefore is {wait / 86_400:.0f} days ahead; at most {MAX_WAIT_TEXT} allowed"
+            reason = f"the continuation is due {wait / 86_400:.0f} days ahead; at most {MAX_WAIT_TEXT} allowed"
             return await self.settler.answer(delivery, message.token, failure(reason))
         if wait > EARLY_TOLERANCE:
             delivery.enter(Phase.WAITING)
-            return await self.settler.requeue(delivery, message, message.continuation)
+            hop = replace(message.continuation, wait=wait, not_before=self.clocks.wall() + wait)
+            return await self.settler.requeue(delivery, message, hop)
         return await self._run(delivery, message, info)
+
+    def _due_in(self, delivery: Delivery, continuation: Continuation) -> float:
+        """Seconds until a received link is due. Its ``wait`` counts from when SQS took it, and what has passed
+        since is measured on SQS's clock (up to its first receive) and the monotonic clock (since this receipt):
+        no replica's wall clock decides it. A link of an earlier version has only its wall-clock ``notBefore``."""
+        if continuation.wait is None:
+            return continuation.not_before - self.clocks.wall()
+        waited = delivery.received.waited_in_queue + (self.clocks.monotonic() - delivery.lease.started)
+        return continuation.wait - waited
 
     def _bind(self, message: CallbackMessage) -> None:
         continuation = message.continuation
@@ -243,7 +260,7 @@ class Dispatcher:
             return await self.settler.answer(delivery, message.token, failure(reason))
         context = context_for(message, name, info, delivery.received.message_id)
         delivery.context, delivery.handler = context, handler
-        delivery.start(asyncio.create_task(self._call(name, handler, context)))
+        delivery.start(asyncio.create_task(self._call(name, handler, context)), self.clocks.monotonic())
         try:
             result = await delivery.task  # type: ignore[misc]
         except asyncio.CancelledError:
@@ -259,18 +276,16 @@ class Dispatcher:
 
     async def _call(self, name: str, handler: Handler, context: CallbackContext) -> HandlerResult:
         """The handler call, as its own task: its span (for tracing) and its duration (for metrics)."""
-        started = time.monotonic()
+        started = self.clocks.monotonic()
         try:
             with self.events.span(HandlerCall(name, context.attempt)):
                 return await self.invoker.call(handler, context)
         finally:
-            self.events.publish(HandlerFinished(name, time.monotonic() - started))
+            self.events.publish(HandlerFinished(name, self.clocks.monotonic() - started))
 
     async def _cancelled(self, delivery: Delivery, message: CallbackMessage) -> None:
         if delivery.lease_exhausted:
-            hours = (
-                self.clock() - (delivery.received.received_at or delivery.lease.budget_end - MAX_VISIBILITY_SECONDS)
-            ) / 3600
+            hours = (self.clocks.monotonic() - delivery.lease.started) / 3600
             return await self.settler.answer(delivery, message.token, failure(lease_exhausted_reason(hours)))
         cause = delivery.stop_cause
         if cause is None:  # the handler cancelled itself
@@ -297,7 +312,8 @@ class Dispatcher:
             message.continuation,
             continuations=message.continuation.continuations + 1,
             state=retry.state,
-            not_before=self.clock() + retry.delay,
+            wait=retry.delay,
+            not_before=self.clocks.wall() + retry.delay,
         )
         self.events.publish(Noted("continued"))
         delivery.enter(Phase.WAITING)
@@ -314,7 +330,9 @@ class Dispatcher:
         delay = self.retry.delay(attempt)
         log.warning("handler failed; it will be called again", error=summary, retry_in=delay, exc_info=exc)
         self.events.publish(Noted("crashed"))
-        continuation = replace(message.continuation, attempt=attempt + 1, not_before=self.clock() + delay)
+        continuation = replace(
+            message.continuation, attempt=attempt + 1, wait=delay, not_before=self.clocks.wall() + delay
+        )
         delivery.enter(Phase.WAITING)
         return await self.settler.requeue(delivery, message, continuation)
 

@@ -9,7 +9,7 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
 from worker.handler import CallbackContext, Handler, HandlerResult, StopHook
 from worker.logs import get_logger
@@ -25,12 +25,19 @@ def is_async(function: object) -> bool:
     return inspect.iscoroutinefunction(call)
 
 
+#: Threads for sync stop hooks, apart from the handlers' pool: a hook must never wait behind the very handler it
+#: has to stop (with every handler thread busy, it would never run).
+STOP_HOOK_THREADS = 4
+
+
 class Invoker:
-    """Runs handlers and stop hooks; sync ones go to a thread pool sized for the worker's concurrency."""
+    """Runs handlers and stop hooks; sync handlers go to a thread pool sized for the worker's concurrency, sync stop
+    hooks to a small pool of their own."""
 
     def __init__(self, threads: int) -> None:
         self._threads = threads
         self._executor: ThreadPoolExecutor | None = None
+        self._stop_executor: ThreadPoolExecutor | None = None
         self._async_handlers: dict[int, bool] = {}
         """Whether each handler (by id: handlers live as long as the worker) is async, looked up once."""
 
@@ -47,25 +54,31 @@ class Invoker:
         """Run ``handler.on_stop(context)`` if the handler has one. Returns whether it did."""
         if not isinstance(handler, StopHook):
             return False
-        await self._run(handler.on_stop, context)
+        if is_async(handler.on_stop):
+            await _await(cast(Awaitable[None], handler.on_stop(context)))
+            return True
+        if self._stop_executor is None:
+            self._stop_executor = ThreadPoolExecutor(max_workers=STOP_HOOK_THREADS, thread_name_prefix="stop-hook")
+        await self._in_thread(self._stop_executor, handler.on_stop, context)
         return True
 
     def shutdown(self) -> None:
         """Stop accepting sync work; threads still running are not waited for."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-    async def _run(self, function: Callable[[CallbackContext], Any], context: CallbackContext) -> Any:
-        if is_async(function):
-            return await function(context)
-        return await self._run_sync(function, context)
+        for executor in (self._executor, self._stop_executor):
+            if executor is not None:
+                executor.shutdown(wait=False, cancel_futures=True)
 
     async def _run_sync(self, function: Callable[[CallbackContext], Any], context: CallbackContext) -> Any:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=self._threads, thread_name_prefix="callback-handler")
+        return await self._in_thread(self._executor, function, context)
+
+    async def _in_thread(
+        self, executor: ThreadPoolExecutor, function: Callable[[CallbackContext], Any], context: CallbackContext
+    ) -> Any:
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, function, context)
-        result = await loop.run_in_executor(self._executor, call)
+        result = await loop.run_in_executor(executor, call)
         if inspect.isawaitable(result):
             return await _await(result)
         return result

@@ -10,10 +10,14 @@ Each call is a task of its own, bounded by ``call_timeout``: the ticker never wa
 delays no other lease. A call that fails (transport error, timeout, or a per-entry error SQS marks as its own fault)
 is retried within the round, with backoff, for the entries it failed, until they are renewed or their visibility is
 gone. A lease found due has at least one tick plus ``call_timeout`` left (the round before did not find it due), so
-while SQS answers at least one call in two no lease lapses. A per-entry error that is the sender's fault
-(``ReceiptHandleIsInvalid``, ``MessageNotInflight``) marks the lease *lost*: the message may be delivered elsewhere.
+while SQS answers at least one call in two no lease lapses. A per-entry error that the error table
+(:mod:`worker.taxonomy`) knows to be final for the receipt (``ReceiptHandleIsInvalid``, ``MessageNotInflight``) marks
+the lease *lost*: the message may be delivered elsewhere. Any other error is retried.
 
-SQS keeps a message hidden at most 12 hours *per receipt* (counted from the ReceiveMessage request) and rejects,
+All of it runs on the monotonic clock: a lease is stamped when the receive returns, less the receive's own round trip
+(:attr:`~worker.queue.ReceivedMessage.round_trip`), and an NTP step of the system clock moves no deadline.
+
+SQS keeps a message hidden at most 12 hours *per receipt* (counted from when it handed the message out) and rejects,
 rather than clamps, a longer request; each renewal asks for ``min(visibility_timeout, what is left of the 12
 hours)``. When what is left no longer covers the margin the lease is *exhausted*: ``on_exhausted`` runs once, and
 the dispatcher cancels the handler and answers the step while the message is still hidden — rather than let it
@@ -33,6 +37,7 @@ from worker.logs import get_logger
 from worker.queue import BatchEntryError, Queue, ReceivedMessage, settle
 from worker.retrying import lease_renewal_backoff
 from worker.sqs import with_retries
+from worker.taxonomy import ErrorClass, classify
 
 #: The longest tick: with a 12-hour visibility timeout, renewals still start within a minute of being due.
 MAX_TICK = 60.0
@@ -41,6 +46,12 @@ MAX_CALL_TIMEOUT = 10.0
 MIN_CALL_TIMEOUT = 1.0
 
 log = get_logger("worker.lease")
+_RENEW = "ChangeMessageVisibilityBatch"
+
+
+def _final(error: BatchEntryError) -> bool:
+    """The error table says SQS no longer honours this receipt (else the entry is retried)."""
+    return classify(_RENEW, error) is ErrorClass.DEFINITIVE
 
 
 @dataclass(eq=False, slots=True)
@@ -48,10 +59,12 @@ class Lease:
     """One in-flight delivery and when it would become visible again."""
 
     message: ReceivedMessage
+    started: float
+    """Monotonic seconds at which SQS may have handed the message out, at the earliest."""
     visible_until: float
-    """Epoch seconds at which SQS would show the message again without a renewal."""
+    """Monotonic seconds at which SQS would show the message again without a renewal."""
     budget_end: float
-    """Epoch seconds after which SQS refuses to keep the message hidden (12 hours after this receipt)."""
+    """Monotonic seconds after which SQS refuses to keep the message hidden (12 hours after this receipt)."""
     on_exhausted: Callable[[], None] | None = None
     """Called once when the 12-hour budget no longer covers the margin."""
     lost: bool = False
@@ -75,7 +88,7 @@ class LeaseKeeper:
         self,
         queue: Queue,
         visibility_timeout: int,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
         events: Events = NO_EVENTS,
     ) -> None:
         self.queue = queue
@@ -83,6 +96,7 @@ class LeaseKeeper:
         self.visibility_timeout = visibility_timeout
         self.tick, self.call_timeout, self.margin = lease_timing(visibility_timeout)
         self.clock = clock
+        """The monotonic clock every deadline is read from."""
         self.leases: dict[str, Lease] = {}
         self._calls: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -90,12 +104,12 @@ class LeaseKeeper:
     def add(self, message: ReceivedMessage, on_exhausted: Callable[[], None] | None = None) -> Lease:
         """Start tracking a message just received with the keeper's visibility timeout; ``on_exhausted`` runs once
         if the 12-hour budget of this receipt runs out while the lease is held."""
-        now = self.clock()
-        received = message.received_at or now
+        started = self.clock() - max(0.0, message.round_trip)
         lease = Lease(
             message,
-            visible_until=received + self.visibility_timeout,
-            budget_end=received + MAX_VISIBILITY_SECONDS,
+            started=started,
+            visible_until=started + self.visibility_timeout,
+            budget_end=started + MAX_VISIBILITY_SECONDS,
             on_exhausted=on_exhausted,
         )
         self.leases[message.receipt_handle] = lease
@@ -216,10 +230,10 @@ class LeaseKeeper:
             if error is None:
                 lease.visible_until = sent_at + timeout
                 renewed.append(lease.message.message_id)
-            elif not error.sender_fault:
-                retry.append(lease)
-            else:
+            elif _final(error):
                 self._lose(lease, error)
+            else:
+                retry.append(lease)
         self.events.publish(LeaseCall(tuple(renewed), tuple(lease.message.message_id for lease in retry)))
         return retry
 
@@ -235,7 +249,7 @@ class LeaseKeeper:
             return False
         try:
             errors = await with_retries(
-                lambda: self.queue.set_visibility_many([(lease.message.receipt_handle, timeout)])
+                lambda: self.queue.set_visibility_many([(lease.message.receipt_handle, timeout)]), _RENEW
             )
         except Exception as exc:  # noqa: BLE001 - unknown: the lease is not known lost
             log.warning("could not confirm the lease; going on", error=f"{type(exc).__name__}: {exc}")
@@ -244,7 +258,7 @@ class LeaseKeeper:
         if error is None:
             lease.visible_until = max(lease.visible_until, sent_at + timeout)
             return True
-        if error.sender_fault:
+        if _final(error):
             self._lose(lease, error)
             return False
         return self.clock() < lease.visible_until

@@ -10,6 +10,7 @@
         │                           │ step Executing, due            ▲   └─ re-queue failed ─┐
         │                           ▼                                │                       ▼
         │                        RUNNING ── Retry / crash retried ───┘                   ANSWERING ──► ANSWERED | KEPT
+        │                           │                                        (handed on: shutdown, 12 h) ──► REQUEUED
         │                           │ └──── outcome (Success, Fail, crash, 12 h) ───────────▲
         │                           └────── stopped (here or elsewhere) ──┐                 │
         └──────────────────────────────────────────────────────────────► STOPPING ─────────┘ (or STOPPED)
@@ -30,12 +31,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import time
 from dataclasses import dataclass, field
 
 from worker.handler import CallbackContext, Handler, HandlerResult, JSONValue
 from worker.lease import Lease
 from worker.message import CallbackMessage
+from worker.outcome import Outcome
 from worker.queue import ReceivedMessage
 from worker.step_context import StepInfo
 
@@ -81,7 +82,7 @@ TRANSITIONS: dict[Phase, frozenset[Phase]] = {
     Phase.RUNNING: frozenset({Phase.WAITING, Phase.ANSWERING, Phase.STOPPING, Phase.STOPPED}),
     Phase.WAITING: frozenset({Phase.REQUEUED, Phase.ANSWERING, Phase.KEPT}),
     Phase.STOPPING: frozenset({Phase.ANSWERING, Phase.STOPPED, Phase.DROPPED}),
-    Phase.ANSWERING: frozenset({Phase.ANSWERED, Phase.KEPT}),
+    Phase.ANSWERING: frozenset({Phase.ANSWERED, Phase.KEPT, Phase.REQUEUED}),
     **{phase: frozenset({Phase.ACKNOWLEDGED, Phase.LEFT}) for phase in SETTLED},
     Phase.ACKNOWLEDGED: frozenset(),
     Phase.LEFT: frozenset(),
@@ -130,6 +131,12 @@ class Delivery:
     stop_cause: StopCause | None = None
     """Set once a stop was asked for; a delivery still verifying never starts its handler."""
     lease_exhausted: bool = False
+    lease_ending: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set with ``lease_exhausted``: a report still waiting for SageMaker hands its answer on at once."""
+    listing_mark: int = 0
+    """Listings of the token's execution started up to this delivery's receipt: it trusts only later ones."""
+    decided: Outcome | None = None
+    """The answer this delivery decided and is reporting (what a hand-off carries on)."""
     latest_state: JSONValue = None
     """The newest state of the token's work: the handler's last ``Retry`` state once it returned one (re-queued or
     cut short by a stop), else the state it was called with. The stop hook gets it."""
@@ -166,9 +173,10 @@ class Delivery:
         self.history.append(self.phase)
         self.phase = self.settled_as = Phase.KEPT
 
-    def start(self, task: asyncio.Task[HandlerResult]) -> None:
+    def start(self, task: asyncio.Task[HandlerResult], now: float) -> None:
+        """The handler runs, as ``task``, from monotonic time ``now``."""
         self.enter(Phase.RUNNING)
-        self.task, self.started = task, time.monotonic()
+        self.task, self.started = task, now
 
     def request_stop(self, cause: StopCause) -> None:
         """Stop this delivery's handler (if it runs) or keep it from starting (if it has not yet)."""
@@ -179,6 +187,7 @@ class Delivery:
 
     def exhaust_lease(self) -> None:
         self.lease_exhausted = True
+        self.lease_ending.set()
         if self.task is not None and not self.task.done():
             self.task.cancel()
 

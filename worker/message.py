@@ -17,6 +17,8 @@ from typing import Any
 from worker.errors import MalformedMessage
 from worker.handler import JSONValue
 from worker.logs import mask_token_like
+from worker.outcome import Failure, Outcome, Success, failure
+from worker.outcome import success as convert_outputs
 
 TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{10}")
 EXECUTION_ARN_PATTERN = re.compile(
@@ -50,9 +52,15 @@ class Continuation:
     """The chain's id: the message id of the SageMaker message the chain started from."""
     link: int = 0
     """The link's number in its chain: 0 for SageMaker's own message, one more at every re-queue."""
+    wait: float | None = None
+    """Seconds after SQS sent this link (its ``SentTimestamp``) that it is due: measured on SQS's clock alone, so
+    no replica's wall clock decides it. None in links of earlier versions, which only carry ``not_before``."""
+    answer: Outcome | None = None
+    """A decided answer handed on by a delivery that could not report it (a shutdown, the receipt's 12 hours):
+    the delivery of this link reports it, and never runs the handler."""
 
     def to_json(self) -> dict[str, JSONValue]:
-        return {
+        document: dict[str, JSONValue] = {
             "attempt": self.attempt,
             "continuations": self.continuations,
             "state": self.state,
@@ -60,6 +68,17 @@ class Continuation:
             "originMessageId": self.origin_message_id,
             "link": self.link,
         }
+        if self.wait is not None:
+            document["wait"] = self.wait
+        if self.answer is not None:
+            document["answer"] = _answer_json(self.answer)
+        return document
+
+
+def _answer_json(answer: Outcome) -> dict[str, JSONValue]:
+    if isinstance(answer, Failure):
+        return {"kind": "failure", "reason": answer.reason}
+    return {"kind": "success", "outputs": [[name, value] for name, value in answer.outputs]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +201,33 @@ def _continuation(value: object) -> Continuation:
         raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad link number")
     if not _is_finite_number(not_before) or not isinstance(origin, str):
         raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad notBefore or originMessageId")
-    return Continuation(attempt, continuations, value.get("state"), float(not_before), origin, link)
+    wait = value.get("wait")
+    if wait is not None and not (_is_finite_number(wait) and wait >= 0):
+        raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad wait")
+    answer = _answer(value["answer"]) if value.get("answer") is not None else None
+    return Continuation(
+        attempt,
+        continuations,
+        value.get("state"),
+        float(not_before),
+        origin,
+        link,
+        None if wait is None else float(wait),
+        answer,
+    )
+
+
+def _answer(value: object) -> Outcome:
+    """A handed-on answer, checked against the same limits as a handler's (a body is untrusted input)."""
+    if isinstance(value, dict) and value.get("kind") == "failure" and isinstance(value.get("reason"), str):
+        return failure(value["reason"])
+    if isinstance(value, dict) and value.get("kind") == "success" and isinstance(value.get("outputs"), list):
+        pairs = value["outputs"]
+        if all(isinstance(pair, list) and len(pair) == 2 and all(isinstance(p, str) for p in pair) for pair in pairs):
+            converted = convert_outputs(dict(pairs))
+            if isinstance(converted, Success) and len(converted.outputs) == len(pairs):
+                return converted
+    raise MalformedMessage(f"'{CONTINUATION_KEY}' has a bad answer")
 
 
 def _is_finite_number(value: object) -> bool:

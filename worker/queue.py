@@ -68,12 +68,15 @@ class ReceivedMessage:
     """Epoch seconds of the message's first receipt by anyone (informational: the 12 h visibility budget counts
     per receipt, from ``received_at``)."""
     sent_time: float
+    """Epoch seconds, on SQS's clock, at which SQS took the message (``SentTimestamp``)."""
     received_at: float = 0.0
-    """Epoch seconds at which the ReceiveMessage request that returned this delivery started (SQS's 12-hour
-    visibility limit counts from it); 0 when unknown."""
+    """Epoch seconds (this replica's wall clock) at which the receive returned: informational only."""
+    round_trip: float = 0.0
+    """Seconds before the receive returned at which SQS may have handed the message out, at most: the lease (and
+    SQS's 12-hour budget of the receipt) is counted from the moment the receive returned, less this."""
 
     @classmethod
-    def from_api(cls, raw: Any, now: float, received_at: float = 0.0) -> ReceivedMessage:
+    def from_api(cls, raw: Any, now: float, received_at: float = 0.0, round_trip: float = 0.0) -> ReceivedMessage:
         attributes = raw.get("Attributes", {})
         return cls(
             message_id=raw["MessageId"],
@@ -83,7 +86,14 @@ class ReceivedMessage:
             first_receive_time=int(attributes.get("ApproximateFirstReceiveTimestamp", now * 1000)) / 1000,
             sent_time=int(attributes.get("SentTimestamp", now * 1000)) / 1000,
             received_at=received_at,
+            round_trip=round_trip,
         )
+
+    @property
+    def waited_in_queue(self) -> float:
+        """Seconds from SQS taking the message to its first receive, on SQS's clock alone (a lower bound of the
+        message's age, never distorted by this replica's clock)."""
+        return max(0.0, self.first_receive_time - self.sent_time)
 
 
 class BatchEntryError(WorkerError):
@@ -93,11 +103,7 @@ class BatchEntryError(WorkerError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.sender_fault = sender_fault
-
-    @property
-    def transient(self) -> bool:
-        """SQS's own fault (``InternalError``, throttling): the same entry may well succeed if sent again."""
-        return not self.sender_fault
+        """What SQS said; informational — :mod:`worker.taxonomy` classes the entry by its code."""
 
 
 async def settle(awaitables: Sequence[Awaitable[None]]) -> list[BaseException | None]:

@@ -1,13 +1,17 @@
-"""Reporting outcomes to SageMaker: SendPipelineExecutionStepSuccess / Failure, with retries and error classes.
+"""Reporting outcomes to SageMaker: SendPipelineExecutionStepSuccess / Failure, until SageMaker answers definitively.
 
-Transient errors (throttling, 5xx, connection trouble) are retried with jittered backoff for as long as it takes —
-the caller keeps the message leased meanwhile, and cancelling the call (shutdown) leaves the message to be
-redelivered. Every attempt goes through the process's :class:`~worker.sagemaker_calls.SageMakerCalls` (the
-adaptive rate limiter). A report publishes :class:`~worker.events.ReportStarted` as it begins (the worker frees the
-message's handler slot then: a report waiting for SageMaker holds its lease, not a slot) and
-:class:`~worker.events.ReportEnded` with the time it took, limiter waits included. ``ConflictException`` means the
-step already has an outcome (another replica, or an earlier delivery, answered it); ``ResourceNotFound`` means SageMaker
-does not know the token.
+Errors are classed by the one table, :mod:`worker.taxonomy`. Every transient one — throttling, 5xx, no connection,
+and every answer not positively known to be final (access denied while an IAM change propagates, an expired token, a
+failed credential refresh, ``ResourceLimitExceeded``, any other 4xx) — is retried with jittered backoff for as long
+as it takes, the decided answer unchanged; the caller keeps the message leased meanwhile and, if it must let go (a
+shutdown, the 12-hour receipt budget), hands the answer on (:mod:`worker.settle`). ``ConflictException`` (the step
+already has an answer) and ``ResourceNotFound`` (SageMaker does not know the token) are definitive. Only a
+``ValidationException`` about the outputs themselves turns a Success into a Failure, and the Failure says so.
+
+Every attempt goes through the process's :class:`~worker.sagemaker_calls.SageMakerCalls` (the adaptive rate
+limiter). A report publishes :class:`~worker.events.ReportStarted` as it begins (the worker frees the message's
+handler slot then: a report waiting for SageMaker holds its lease, not a slot) and :class:`~worker.events.ReportEnded`
+with the time it took, limiter waits included.
 """
 
 from __future__ import annotations
@@ -17,18 +21,20 @@ import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
-
 from worker.events import NO_EVENTS, CallFailed, Events, ReportEnded, ReportStarted
 from worker.logs import get_logger
 from worker.outcome import Failure, Outcome, Success, failure
-from worker.retrying import REPORT_BACKOFF, BackoffPolicy, error_code, is_transient
+from worker.retrying import REPORT_BACKOFF, BackoffPolicy
 from worker.sagemaker_calls import SageMakerCalls
+from worker.taxonomy import ErrorClass, classify, error_code, explain
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
 
 log = get_logger("worker.report")
+
+#: The reason sent when SageMaker refuses a failure's own reason (the worker's log keeps the original).
+PLAIN_FAILURE_REASON = "The callback step failed; SageMaker refused the worker's failure reason (see the worker's log)."
 
 
 class ReportResult(StrEnum):
@@ -41,7 +47,7 @@ class ReportResult(StrEnum):
     UNKNOWN_TOKEN = "unknown_token"  # noqa: S105 - a result name, not a secret
     """SageMaker does not know the token (ResourceNotFound)."""
     REJECTED = "rejected"
-    """SageMaker refused the request itself (for example ValidationException)."""
+    """SageMaker refused the request's own content (ValidationException)."""
 
 
 class Reporter:
@@ -85,28 +91,27 @@ class Reporter:
             log.error("SageMaker rejected the outputs; reporting a failure instead", error=detail)
             result, detail = await self._send(token, failure(f"SageMaker rejected the step's outputs: {detail}"))
         if result is ReportResult.REJECTED:
+            log.error("SageMaker rejected the failure reason; reporting a plain one instead", error=detail)
+            result, detail = await self._send(token, failure(PLAIN_FAILURE_REASON))
+        if result is ReportResult.REJECTED:
             log.error("SageMaker rejected the failure report", error=detail)
         return result
 
     async def _send(self, token: str, outcome: Outcome) -> tuple[ReportResult, str]:
+        operation = _operation(outcome)
         backoff = self._backoff.start()
         while True:
             try:
                 await self._call(token, outcome)
-            except ClientError as exc:
+            except Exception as exc:  # noqa: BLE001 - the table classes every error; none escapes the loop
+                kind = classify(operation, exc)
                 code = error_code(exc)
                 self.events.publish(CallFailed("sagemaker", "report", code))
-                if is_transient(exc):
-                    log.warning("report failed; retrying", error=code)
-                    await backoff.sleep()
-                    continue
-                return _classify(code), str(exc)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                code = type(exc).__name__
-                self.events.publish(CallFailed("sagemaker", "report", code))
-                log.warning("report failed; retrying", error=f"{code}: {exc}")
+                if kind is ErrorClass.DEFINITIVE:
+                    return _DEFINITIVE[code], explain(operation, exc)
+                if kind is ErrorClass.INVALID_CONTENT:
+                    return ReportResult.REJECTED, f"{code}: {_message(exc)}"
+                log.warning("report failed; retrying with the same answer", error=f"{code}: {exc}", error_class=kind)
                 await backoff.sleep()
                 continue
             return ReportResult.ACCEPTED, ""
@@ -121,9 +126,15 @@ class Reporter:
             return await self.client.send_pipeline_execution_step_success(**outcome.request(token))
 
 
-def _classify(code: str) -> ReportResult:
-    if code == "ConflictException":
-        return ReportResult.ALREADY_DONE
-    if code == "ResourceNotFound":
-        return ReportResult.UNKNOWN_TOKEN
-    return ReportResult.REJECTED
+_DEFINITIVE = {"ConflictException": ReportResult.ALREADY_DONE, "ResourceNotFound": ReportResult.UNKNOWN_TOKEN}
+
+
+def _operation(outcome: Outcome) -> str:
+    return "SendPipelineExecutionStepFailure" if isinstance(outcome, Failure) else "SendPipelineExecutionStepSuccess"
+
+
+def _message(exc: Exception) -> str:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Message", "")) or str(exc)
+    return str(exc)

@@ -1,4 +1,5 @@
-"""Classifying AWS errors as transient, and jittered exponential backoff for retrying them."""
+"""Jittered exponential backoff, every retry loop's policy side by side, and the plain outage check the built-in
+handlers use (the delivery path's error table is :mod:`worker.taxonomy`)."""
 
 from __future__ import annotations
 
@@ -6,49 +7,15 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
-import aiohttp
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotocoreConnectionError
+from worker.taxonomy import THROTTLING_CODES, error_code, is_outage
 
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "RequestThrottled",
-        "ServiceUnavailable",
-        "InternalFailure",
-        "InternalError",
-        "InternalServerError",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "AWS.SimpleQueueService.ThrottledException",
-        "KMS.ThrottlingException",
-    }
-)
-
-
-def error_code(exc: BaseException) -> str:
-    """The AWS error code of a ClientError, else the exception's class name."""
-    if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "")) or type(exc).__name__
-    return type(exc).__name__
+__all__ = ["THROTTLING_CODES", "Backoff", "BackoffPolicy", "error_code", "is_transient"]
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for throttling, 5xx and connection trouble: errors worth retrying unchanged."""
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return error_code(exc) in THROTTLING_CODES or int(status) >= 500 or int(status) == 429
-    return isinstance(
-        exc,
-        HTTPClientError | BotocoreConnectionError | aiohttp.ClientConnectionError | TimeoutError | ConnectionError,
-    )
+    """True for throttling, 5xx and connection trouble: errors any client may retry unchanged (the built-in
+    handlers' own AWS calls use it). The delivery path classifies with :func:`worker.taxonomy.classify` instead."""
+    return is_outage(exc)
 
 
 #: One generator for every backoff: seeding a new ``random.Random`` reads the OS's entropy, which showed up in
@@ -96,6 +63,11 @@ REPORT_BACKOFF = BackoffPolicy(0.2, 20.0)
 STEP_LOOKUP_BACKOFF = BackoffPolicy(0.2, 10.0)
 #: One SQS call retried a few times (a continuation's send, a delete): it must get through while a lease lasts.
 SQS_CALL_BACKOFF = BackoffPolicy(0.2, 5.0)
+#: A continuation's send that failed after its tries, tried again while the delivery holds its message.
+REQUEUE_BACKOFF = BackoffPolicy(1.0, 30.0)
+#: A token verification SageMaker answered inconclusively (access denied, not listed yet): looked at again until
+#: the grace after SQS took the message (:data:`worker.verify.VERIFY_GRACE`).
+INCONCLUSIVE_BACKOFF = BackoffPolicy(2.0, 60.0)
 #: A poller after a failed receive.
 RECEIVE_BACKOFF = BackoffPolicy(0.5, 30.0)
 #: The queue check at start-up.

@@ -13,43 +13,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from botocore.exceptions import ClientError
-
 from worker.logs import get_logger
 from worker.ratelimit import RateLimiter
-from worker.retrying import error_code, is_transient
+from worker.taxonomy import is_outage, is_throttling
 
 T = TypeVar("T")
 log = get_logger("worker.sagemaker_calls")
-
-#: Error codes by which AWS services say "asked too often" (botocore's list for its retry modes, and SQS's).
-THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "TransactionInProgressException",
-        "RequestLimitExceeded",
-        "BandwidthLimitExceeded",
-        "LimitExceededException",
-        "RequestThrottled",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "EC2ThrottledException",
-    }
-)
-
-
-def is_throttling(exc: BaseException) -> bool:
-    """True for a throttling answer (by error code, or HTTP 429)."""
-    if not isinstance(exc, ClientError):
-        return False
-    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-    return error_code(exc) in THROTTLING_CODES or int(status) == 429
-
+__all__ = ["SageMakerCalls", "is_throttling"]
 
 class SageMakerCalls:
     """Runs SageMaker calls through the rate limiter; counts throttled calls and knows whether SageMaker answers."""
@@ -77,7 +47,7 @@ class SageMakerCalls:
         except Exception as exc:
             throttled = is_throttling(exc)
             self.throttled += throttled
-            if throttled or not is_transient(exc):
+            if throttled or not is_outage(exc):
                 self.reachable = True  # SageMaker answered, if not as hoped
                 self._record(sent, throttled=throttled)
             else:

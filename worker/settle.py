@@ -1,19 +1,25 @@
 """Settling a delivery's outcome: answering SageMaker, re-queueing the next link of a chain, and acknowledging
 (deleting) the message once its outcome is stored.
 
+**A decided answer is durable.** An answer is reported until SageMaker takes it or says something definitive; every
+other error is retried (:mod:`worker.report`). If the delivery must let go first — a shutdown cancels it, or the
+receipt's 12 hours run out — the answer is *handed on*: sent as the chain's next link carrying the answer instead of
+a state, and the message deleted. The delivery of that link reports the answer and never runs the handler. What is
+left: a kill -9 between the handler's return and the hand-off, or SQS refusing the hand-off's send for
+``SHUTDOWN_SETTLE_LIMIT`` seconds, releases the message with no answer, and the handler runs again.
+
 Before a continuation is sent, SQS itself confirms that this delivery still holds its message (a visibility change
 with its receipt handle): if the lease lapsed and another consumer received the message meanwhile, that one carries
-the chain on, and this one sends nothing. Storing an outcome that was decided — a re-queued link and the delete that
-follows it, the delete after an answer — is finished even when a shutdown arrives meanwhile: cut short, a re-queue
-would leave two links of one chain (the new one sent, the old one released). An answer is not shielded: cut short,
-the message is redelivered and answered again with the same ``ClientRequestToken``.
+the chain on, and this one sends nothing. A send that fails is tried again while the delivery holds its message;
+storing an outcome that was decided — a re-queued link and the delete that follows it, the delete after an answer —
+is finished even when a shutdown arrives meanwhile: cut short, a re-queue would leave two links of one chain (the
+new one sent, the old one released).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -23,11 +29,13 @@ from worker.lifecycle import Delivery, Disposition, Phase
 from worker.logs import get_logger
 from worker.message import CallbackMessage, Continuation
 from worker.outcome import Failure, Outcome, failure
-from worker.queue import BatchEntryError, Queue
+from worker.queue import Queue
 from worker.report import Reporter, ReportResult
 from worker.requeue import Requeuer
+from worker.retrying import REQUEUE_BACKOFF
 from worker.sqs import with_retries
 from worker.step_context import StepResolver
+from worker.taxonomy import classify, error_code
 from worker.tokens import Tokens
 
 log = get_logger("worker.settle")
@@ -40,6 +48,15 @@ SHUTDOWN_SETTLE_LIMIT = 15.0
 def chain_of(delivery: Delivery, message: CallbackMessage) -> str:
     """The id of the continuation chain a delivery belongs to: the message id of the chain's first message."""
     return message.continuation.origin_message_id or delivery.received.message_id
+
+
+def _take_over_cancellation(delivery: Delivery) -> None:
+    """A shutdown cancelled this task while it stores a decided outcome: finish storing first; the cancellation is
+    taken up again once the delivery is acknowledged (``delivery.interrupted``)."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+    delivery.interrupted = True
 
 
 class Settler:
@@ -55,7 +72,6 @@ class Settler:
         events: Events,
         leases: LeaseKeeper,
         steps: StepResolver | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self.queue = queue
         self.leases = leases
@@ -64,13 +80,15 @@ class Settler:
         self.tokens = tokens
         self.events = events
         self.steps = steps
-        self.clock = clock
 
     async def answer(self, delivery: Delivery, token: str, outcome: Outcome) -> None:
         """Report ``outcome``; ANSWERED once SageMaker has it (or had one already, or does not know the token),
-        KEPT if it refused the request itself."""
+        REQUEUED once it was handed on, KEPT if SageMaker refused even a plain Failure."""
         delivery.enter(Phase.ANSWERING)
-        result = await self.reporter.report(token, outcome)
+        delivery.decided = outcome
+        result = await self._report_or_hand_on(delivery, token, outcome)
+        if result is None:
+            return None
         kind = type(outcome).__name__.lower()
         self.events.publish(Reported(kind, result.value))
         if result is ReportResult.ACCEPTED:
@@ -92,20 +110,101 @@ class Settler:
             self.steps.forget(delivery.message.pipeline_execution_arn)  # a copy arriving now must not see Executing
         return delivery.enter(Phase.ANSWERED)
 
+    async def _report_or_hand_on(self, delivery: Delivery, token: str, outcome: Outcome) -> ReportResult | None:
+        """The report's result; None once the answer was handed on (the delivery had to let go first)."""
+        report = asyncio.ensure_future(self.reporter.report(token, outcome))
+        # An answer decided because the 12 hours ran out is reported within the margin left for it; the hand-on
+        # is for a budget that runs out while the report waits.
+        watched = asyncio.Event() if delivery.lease_exhausted else delivery.lease_ending
+        ending = asyncio.ensure_future(watched.wait())
+        try:
+            await asyncio.wait({report, ending}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            _take_over_cancellation(delivery)
+            log.info("shutting down before SageMaker took the answer; handing it on")
+        finally:
+            ending.cancel()
+        if report.done() and not report.cancelled() and report.exception() is None:
+            return report.result()
+        report.cancel()
+        await asyncio.gather(report, return_exceptions=True)
+        if not delivery.interrupted:
+            log.warning("the receipt's 12 hours are running out before SageMaker took the answer; handing it on")
+        await self._hand_on(delivery, outcome)
+        return None
+
+    async def _hand_on(self, delivery: Delivery, outcome: Outcome) -> None:
+        """Send the decided answer as the chain's next link (REQUEUED); KEPT if that cannot be done in time."""
+        message = delivery.message
+        if message is None:  # a malformed body: its next delivery decides the same Failure again, without work
+            return delivery.enter(Phase.KEPT)
+        chain = chain_of(delivery, message)
+        link = replace(
+            message.continuation,
+            origin_message_id=chain,
+            link=message.continuation.link + 1,
+            state=None,
+            wait=0.0,
+            not_before=self.requeuer.wall(),
+            answer=outcome,
+        )
+        try:
+            async with asyncio.timeout(SHUTDOWN_SETTLE_LIMIT):
+                problem = await self.requeuer.send(message, link)
+        except Exception as exc:  # noqa: BLE001 - TimeoutError or SQS failing too: the documented window
+            log.error("could not hand the answer on; the message will be delivered again", error=repr(exc))  # noqa: TRY400
+            return delivery.enter(Phase.KEPT)
+        if problem is not None:  # cannot happen for an answer the outcome module built; kept, never lost
+            log.error("could not hand the answer on; the message will be delivered again", error=problem)
+            return delivery.enter(Phase.KEPT)
+        self.events.publish(Noted("handed_on"))
+        self.tokens.advance_chain(message.token, chain, link.link)
+        return delivery.enter(Phase.REQUEUED)
+
     async def requeue(self, delivery: Delivery, message: CallbackMessage, continuation: Continuation) -> None:
-        """Send ``continuation`` as the chain's next link (REQUEUED); if it cannot be, answer a Failure naming why."""
+        """Send ``continuation`` as the chain's next link (REQUEUED); answer a Failure if it can never be sent;
+        KEPT if the delivery lost its message, or had to let it go, before SQS took the link."""
         chain = chain_of(delivery, message)
         link = replace(continuation, origin_message_id=chain, link=message.continuation.link + 1)
         if not await self.leases.confirm(delivery.lease):
             log.warning("this message was delivered again elsewhere (its lease lapsed); the other delivery continues")
             return delivery.enter(Phase.KEPT)
-        problem = await self.finish_despite_shutdown(delivery, self.requeuer.send(message, link))
+        sent, problem = await self.finish_despite_shutdown(delivery, self._send_link(delivery, message, link))
         if problem is not None:
+            return await self.answer(delivery, message.token, failure(problem))
+        if not sent:
             if delivery.interrupted:  # shutting down: the message is released, and runs again elsewhere
                 raise asyncio.CancelledError
-            return await self.answer(delivery, message.token, failure(problem))
-        self.tokens.advance_chain(chain, link.link)
+            return delivery.enter(Phase.KEPT)
+        self.tokens.advance_chain(message.token, chain, link.link)
         return delivery.enter(Phase.REQUEUED)
+
+    async def _send_link(
+        self, delivery: Delivery, message: CallbackMessage, link: Continuation
+    ) -> tuple[bool, str | None]:
+        """(sent, why it can never be): transient failures are tried again while the delivery holds its message."""
+        backoff = REQUEUE_BACKOFF.start()
+        while True:
+            try:
+                problem = await self.requeuer.send(message, link)
+            except Exception as exc:  # noqa: BLE001 - transient by the error table: keep the message, try again
+                if not self._holds(delivery):
+                    log.error("re-queue still failing and the lease is ending; the message will be delivered again")  # noqa: TRY400
+                    return False, None
+                log.warning("re-queue failed; trying again", error=f"{error_code(exc)}: {exc}")
+                await backoff.sleep()
+                continue
+            return problem is None, problem
+
+    def _holds(self, delivery: Delivery) -> bool:
+        """Whether the delivery still holds its message for a while (not lost, not interrupted, budget left)."""
+        lease = delivery.lease
+        return (
+            not lease.lost
+            and not delivery.interrupted
+            and not delivery.lease_exhausted
+            and self.leases.clock() < lease.budget_end - self.leases.margin
+        )
 
     async def acknowledge(self, delivery: Delivery) -> None:
         """Delete a settled message (retrying what SQS may yet accept); a kept one is let go to reappear."""
@@ -120,7 +219,7 @@ class Settler:
         handle = delivery.received.receipt_handle
         while True:
             try:
-                return await with_retries(lambda: self.queue.delete(handle))
+                return await with_retries(lambda: self.queue.delete(handle), "DeleteMessageBatch")
             except Exception as exc:  # noqa: BLE001 - retries are spent; decide whether to go on
                 error = f"{type(exc).__name__}: {exc}"
                 if not self._keeps_deleting(delivery, exc):
@@ -134,8 +233,8 @@ class Settler:
             delivery.settled_as is Phase.REQUEUED
             and not delivery.interrupted
             and not lease.lost
-            and not (isinstance(exc, BatchEntryError) and not exc.transient)
-            and self.clock() < lease.budget_end
+            and classify("DeleteMessageBatch", exc).transient
+            and self.leases.clock() < lease.budget_end
         )
 
     @staticmethod
@@ -149,10 +248,7 @@ class Settler:
         except asyncio.CancelledError:
             if task.cancelled():
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            delivery.interrupted = True
+            _take_over_cancellation(delivery)
         try:
             async with asyncio.timeout(SHUTDOWN_SETTLE_LIMIT):
                 return await task

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_BATCH, MAX_DELAY_SECONDS, MAX_RECEIVE
 from worker.logs import get_logger
 from worker.queue import BatchEntryError, ReceivedMessage
-from worker.retrying import SQS_CALL_BACKOFF, is_transient
+from worker.retrying import SQS_CALL_BACKOFF
+from worker.taxonomy import classify, is_outage
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -23,22 +25,29 @@ log = get_logger("worker.sqs")
 
 #: Calls ``with_retries`` makes before it gives up.
 CALL_ATTEMPTS = 8
+#: The round trip assumed for a receive until other SQS calls have been timed.
+DEFAULT_ROUND_TRIP = 1.0
+#: The longest round trip assumed (beyond it, a call is an outage, not a round trip).
+MAX_ROUND_TRIP = 10.0
+#: Recent calls whose durations estimate the round trip.
+ROUND_TRIP_SAMPLES = 16
 
 
-def worth_retrying(exc: BaseException) -> bool:
-    """Transport trouble, throttling, 5xx, or a batch entry that failed through SQS's own fault."""
-    return exc.transient if isinstance(exc, BatchEntryError) else is_transient(exc)
+def worth_retrying(operation: str, exc: BaseException) -> bool:
+    """Whatever the error table (:mod:`worker.taxonomy`) does not know to be final: transport trouble, throttling,
+    5xx, any 4xx or per-entry error it has no entry for."""
+    return classify(operation, exc).transient
 
 
-async def with_retries(call: Callable[[], Awaitable[T]], attempts: int = CALL_ATTEMPTS) -> T:
-    """``call()``, called again with jittered backoff (0.2 s doubling, at most 5 s) while it fails in a way worth
-    retrying, at most ``attempts`` times; the last error is raised."""
+async def with_retries(call: Callable[[], Awaitable[T]], operation: str, attempts: int = CALL_ATTEMPTS) -> T:
+    """``call()`` (an SQS ``operation``), called again with jittered backoff (0.2 s doubling, at most 5 s) while it
+    fails in a way worth retrying, at most ``attempts`` times; the last error is raised."""
     backoff = SQS_CALL_BACKOFF.start()
     for attempt in range(1, attempts + 1):
         try:
             return await call()
         except Exception as exc:
-            if attempt == attempts or not worth_retrying(exc):
+            if attempt == attempts or not worth_retrying(operation, exc):
                 raise
             log.warning("SQS call failed; retrying", error=f"{type(exc).__name__}: {exc}", attempt=attempt)
             await backoff.sleep()
@@ -145,6 +154,7 @@ class SqsQueue:
         """False from a call that failed for transport reasons until the next call SQS answers."""
         self.max_message_bytes = DEFAULT_MAX_MESSAGE_BYTES
         """The queue's MaximumMessageSize (read from its attributes at start-up)."""
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
 
     async def attributes(self) -> dict[str, str]:
         """The queue's attributes (also a cheap reachability check); notes its MaximumMessageSize."""
@@ -154,8 +164,11 @@ class SqsQueue:
         return attributes
 
     async def receive(self, max_messages: int) -> list[ReceivedMessage]:
-        """One long poll for up to ``max_messages`` (≤ 10) messages."""
-        started = time.time()
+        """One long poll for up to ``max_messages`` (≤ 10) messages. SQS hides a message from the moment it hands
+        it out, somewhere in the poll: each delivery says how long before the poll returned that was, at most (the
+        receive's own round trip, estimated from other calls), so that its lease is not counted from the poll's
+        start — a message that arrives late in a 20-second poll still has its whole visibility timeout."""
+        started = time.monotonic()
         response = await self._tracked(
             self.client.receive_message(
                 QueueUrl=self.url,
@@ -169,8 +182,13 @@ class SqsQueue:
                 ],
             )
         )
+        round_trip = min(time.monotonic() - started, self.round_trip())
         now = time.time()
-        return [ReceivedMessage.from_api(raw, now, started) for raw in response.get("Messages", [])]
+        return [ReceivedMessage.from_api(raw, now, now, round_trip) for raw in response.get("Messages", [])]
+
+    def round_trip(self) -> float:
+        """The longest of the recent non-polling calls' durations (bounded), or the default until one was timed."""
+        return min(MAX_ROUND_TRIP, max(self._round_trips, default=DEFAULT_ROUND_TRIP))
 
     async def delete(self, receipt_handle: str) -> None:
         """Delete one message (batched with others). Raises BatchEntryError or the transport error."""
@@ -207,18 +225,25 @@ class SqsQueue:
 
     async def _delete_batch(self, entries: Sequence[dict[str, Any]]) -> Any:
         entries_: Any = list(entries)
-        return await self._tracked(self.client.delete_message_batch(QueueUrl=self.url, Entries=entries_))
+        return await self._timed(self.client.delete_message_batch(QueueUrl=self.url, Entries=entries_))
 
     async def _visibility_batch(self, entries: Sequence[dict[str, Any]]) -> Any:
         entries_: Any = list(entries)
-        return await self._tracked(self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries_))
+        return await self._timed(self.client.change_message_visibility_batch(QueueUrl=self.url, Entries=entries_))
+
+    async def _timed(self, call: Awaitable[T]) -> T:
+        """A call that answers at once (no long poll): its duration is a sample of the round trip."""
+        started = time.monotonic()
+        result = await self._tracked(call)
+        self._round_trips.append(time.monotonic() - started)
+        return result
 
     async def _tracked(self, call: Awaitable[T]) -> T:
         """Await an SQS call, noting whether SQS could be reached (for /readyz)."""
         try:
             result = await call
         except Exception as exc:
-            if is_transient(exc):
+            if is_outage(exc):
                 self.reachable = False
             raise
         self.reachable = True

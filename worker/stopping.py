@@ -3,9 +3,11 @@
 On a replica, one Stopping delivery per token leads the stop (copies of it join it): it cancels the token's leader
 here (or keeps it from starting, if it is still being verified), waits for it, and runs ``on_stop`` with the
 leader's context and the newest state the leader knew — a ``Retry`` it returned, or the continuation it was woken
-with — before answering the step with a Failure. With no leader here, it first checks with SageMaker that the step
-still waits (a step already answered has nothing to stop), and the hook gets no state. A continuation that wakes to
-find its step stopped runs ``on_stop`` with its own state: a hook may run more than once for one stop.
+with — before answering the step with a Failure. With no leader here, it first confirms with SageMaker that the step
+still waits (:mod:`worker.confirm`: an inconclusive answer keeps the message, and no hook runs for a token SageMaker
+did not confirm), and the hook is routed with the step's name as SageMaker lists it and gets no state: a Stopping
+message's own continuation fields are never trusted. A continuation that wakes to find its step stopped runs
+``on_stop`` with its own state: a hook may run more than once for one stop.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+from worker.confirm import NO_STEP_INFO, Confirmer, Verdict
 from worker.events import Events, Noted
 from worker.handler import CallbackContext, Handler
 from worker.invoke import Invoker
@@ -22,12 +25,12 @@ from worker.message import CallbackMessage
 from worker.outcome import failure
 from worker.router import Router
 from worker.settle import Settler
-from worker.step_context import LookupFailed, StepInfo, StepResolver
+from worker.step_context import StepInfo
 
 log = get_logger("worker.stopping")
 
 STOPPING_REASON = "Pipeline execution is stopping; the callback step was stopped by the worker."
-NO_STEP_INFO = StepInfo()
+__all__ = ["NO_STEP_INFO", "STOPPING_REASON", "Stopper"]
 
 
 class Stopper:
@@ -39,32 +42,38 @@ class Stopper:
         settler: Settler,
         router: Router,
         invoker: Invoker,
-        steps: StepResolver | None,
-        verify_max_age: float | None,
+        confirmer: Confirmer,
         events: Events,
         hook_timeout: float = 60.0,
     ) -> None:
         self.settler = settler
         self.router = router
         self.invoker = invoker
-        self.steps = steps
-        self.verify_max_age = verify_max_age
-        """How old a listing may be when a Stopping message without a leader is checked; None: not checked."""
+        self.confirmer = confirmer
+        """Confirms, for a Stopping message with no leader here, that the step still waits."""
         self.events = events
         self.hook_timeout = hook_timeout
 
     async def stop_message(self, delivery: Delivery, message: CallbackMessage, leader: Delivery | None) -> None:
         """A Stopping message: stop the token's leader here (if any), run the stop hook once, answer the step."""
         self.events.publish(Noted("stop_messages"))
+        delivery.latest_state = None  # a Stopping message's own continuation fields are never trusted
         if leader is not None:
             leader.request_stop(StopCause(by_message=True))
             await leader.finished()
-            if leader.settled_as in (Phase.ANSWERED, Phase.DROPPED) or leader.hook_ran:
+            handed_on = leader.settled_as is Phase.REQUEUED and leader.decided is not None
+            if leader.settled_as in (Phase.ANSWERED, Phase.DROPPED) or leader.hook_ran or handed_on:
+                # Answered, found finished, or its decided answer handed on (that link answers the step).
                 log.info("the step was answered (or found finished) before the stop reached it")
-                return delivery.enter(Phase.DROPPED)
-        if (leader is None or leader.settled_as is Phase.KEPT) and not await self._still_waits(message):
-            return delivery.enter(Phase.DROPPED)
-        return await self.stopped(delivery, message, StopCause("Stopping"), self._context(delivery, leader))
+                delivery.enter(Phase.DROPPED)
+                return None
+        info = NO_STEP_INFO
+        if leader is None or leader.settled_as is Phase.KEPT:
+            confirmed = await self._still_waits(delivery, message)
+            if confirmed is None:
+                return None
+            info = confirmed
+        return await self.stopped(delivery, message, StopCause("Stopping"), self._context(delivery, leader, info))
 
     async def stopped(
         self, delivery: Delivery, message: CallbackMessage, cause: StopCause, context: CallbackContext | None
@@ -77,37 +86,39 @@ class Stopper:
             delivery.hook_ran = True
         if cause.needs_answer:
             return await self.settler.answer(delivery, message.token, failure(STOPPING_REASON))
-        return delivery.enter(Phase.STOPPED)
+        delivery.enter(Phase.STOPPED)
+        return None
 
-    def _context(self, delivery: Delivery, leader: Delivery | None) -> CallbackContext:
+    def _context(self, delivery: Delivery, leader: Delivery | None, info: StepInfo) -> CallbackContext:
         """The context the stop hook gets: the leader's, with the newest state it knew (a ``Retry`` it returned, or
-        the continuation it was woken with); else this message's."""
-        if leader is not None:
+        the continuation it was woken with); else the Stopping message's, routed with the step SageMaker listed and
+        with no state."""
+        if leader is not None and leader.context is not None:
             delivery.latest_state = leader.latest_state
-            if leader.context is not None:
-                delivery.handler = leader.handler
-                return leader.context
-        base = leader.message if leader is not None and leader.message is not None else delivery.message
+            delivery.handler = leader.handler
+            return leader.context
+        base = delivery.message
         assert base is not None  # noqa: S101 - a Stopping delivery has its message
-        name, delivery.handler = self.router.route(base.arguments, base.pipeline_name, None)
-        return context_for(base, name, NO_STEP_INFO, delivery.received.message_id)
+        name, delivery.handler = self.router.route(base.arguments, base.pipeline_name, info.step_name)
+        return replace(context_for(base, name, info, delivery.received.message_id), state=None)
 
-    async def _still_waits(self, message: CallbackMessage) -> bool:
-        """Whether a Stopping message with no leader here still has a step to answer."""
-        if self.steps is None or self.verify_max_age is None:
-            return True
-        try:
-            info = await self.steps.resolve(message.pipeline_execution_arn, message.token, self.verify_max_age)
-        except LookupFailed as exc:
-            log.warning("cannot check the step before stopping it; stopping it anyway", error=exc.code)
-            return True
-        if info is None:
-            log.error("SageMaker does not know this callback token; deleting the Stopping message")
-            return False
-        if info.waiting or info.status == "Stopping":
-            return True
-        log.info("the step already has an outcome; nothing to stop", step_status=info.status)
-        return False
+    async def _still_waits(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
+        """The step, if it still has to be stopped here; else None with the delivery settled (DROPPED: nothing to
+        stop; KEPT: SageMaker's answer stayed inconclusive)."""
+        found = await self.confirmer.confirm(delivery, message)
+        if found is Verdict.GONE:
+            log.error("SageMaker does not know this pipeline execution; deleting the Stopping message")
+            delivery.enter(Phase.DROPPED)
+            return None
+        if found is Verdict.INCONCLUSIVE:
+            delivery.enter(Phase.KEPT)
+            return None
+        assert isinstance(found, StepInfo)  # noqa: S101 - the verdicts are handled above
+        if found.waiting or found.status == "Stopping":
+            return found
+        log.info("the step already has an outcome; nothing to stop", step_status=found.status)
+        delivery.enter(Phase.DROPPED)
+        return None
 
     async def _hook(self, handler: Handler, context: CallbackContext) -> None:
         try:

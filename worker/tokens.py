@@ -5,8 +5,10 @@ All of it is one replica's memory: SageMaker (``CALLBACK_WORKER_VERIFY_TOKENS``)
 whether a step still waits. This settles on sight, without a call, the duplicates that meet on one replica: a second
 delivery of a token joins the one under way, a copy of a token answered here is dropped, and an older link of a
 continuation chain that reappears (its delete failed after the next link was sent) is recognised by its chain id and
-link number and dropped. An old link that reappears on *another* replica is not recognised: that is why the delete
-of a re-queued link is retried for as long as its lease lasts (:mod:`worker.settle`).
+link number and dropped. Chains are keyed by token *and* chain id: chain ids are message ids, printed in every log
+line, and nothing in one token's message may touch another token's chain. An old link that reappears on *another*
+replica is not recognised: that is why the delete of a re-queued link is retried for as long as its lease lasts
+(:mod:`worker.settle`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from worker.lifecycle import Delivery, Phase
 from worker.message import CallbackMessage, Status
@@ -44,7 +47,7 @@ class Tokens:
         self.memory = memory
         self.records: dict[str, TokenRecord] = {}
         self._answered: OrderedDict[str, None] = OrderedDict()
-        self._chains: OrderedDict[str, int] = OrderedDict()
+        self._chains: OrderedDict[tuple[str, str], int] = OrderedDict()
 
     def enter(self, delivery: Delivery, message: CallbackMessage) -> TokenRecord:
         """Register ``delivery`` under its token (synchronously, before anything awaits); an Executing delivery
@@ -93,18 +96,18 @@ class Tokens:
         _remember(self._answered, token, None, self.memory)
 
     def is_stale(self, message: CallbackMessage, chain: str) -> bool:
-        """True if a later link of this message's chain was already sent or run here."""
-        return message.continuation.link < self._chains.get(chain, 0)
+        """True if a later link of this message's chain (of its own token) was already sent or run here."""
+        return message.continuation.link < self._chains.get((message.token, chain), 0)
 
-    def advance_chain(self, chain: str, link: int) -> None:
-        """Link ``link`` of ``chain`` is now the live one: earlier links that reappear are stale. (Link 0 makes
-        nothing stale and is not remembered: the memory holds only chains that continued.)"""
-        if link > self._chains.get(chain, 0):
-            _remember(self._chains, chain, link, self.memory)
+    def advance_chain(self, token: str, chain: str, link: int) -> None:
+        """Link ``link`` of ``token``'s ``chain`` is now the live one: earlier links that reappear are stale. (Link
+        0 makes nothing stale and is not remembered: the memory holds only chains that continued.)"""
+        if link > self._chains.get((token, chain), 0):
+            _remember(self._chains, (token, chain), link, self.memory)
 
 
-def _remember(memory: OrderedDict[str, int] | OrderedDict[str, None], key: str, value: object, size: int) -> None:
-    memory[key] = value  # type: ignore[assignment]
+def _remember(memory: OrderedDict[Any, Any], key: object, value: object, size: int) -> None:
+    memory[key] = value
     memory.move_to_end(key)
     while len(memory) > size:
         memory.popitem(last=False)

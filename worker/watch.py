@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
 
 from worker.lifecycle import Delivery, StopCause
 from worker.logs import get_logger, redact_token
@@ -24,8 +25,12 @@ log = get_logger("worker.watch")
 class StepWatch:
     """Checks long-running handlers' steps every ``interval`` seconds."""
 
-    def __init__(self, steps: StepResolver, tokens: Tokens, interval: float) -> None:
+    def __init__(
+        self, steps: StepResolver, tokens: Tokens, interval: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.steps = steps
+        self.clock = clock
+        """The monotonic clock deliveries' start times are read from."""
         self.tokens = tokens
         self.interval = interval
         self.checks = 0
@@ -37,7 +42,7 @@ class StepWatch:
 
     async def check(self, older_than: float = 0.0) -> None:
         """Check every handler running for longer than ``older_than`` seconds."""
-        since = time.monotonic() - older_than
+        since = self.clock() - older_than
         by_execution: defaultdict[str, list[Delivery]] = defaultdict(list)
         for delivery in self.tokens.running():
             if delivery.started <= since and delivery.message is not None:

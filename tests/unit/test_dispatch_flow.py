@@ -15,6 +15,8 @@ import pytest
 
 from tests.fakes import FakeSageMaker, MemoryQueue, Ticks
 from worker.app import build_dispatcher
+from worker.clock import Clocks
+from worker.confirm import VERIFY_GRACE
 from worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
 from worker.events import Event, Events, HandlerFinished, Noted, Tally
 from worker.handler import CallbackContext, Fail, Handler, OutputValue, Retry
@@ -59,10 +61,9 @@ class World:
             router=Router(dict(handlers), None, "handler", {}),
             invoker=self.invoker,
             retry=RetryPolicy(max_attempts=2, backoff=10.0),
-            steps=StepResolver(client, describe=False, clock=self.clock, events=events),
+            steps=StepResolver(client, describe=False, events=events),
             verify=verify,
-            verify_max_age=0.0,
-            clock=self.clock,
+            clocks=Clocks(monotonic=self.clock, wall=self.clock),
             events=events,
         )
 
@@ -185,15 +186,28 @@ async def test_a_body_without_a_token_is_left_for_the_redrive_policy(make_world:
     assert [event for event in world.heard if event == Noted("malformed")] == [Noted("malformed")]
 
 
-async def test_a_token_sagemaker_does_not_know_runs_nothing_and_is_deleted_once_old(make_world: Any) -> None:
+async def test_a_token_its_execution_does_not_list_runs_nothing_and_is_left_to_the_redrive_policy(
+    make_world: Any,
+) -> None:
+    """Not listed is inconclusive (the listing may lag): past the grace the message is kept, never deleted."""
     handler = Returns({})
     world = make_world({"h": handler})
     arn = world.sagemaker.start_execution()
     body = {"token": "Forged0001", "pipelineExecutionArn": arn, "arguments": {"handler": "h"}, "status": "Executing"}
     world.queue.put(json.dumps(body))
+    world.clock.now += VERIFY_GRACE + 1  # it waited in the queue past the grace
     await world.deliver()
-    assert len(world.queue.live()) == 1  # young: looked at once more after its visibility timeout
-    world.clock.now += 61
+    assert len(world.queue.live()) == 1
+    assert handler.contexts == []
+    assert world.tally["unknown_token"] == 0
+
+
+async def test_a_token_of_an_execution_sagemaker_does_not_know_runs_nothing_and_is_deleted(make_world: Any) -> None:
+    handler = Returns({})
+    world = make_world({"h": handler})
+    arn = world.sagemaker.start_execution().replace("exec0001", "gone0001")
+    body = {"token": "Forged0001", "pipelineExecutionArn": arn, "arguments": {"handler": "h"}, "status": "Executing"}
+    world.queue.put(json.dumps(body))
     await world.deliver()
     assert world.queue.live() == []
     assert handler.contexts == []

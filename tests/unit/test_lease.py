@@ -53,7 +53,7 @@ def tally_of(leases: LeaseKeeper) -> Tally:
 
 
 def message(handle: str) -> ReceivedMessage:
-    now = time.time()
+    now = time.monotonic()
     return ReceivedMessage(handle, handle, "{}", 1, first_receive_time=now, sent_time=now)
 
 
@@ -64,7 +64,7 @@ def add_due(leases: LeaseKeeper, handles: list[str], expiries: list[float]) -> N
 
 async def test_a_round_renews_soonest_expiry_first_in_batches_spread_over_a_quarter_tick() -> None:
     leases, queue = keeper()
-    now = time.time()
+    now = time.monotonic()
     handles = [f"h{i:02}" for i in range(5 * MAX_BATCH)]
     add_due(leases, handles, [now + 1.0 - i / 100 for i in range(len(handles))])  # the last added expires first
 
@@ -83,7 +83,7 @@ async def test_a_round_renews_soonest_expiry_first_in_batches_spread_over_a_quar
 
 async def test_leases_with_time_left_wait_for_a_later_round() -> None:
     leases, queue = keeper(visibility_timeout=30)
-    now = time.time()
+    now = time.monotonic()
     add_due(leases, ["soon", "later"], [now + 5, now + leases.margin + 1])
 
     await leases.renew_due()
@@ -94,7 +94,7 @@ async def test_leases_with_time_left_wait_for_a_later_round() -> None:
 
 async def test_stopping_the_ticker_waits_for_calls_out_and_starts_no_more() -> None:
     leases, queue = keeper()
-    now = time.time()
+    now = time.monotonic()
     handles = [f"h{i:02}" for i in range(3 * MAX_BATCH)]
     add_due(leases, handles, [now] * len(handles))
     queue.answer.clear()
@@ -116,7 +116,7 @@ async def test_stopping_the_ticker_waits_for_calls_out_and_starts_no_more() -> N
 
 async def test_a_refused_renewal_marks_only_that_lease_lost() -> None:
     leases, _ = keeper(refuse=frozenset({"h1"}))
-    add_due(leases, ["h0", "h1", "h2"], [time.time()] * 3)
+    add_due(leases, ["h0", "h1", "h2"], [time.monotonic()] * 3)
 
     await leases.renew_due()
     await leases.join()
@@ -127,7 +127,7 @@ async def test_a_refused_renewal_marks_only_that_lease_lost() -> None:
 
 async def test_a_lease_let_go_during_the_round_is_neither_renewed_nor_lost() -> None:
     leases, queue = keeper(refuse=frozenset({"h05", "h15"}))
-    now = time.time()
+    now = time.monotonic()
     handles = [f"h{i:02}" for i in range(2 * MAX_BATCH)]
     add_due(leases, handles, [now] * len(handles))
     queue.answer.clear()

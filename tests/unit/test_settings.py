@@ -111,6 +111,7 @@ def test_queue_url_http_and_https(clean_env: pytest.MonkeyPatch, url: str) -> No
 @pytest.mark.parametrize("field", sorted(NUMERIC_BOUNDS))
 def test_numeric_bounds_inclusive(env: pytest.MonkeyPatch, field: str) -> None:
     low, high, _, _ = NUMERIC_BOUNDS[field]
+    env.setenv(env_name("wait_time"), "0")  # a visibility timeout of 3 s needs a poll no longer than that
     for text in (low, high):
         env.setenv(env_name(field), text)
         assert getattr(load_settings(), field) == float(text)
@@ -277,3 +278,16 @@ def test_a_fifo_queue_stops_start_up(clean_env: pytest.MonkeyPatch, url: str) ->
     with pytest.raises(SettingsError, match=r"QUEUE_URL=.*FIFO queues cannot") as caught:
         load_settings()
     assert "\n" not in str(caught.value)
+
+
+def test_a_visibility_timeout_shorter_than_the_long_poll_stops_start_up_naming_both(env: pytest.MonkeyPatch) -> None:
+    env.setenv(env_name("visibility_timeout"), "5")
+    env.setenv(env_name("wait_time"), "20")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    text = str(caught.value)
+    assert text.startswith("invalid setting CALLBACK_WORKER_WAIT_TIME='20':")
+    assert "CALLBACK_WORKER_VISIBILITY_TIMEOUT=5" in text
+    assert "\n" not in text
+    env.setenv(env_name("wait_time"), "5")
+    assert (load_settings().visibility_timeout, load_settings().wait_time) == (5, 5)
