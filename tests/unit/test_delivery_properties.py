@@ -7,8 +7,10 @@ stop pipeline executions, run ``StepWatch`` checks and kill replicas (kill -9: t
 calls in flight never arrive or never answer; a new incarnation starts with an empty memory). See
 :mod:`tests.fakes` for what the fakes assume about SQS and SageMaker.
 
-Time. The queue, the leases and the dispatchers read one :class:`~tests.fakes.FakeClock`, which moves only in
-``advance_clock``; a message whose lease was not renewed in time becomes visible again, and is delivered again. The
+Time. The queue (SQS's clock) reads one :class:`~tests.fakes.FakeClock`, the true time of the run, which moves only
+in ``advance_clock``. Each replica has two clocks of its own over it (:class:`ReplicaClocks`): a monotonic clock with
+another epoch, which its leases, budgets and handlers' start times follow, and a wall clock that ``step_wall_clock``
+steps by -90 s, +90 s or +12 h (an NTP step) — no invariant may depend on a replica's wall clock; a message whose lease was not renewed in time becomes visible again, and is delivered again. The
 event loop runs on virtual time of its own (:class:`VirtualTimeLoop`): backoff sleeps inside the worker take no real
 time, and only ``settle`` (or a rule waiting on something) lets them run out. ``run`` and ``receive`` let the loop
 take a few steps only, so that rules land between the phases of deliveries in flight.
@@ -94,6 +96,7 @@ from tests.fakes import (
     Ticks,
 )
 from worker.app import build_dispatcher
+from worker.clock import Clocks
 from worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
 from worker.handler import CallbackContext, HandlerResult, Retry
 from worker.invoke import Invoker
@@ -103,7 +106,9 @@ from worker.message import CONTINUATION_KEY
 from worker.queue import Queue, ReceivedMessage
 from worker.report import Reporter
 from worker.retrying import BackoffPolicy
+from worker.ratelimit import RateLimiter
 from worker.router import Router
+from worker.sagemaker_calls import SageMakerCalls
 from worker.step_context import StepResolver
 from worker.watch import StepWatch
 
@@ -172,6 +177,22 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
 
 # -- the model ---------------------------------------------------------------------------------------------------------
+
+
+class ReplicaClocks:
+    """One replica's two clocks over the true time of the run: a monotonic clock with an epoch of its own (it never
+    jumps), and a wall clock that ``step_wall_clock`` may step by any amount."""
+
+    def __init__(self, true_time: FakeClock) -> None:
+        self.true_time = true_time
+        self.monotonic_epoch = 1000.0 - true_time.now  # a process's monotonic clock starts anywhere
+        self.wall_offset = 0.0
+
+    def monotonic(self) -> float:
+        return self.true_time.now + self.monotonic_epoch
+
+    def wall(self) -> float:
+        return self.true_time.now + self.wall_offset
 
 
 @dataclass(frozen=True)
@@ -314,6 +335,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         self.violations: list[str] = []
         self.failed = False
         self.incarnations: Counter[str] = Counter()
+        self.replica_clocks: dict[str, ReplicaClocks] = {}
         self.replicas = {name: self._build(name) for name in REPLICAS}
 
     # -- replicas ------------------------------------------------------------------------------------------------------
@@ -323,20 +345,22 @@ class DeliveryMachine(RuleBasedStateMachine):
         process = Process(f"{name}{self.incarnations[name]}")
         queue = cast(Queue, self.queue)
         client = cast("SageMakerClient", self.sagemaker)
-        leases = LeaseKeeper(queue, VISIBILITY_TIMEOUT, self.clock)
-        steps = StepResolver(client, describe=False, clock=self.ticks)
+        clocks = self.replica_clocks.setdefault(name, ReplicaClocks(self.clock))
+        leases = LeaseKeeper(queue, VISIBILITY_TIMEOUT, clocks.monotonic)
+        # The rate limiter paces on the loop's (virtual) time, as it sleeps on it.
+        gate = SageMakerCalls(RateLimiter(clock=self.loop.time), clock=self.loop.time)
+        steps = StepResolver(client, describe=False, gate=gate)
         invoker = Invoker(threads=2)
         dispatcher = build_dispatcher(
             queue=queue,
             leases=leases,
-            reporter=Reporter(client, backoff=BackoffPolicy(base=0.0, cap=0.0)),
+            reporter=Reporter(client, backoff=BackoffPolicy(base=0.0, cap=0.0), gate=gate),
             router=Router({"job": self.handler}, "job", "handler", {}),
             invoker=invoker,
             retry=RetryPolicy(max_attempts=MAX_ATTEMPTS, backoff=0.0),
-            clock=self.clock,
+            clocks=Clocks(monotonic=clocks.monotonic, wall=clocks.wall),
             steps=steps,
             verify=True,
-            verify_max_age=0.0,
         )
         self._watch_fence(dispatcher)
         return Replica(name, process, dispatcher, leases, steps, invoker)
@@ -639,6 +663,12 @@ class DeliveryMachine(RuleBasedStateMachine):
     @rule(seconds=st.sampled_from([1.0, 5.0, 12.0, 31.0, 70.0]))
     def advance_clock(self, seconds: float) -> None:
         self.clock.advance(seconds)
+
+    @rule(replica=REPLICA, jump=st.sampled_from([-90.0, 90.0, 12 * 3600.0]))
+    def step_wall_clock(self, replica: str, jump: float) -> None:
+        """NTP steps one replica's wall clock; its monotonic clock goes on undisturbed."""
+        self.replica_clocks[replica].wall_offset += jump
+        event(f"wall clock stepped: {jump:+.0f} s")
 
     @rule(fault=FAULTS)
     def fail_next(self, fault: tuple[str, str, str]) -> None:
