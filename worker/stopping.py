@@ -68,7 +68,8 @@ class Stopper:
                 delivery.enter(Phase.DROPPED)
                 return None
         info = NO_STEP_INFO
-        if leader is None or leader.settled_as is Phase.KEPT:
+        if leader is None or leader.context is None or leader.settled_as is Phase.KEPT:
+            # No leader here, or one that never got past its verification: SageMaker has not confirmed the token.
             confirmed = await self._still_waits(delivery, message)
             if confirmed is None:
                 return None

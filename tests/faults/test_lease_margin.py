@@ -79,19 +79,19 @@ async def test_a_hung_renewal_call_delays_no_other_lease_and_is_retried() -> Non
     queue = HangingQueue()
     leases = LeaseKeeper(cast(Queue, queue), visibility_timeout=3)
     first = leases.add(received("first"))
-    first.visible_until = time.time() + leases.margin  # due in the first round, whose call hangs
+    first.visible_until = time.monotonic() + leases.margin  # due in the first round, whose call hangs
     ticker = asyncio.create_task(leases.run())
     try:
         async with asyncio.timeout(leases.tick * 3):
             while queue.calls == 0:
                 await asyncio.sleep(0.02)
         second = leases.add(received("second"))
-        second.visible_until = time.time() + leases.margin - 0.1  # due in the next round
+        second.visible_until = time.monotonic() + leases.margin - 0.1  # due in the next round
         async with asyncio.timeout(leases.tick * 4):
             while not {"first", "second"} <= set(queue.renewed):
                 await asyncio.sleep(0.02)
     finally:
         ticker.cancel()
         await asyncio.gather(ticker, return_exceptions=True)
-    assert first.visible_until > time.time()
-    assert second.visible_until > time.time()
+    assert first.visible_until > time.monotonic()
+    assert second.visible_until > time.monotonic()

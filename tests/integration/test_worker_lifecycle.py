@@ -226,9 +226,10 @@ async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_an
             QueueUrl=queue_url, WaitTimeSeconds=5, VisibilityTimeout=3, MessageSystemAttributeNames=["All"]
         )
     )["Messages"][0]
-    # This receipt is pretended to be almost 12 hours old: 5 seconds of budget are left.
+    # This receipt is pretended to be almost 12 hours old (SQS handed it out that long before the receive returned):
+    # 5 seconds of budget are left.
     received = dataclasses.replace(
-        ReceivedMessage.from_api(raw, time.time()), received_at=time.time() - MAX_VISIBILITY_SECONDS + 5
+        ReceivedMessage.from_api(raw, time.time()), round_trip=MAX_VISIBILITY_SECONDS - 5
     )
     settings = worker_settings(queue_url, handler="endless", visibility_timeout=3)
     async with running_worker(settings, {"endless": endless}) as worker:

@@ -577,12 +577,17 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     def _deleted(self, message: StoredMessage) -> None:
         """Answer (or continue), then delete: a delete never leaves a waiting step without a message to carry it,
-        and a Stopping message goes only once its step is answered."""
+        and a Stopping message goes only once its step is answered or its answer was handed on (a live link of the
+        token carries it)."""
         token, status = message.document["token"], message.document["status"]
         step = self.sagemaker.steps[token]
         if step.outcome is not None:
             return
-        if status == "Stopping":
+        handed_on = any(
+            other.document["token"] == token and (other.document.get(CONTINUATION_KEY) or {}).get("answer")
+            for other in self.queue.live_messages()
+        )
+        if status == "Stopping" and not handed_on:
             self._violation(f"the Stopping message {message.message_id} of {token} was deleted before an answer")
         elif not any(other.document["token"] == token for other in self.queue.live_messages()):
             self._violation(
