@@ -19,11 +19,13 @@ reliability:
 		$(PYTHON) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
 
 # The size the issue asks for (>= 1,000 executions through killed replicas); installs LocalStack on first use.
-# Then the delivery core's stateful property test (also in the default run, at 30 examples) at 1,000 examples.
+# Then the delivery core's stateful property test (also in the default run, at 30 examples) at 1,000 examples, and
+# the whole fault matrix (tests/faultmatrix; the default run takes a sample): every cell, about half a minute.
 reliability-full:
 	RELIABILITY_SCALE=full RELIABILITY_LOCALSTACK=install RELIABILITY_REPORT=$(REPORT_DIR)/reliability-full.json \
 		$(PYTHON) -m pytest -m reliability tests/reliability $(PYTEST_ARGS)
 	DELIVERY_PROPERTY_EXAMPLES=1000 $(PYTHON) -m pytest tests/unit/test_delivery_properties.py $(PYTEST_ARGS)
+	FAULT_MATRIX=full $(PYTHON) -m pytest tests/faultmatrix $(PYTEST_ARGS)
 
 # The container image built and run for real (tests/image): installs podman, buildah, runc and mmdebstrap if
 # missing, builds a stand-in base from Debian's packages, builds both targets offline from a wheelhouse, runs them.

@@ -92,12 +92,12 @@ class Reporter:
             result, detail = await self._send(token, failure(f"SageMaker rejected the step's outputs: {detail}"))
         if result is ReportResult.REJECTED:
             log.error("SageMaker rejected the failure reason; reporting a plain one instead", error=detail)
-            result, detail = await self._send(token, failure(PLAIN_FAILURE_REASON))
-        if result is ReportResult.REJECTED:
-            log.error("SageMaker rejected the failure report", error=detail)
+            # Nothing in the plain reason can be wrong: a refusal of it is not about the content, and the decided
+            # answer is kept and retried like any other uncertain error.
+            result, detail = await self._send(token, failure(PLAIN_FAILURE_REASON), content_checked=True)
         return result
 
-    async def _send(self, token: str, outcome: Outcome) -> tuple[ReportResult, str]:
+    async def _send(self, token: str, outcome: Outcome, *, content_checked: bool = False) -> tuple[ReportResult, str]:
         operation = _operation(outcome)
         backoff = self._backoff.start()
         while True:
@@ -109,7 +109,7 @@ class Reporter:
                 self.events.publish(CallFailed("sagemaker", "report", code))
                 if kind is ErrorClass.DEFINITIVE:
                     return _DEFINITIVE[code], explain(operation, exc)
-                if kind is ErrorClass.INVALID_CONTENT:
+                if kind is ErrorClass.INVALID_CONTENT and not content_checked:
                     return ReportResult.REJECTED, f"{code}: {_message(exc)}"
                 log.warning("report failed; retrying with the same answer", error=f"{code}: {exc}", error_class=kind)
                 await backoff.sleep()

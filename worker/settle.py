@@ -199,9 +199,9 @@ class Settler:
     def _holds(self, delivery: Delivery) -> bool:
         """Whether the delivery still holds its message for a while (not lost, not interrupted, budget left)."""
         lease = delivery.lease
+        # Not ``delivery.interrupted``: at a shutdown the send goes on for SHUTDOWN_SETTLE_LIMIT (the caller's bound).
         return (
             not lease.lost
-            and not delivery.interrupted
             and not delivery.lease_exhausted
             and self.leases.clock() < lease.budget_end - self.leases.margin
         )
@@ -231,7 +231,6 @@ class Settler:
         lease = delivery.lease
         return (
             delivery.settled_as is Phase.REQUEUED
-            and not delivery.interrupted
             and not lease.lost
             and classify("DeleteMessageBatch", exc).transient
             and self.leases.clock() < lease.budget_end
