@@ -7,13 +7,14 @@ stop pipeline executions, run ``StepWatch`` checks and kill replicas (kill -9: t
 calls in flight never arrive or never answer; a new incarnation starts with an empty memory). See
 :mod:`tests.fakes` for what the fakes assume about SQS and SageMaker.
 
-Time. The queue (SQS's clock) reads one :class:`~tests.fakes.FakeClock`, the true time of the run, which moves only
-in ``advance_clock``. Each replica has two clocks of its own over it (:class:`ReplicaClocks`): a monotonic clock with
+Time. The queue (SQS's clock) reads one :class:`~tests.fakes.FakeClock`, the true time of the run, which moves only in
+``advance_clock``. Each replica has two clocks of its own over it (:class:`ReplicaClocks`): a monotonic clock with
 another epoch, which its leases, budgets and handlers' start times follow, and a wall clock that ``step_wall_clock``
-steps by -90 s, +90 s or +12 h (an NTP step) — no invariant may depend on a replica's wall clock; a message whose lease was not renewed in time becomes visible again, and is delivered again. The
-event loop runs on virtual time of its own (:class:`VirtualTimeLoop`): backoff sleeps inside the worker take no real
-time, and only ``settle`` (or a rule waiting on something) lets them run out. ``run`` and ``receive`` let the loop
-take a few steps only, so that rules land between the phases of deliveries in flight.
+steps by -90 s, +90 s or +12 h (an NTP step) — no invariant may depend on a replica's wall clock. A message whose lease
+was not renewed in time becomes visible again, and is delivered again. The event loop runs on virtual time of its own
+(:class:`VirtualTimeLoop`): backoff sleeps inside the worker take no real time, and only ``settle`` (or a rule waiting
+on something) lets them run out. ``run`` and ``receive`` let the loop take a few steps only, so that rules land between
+the phases of deliveries in flight.
 
 The handler. A scripted async handler, per token a :class:`Plan`: at chain state ``s`` it works ``work[s]`` seconds
 of clock time, crashes while the attempt is at most ``crashes[s]``, returns ``Retry(delays[s], state=s + 1)`` while
@@ -104,9 +105,9 @@ from worker.lease import LeaseKeeper
 from worker.lifecycle import Delivery
 from worker.message import CONTINUATION_KEY
 from worker.queue import Queue, ReceivedMessage
+from worker.ratelimit import RateLimiter
 from worker.report import Reporter
 from worker.retrying import BackoffPolicy
-from worker.ratelimit import RateLimiter
 from worker.router import Router
 from worker.sagemaker_calls import SageMakerCalls
 from worker.step_context import StepResolver
