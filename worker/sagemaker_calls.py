@@ -21,6 +21,7 @@ T = TypeVar("T")
 log = get_logger("worker.sagemaker_calls")
 __all__ = ["SageMakerCalls", "is_throttling"]
 
+
 class SageMakerCalls:
     """Runs SageMaker calls through the rate limiter; counts throttled calls and knows whether SageMaker answers."""
 

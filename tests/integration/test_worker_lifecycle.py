@@ -228,9 +228,7 @@ async def test_a_handler_reaching_the_12_hour_visibility_cap_is_cancelled_and_an
     )["Messages"][0]
     # This receipt is pretended to be almost 12 hours old (SQS handed it out that long before the receive returned):
     # 5 seconds of budget are left.
-    received = dataclasses.replace(
-        ReceivedMessage.from_api(raw, time.time()), round_trip=MAX_VISIBILITY_SECONDS - 5
-    )
+    received = dataclasses.replace(ReceivedMessage.from_api(raw, time.time()), round_trip=MAX_VISIBILITY_SECONDS - 5)
     settings = worker_settings(queue_url, handler="endless", visibility_timeout=3)
     async with running_worker(settings, {"endless": endless}) as worker:
         handling = asyncio.create_task(worker.dispatcher.handle(received))
