@@ -101,7 +101,7 @@ class Confirmer:
     def age(self, delivery: Delivery) -> float:
         """Seconds since SQS took the message, at least: its wait up to its first receive, plus this receipt."""
         received = delivery.received
-        return received.waited_in_queue + max(0.0, self.clock() - delivery.lease.started)
+        return received.waited_in_queue + max(0.0, self.clock() - delivery.lease.returned)
 
     async def _look_up(self, message: CallbackMessage, newer_than: int | None) -> StepInfo | NotFound | str:
         assert self.steps is not None  # noqa: S101 - checked by the caller

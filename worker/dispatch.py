@@ -144,6 +144,7 @@ class Dispatcher:
         self._bind(message)
         if message.continuation.answer is not None:
             log.info("a decided answer was handed on to this delivery; reporting it, no handler runs")
+            self.tokens.advance_chain(message.token, chain_of(delivery, message), message.continuation.link)
             return await self.settler.answer(delivery, message.token, message.continuation.answer)
         if message.status is Status.STOPPING:
             return await self._stopping(delivery, message, record)
@@ -187,8 +188,7 @@ class Dispatcher:
         info = await self.verifier.check(delivery, message)
         if info is None:
             return None
-        if self.tokens.is_stale(message, chain_of(delivery, message)):  # a later link arrived meanwhile
-            log.warning("a later link of this continuation chain arrived while this one was verified; dropping it")
+        if self._overtaken(delivery, message):
             return delivery.enter(Phase.DROPPED)
         self.tokens.advance_chain(message.token, chain_of(delivery, message), message.continuation.link)
         if delivery.stop_cause is not None:
@@ -204,13 +204,23 @@ class Dispatcher:
             return await self.settler.requeue(delivery, message, hop)
         return await self._run(delivery, message, info)
 
+    def _overtaken(self, delivery: Delivery, message: CallbackMessage) -> bool:
+        """While this delivery was verified, its token was answered here or a later link of its chain arrived."""
+        if self.tokens.answered(message.token):
+            log.info("token answered here while this copy was verified; dropping it")
+            return True
+        if self.tokens.is_stale(message, chain_of(delivery, message)):
+            log.warning("a later link of this continuation chain arrived while this one was verified; dropping it")
+            return True
+        return False
+
     def _due_in(self, delivery: Delivery, continuation: Continuation) -> float:
         """Seconds until a received link is due. Its ``wait`` counts from when SQS took it, and what has passed
         since is measured on SQS's clock (up to its first receive) and the monotonic clock (since this receipt):
         no replica's wall clock decides it. A link of an earlier version has only its wall-clock ``notBefore``."""
         if continuation.wait is None:
             return continuation.not_before - self.clocks.wall()
-        waited = delivery.received.waited_in_queue + (self.clocks.monotonic() - delivery.lease.started)
+        waited = delivery.received.waited_in_queue + (self.clocks.monotonic() - delivery.lease.returned)
         return continuation.wait - waited
 
     def _bind(self, message: CallbackMessage) -> None:

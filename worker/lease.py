@@ -60,7 +60,9 @@ class Lease:
 
     message: ReceivedMessage
     started: float
-    """Monotonic seconds at which SQS may have handed the message out, at the earliest."""
+    """Monotonic seconds at which SQS may have handed the message out, at the earliest (the lease counts from it)."""
+    returned: float
+    """Monotonic seconds at which the receive returned (time elapsed since the handout counts from it, at least)."""
     visible_until: float
     """Monotonic seconds at which SQS would show the message again without a renewal."""
     budget_end: float
@@ -104,10 +106,12 @@ class LeaseKeeper:
     def add(self, message: ReceivedMessage, on_exhausted: Callable[[], None] | None = None) -> Lease:
         """Start tracking a message just received with the keeper's visibility timeout; ``on_exhausted`` runs once
         if the 12-hour budget of this receipt runs out while the lease is held."""
-        started = self.clock() - max(0.0, message.round_trip)
+        returned = self.clock()
+        started = returned - max(0.0, message.round_trip)
         lease = Lease(
             message,
             started=started,
+            returned=returned,
             visible_until=started + self.visibility_timeout,
             budget_end=started + MAX_VISIBILITY_SECONDS,
             on_exhausted=on_exhausted,

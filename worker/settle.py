@@ -113,12 +113,17 @@ class Settler:
     async def _report_or_hand_on(self, delivery: Delivery, token: str, outcome: Outcome) -> ReportResult | None:
         """The report's result; None once the answer was handed on (the delivery had to let go first)."""
         report = asyncio.ensure_future(self.reporter.report(token, outcome))
-        # An answer decided because the 12 hours ran out is reported within the margin left for it; the hand-on
-        # is for a budget that runs out while the report waits.
-        watched = asyncio.Event() if delivery.lease_exhausted else delivery.lease_ending
+        # An answer decided once the 12 hours ran out is reported within what is left of the visibility, then handed
+        # on; one decided before is handed on when they run out; one decided during a shutdown is handed on at once.
+        timeout: float | None = None
+        watched = delivery.lease_ending
+        if delivery.lease_exhausted or delivery.interrupted:
+            watched = asyncio.Event()
+            left = delivery.lease.visible_until - self.leases.clock() - self.leases.call_timeout
+            timeout = 0.0 if delivery.interrupted else max(0.0, left)
         ending = asyncio.ensure_future(watched.wait())
         try:
-            await asyncio.wait({report, ending}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({report, ending}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             _take_over_cancellation(delivery)
             log.info("shutting down before SageMaker took the answer; handing it on")
