@@ -20,7 +20,9 @@ import contextlib
 import signal
 import time
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any
 
 from config.limits import MAX_RECEIVE
 from worker.dispatch import Dispatcher
@@ -51,6 +53,9 @@ FATAL_RECEIVE_CODES = frozenset(
     }
 )
 
+
+#: The delivery task the current task works for (set in each delivery's context, inherited by the tasks it starts).
+_DELIVERY_TASK: ContextVar[asyncio.Task[Any] | None] = ContextVar("callback_worker_delivery_task", default=None)
 
 #: Seconds a poller waits for more free slots before a receive of fewer than ten (only while handlers run).
 RECEIVE_GATHER = 0.01
@@ -208,9 +213,14 @@ class Worker:
             self.health.sqs_reachable = True
             self.slots.give(wanted - len(messages))
             for message in messages:
-                task = asyncio.create_task(self.dispatcher.handle(message))
+                task = asyncio.create_task(self._deliver(message))
                 self.tasks.add(task)
                 task.add_done_callback(self._done)
+
+    async def _deliver(self, message: ReceivedMessage) -> None:
+        # Tasks the delivery starts (its report, for one) inherit this: whatever they publish frees its slot.
+        _DELIVERY_TASK.set(asyncio.current_task())
+        await self.dispatcher.handle(message)
 
     def _receive_failed(self, exc: Exception, index: int) -> None:
         code = error_code(exc)
@@ -244,7 +254,7 @@ class Worker:
 
     def _free_slot(self) -> None:
         """The current message's outcome is settled: its slot may take the next message."""
-        task = asyncio.current_task()
+        task = _DELIVERY_TASK.get() or asyncio.current_task()
         if task in self.tasks and task not in self._settled:
             self._settled.add(task)
             self.slots.give()

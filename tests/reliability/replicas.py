@@ -48,6 +48,8 @@ def worker_env(
             "PYTHONPATH": os.pathsep.join([*map(str, python_path), *sys.path]),
             "CALLBACK_WORKER_QUEUE_URL": queue_url,
             "CALLBACK_WORKER_LOG_FORMAT": "json",
+            # Short polls: scenarios use visibility timeouts of a few seconds, which a poll may not outlast.
+            "CALLBACK_WORKER_WAIT_TIME": "2",
         }
     )
     env.update({f"CALLBACK_WORKER_{name.upper()}": value for name, value in (settings or {}).items()})
