@@ -21,8 +21,8 @@ from collections.abc import Callable
 
 from structlog.contextvars import bind_contextvars
 
-from worker.events import NO_EVENTS, Events, StepIdentified
-from worker.lifecycle import Delivery
+from worker.events import NO_EVENTS, Events, Noted, StepIdentified
+from worker.lifecycle import Delivery, Phase
 from worker.logs import get_logger
 from worker.message import CallbackMessage
 from worker.retrying import INCONCLUSIVE_BACKOFF
@@ -72,6 +72,20 @@ class Confirmer:
         """A Stopping message arrived for the execution: what was listed of it before is stale."""
         if self.steps is not None:
             self.steps.forget(execution_arn)
+
+    async def step_or_settle(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
+        """:meth:`confirm`, with a verdict settling the delivery: DROPPED for an execution SageMaker does not know
+        (logged, counted), KEPT for an answer inconclusive past the grace; then None."""
+        found = await self.confirm(delivery, message)
+        if found is Verdict.GONE:
+            self.events.publish(Noted("unknown_token"))
+            log.error("SageMaker does not know this pipeline execution; deleting the message, nothing runs")
+            delivery.enter(Phase.DROPPED)
+            return None
+        if found is Verdict.INCONCLUSIVE:
+            delivery.enter(Phase.KEPT)
+            return None
+        return found
 
     async def confirm(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | Verdict:
         """The step of the delivery's token as SageMaker lists it, or a :class:`Verdict`. Without verification

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from worker.confirm import NO_STEP_INFO, Confirmer, Verdict
+from worker.confirm import NO_STEP_INFO, Confirmer
 from worker.events import Events, Noted
 from worker.handler import CallbackContext, Handler
 from worker.invoke import Invoker
@@ -106,15 +106,9 @@ class Stopper:
     async def _still_waits(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
         """The step, if it still has to be stopped here; else None with the delivery settled (DROPPED: nothing to
         stop; KEPT: SageMaker's answer stayed inconclusive)."""
-        found = await self.confirmer.confirm(delivery, message)
-        if found is Verdict.GONE:
-            log.error("SageMaker does not know this pipeline execution; deleting the Stopping message")
-            delivery.enter(Phase.DROPPED)
+        found = await self.confirmer.step_or_settle(delivery, message)
+        if found is None:
             return None
-        if found is Verdict.INCONCLUSIVE:
-            delivery.enter(Phase.KEPT)
-            return None
-        assert isinstance(found, StepInfo)  # noqa: S101 - the verdicts are handled above
         if found.waiting or found.status == "Stopping":
             return found
         log.info("the step already has an outcome; nothing to stop", step_status=found.status)

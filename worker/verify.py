@@ -9,7 +9,7 @@ and a failed look-up does not keep the handler from running.
 
 from __future__ import annotations
 
-from worker.confirm import Confirmer, Verdict
+from worker.confirm import Confirmer
 from worker.events import NO_EVENTS, Events, Noted
 from worker.lifecycle import Delivery, Phase, StopCause, context_for
 from worker.logs import get_logger
@@ -34,17 +34,8 @@ class Verifier:
     async def check(self, delivery: Delivery, message: CallbackMessage) -> StepInfo | None:
         """What SageMaker says about the step; None once the delivery is settled because the step does not wait
         (or SageMaker's answer stayed inconclusive past the grace)."""
-        found = await self.confirmer.confirm(delivery, message)
-        if found is Verdict.GONE:
-            self.events.publish(Noted("unknown_token"))
-            log.error("SageMaker does not know this pipeline execution; deleting the message, no handler runs")
-            delivery.enter(Phase.DROPPED)
-            return None
-        if found is Verdict.INCONCLUSIVE:
-            delivery.enter(Phase.KEPT)
-            return None
-        assert isinstance(found, StepInfo)  # noqa: S101 - the verdicts are handled above
-        if not self.verify or found.waiting:
+        found = await self.confirmer.step_or_settle(delivery, message)
+        if found is None or not self.verify or found.waiting:
             return found
         await self._step_done(delivery, message, found)
         return None

@@ -23,7 +23,6 @@ import asyncio
 import contextvars
 import json
 import random
-import selectors
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import worker.retrying
 from tests.fakes import CallbackStep, FakeSageMaker, MemoryQueue, StoredMessage, Ticks
+from tests.virtual_time import VirtualTimeLoop
 from worker.app import build_dispatcher
 from worker.clock import Clocks
 from worker.dispatch import Dispatcher, RetryPolicy
@@ -57,8 +57,6 @@ EPOCH = 1_767_225_600.0
 VISIBILITY_TIMEOUT = 30
 #: Simulated seconds after which a run that has not come to rest is a hang.
 GUARD_SECONDS = 3600.0
-#: Virtual seconds each loop iteration takes at least (a task spinning without sleeping cannot freeze time).
-CREEP = 1e-3
 #: The reporter's backoff: small, so that a report follows a fault's end closely.
 REPORT_BACKOFF = BackoffPolicy(0.2, 5.0)
 #: What the ``retry`` handler asks for, and how long the ``slow`` one works (long enough for lease renewals), unless a
@@ -68,43 +66,6 @@ SLOW_WORK = 40.0
 PIPELINE = "demo"
 #: Notes for the run's summary (``conftest.py``): documented windows the shutdown-phase tests met.
 NOTES: list[str] = []
-
-# -- a loop on virtual time ------------------------------------------------------------------------------------------
-
-
-class VirtualTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-
-class _VirtualSelector(selectors.SelectSelector):
-    """Never blocks: when nothing is ready, the loop's virtual time jumps to the next timer instead."""
-
-    def __init__(self, time: VirtualTime) -> None:
-        super().__init__()
-        self._time = time
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if not ready:
-            if timeout is None:
-                ready = super().select(0.05)  # only another thread could wake the loop now
-            else:
-                self._time.now += max(0.0, timeout)
-        self._time.now += CREEP
-        return ready
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose ``time()`` is virtual: ``asyncio.sleep`` and timeouts take no real time."""
-
-    def __init__(self) -> None:
-        self.virtual = VirtualTime()
-        super().__init__(_VirtualSelector(self.virtual))
-
-    def time(self) -> float:
-        return self.virtual.now
-
 
 # -- the trace ---------------------------------------------------------------------------------------------------------
 

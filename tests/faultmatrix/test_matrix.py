@@ -90,7 +90,7 @@ class Expect:
     """Further error-level log events it may log."""
 
 
-GONE_LOG = "SageMaker does not know this pipeline execution; deleting the message, no handler runs"
+GONE_LOG = "SageMaker does not know this pipeline execution; deleting the message, nothing runs"
 UNKNOWN_TOKEN_LOG = "SageMaker does not know this callback token; deleting the message"
 OUTPUTS_LOG = "SageMaker rejected the outputs; reporting a failure instead"
 REASON_LOG = "SageMaker rejected the failure reason; reporting a plain one instead"

@@ -69,7 +69,6 @@ import contextvars
 import functools
 import json
 import os
-import selectors
 import traceback
 from collections import Counter
 from collections.abc import Callable, Coroutine
@@ -96,6 +95,7 @@ from tests.fakes import (
     StoredMessage,
     Ticks,
 )
+from tests.virtual_time import VirtualTimeLoop
 from worker.app import build_dispatcher
 from worker.clock import Clocks
 from worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
@@ -135,46 +135,7 @@ GUARD_SECONDS = 3600.0
 #: Clock seconds per round, and rounds at most, when the run is driven to quiescence at the end.
 QUIET_STEP = 5.0
 QUIET_ROUNDS = 400
-#: Virtual seconds each loop iteration takes at least (so a spinning task cannot freeze virtual time).
-CREEP = 1e-3
 EXPECTED_ERRORS = frozenset({"handler failed on its last attempt"})
-
-
-# -- a loop on virtual time ------------------------------------------------------------------------------------------
-
-
-class VirtualTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-
-class _VirtualSelector(selectors.SelectSelector):
-    """Never blocks: when nothing is ready, the loop's virtual time jumps to the next timer instead."""
-
-    def __init__(self, time: VirtualTime) -> None:
-        super().__init__()
-        self._time = time
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if not ready:
-            if timeout is None:
-                ready = super().select(0.05)  # only another thread could wake the loop now
-            else:
-                self._time.now += max(0.0, timeout)
-        self._time.now += CREEP
-        return ready
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An event loop whose ``time()`` is virtual: ``asyncio.sleep`` and timeouts take no real time."""
-
-    def __init__(self) -> None:
-        self.virtual = VirtualTime()
-        super().__init__(_VirtualSelector(self.virtual))
-
-    def time(self) -> float:
-        return self.virtual.now
 
 
 # -- the model ---------------------------------------------------------------------------------------------------------
