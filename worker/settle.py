@@ -135,7 +135,7 @@ class Settler:
         await asyncio.gather(report, return_exceptions=True)
         if not delivery.interrupted:
             log.warning("the receipt's 12 hours are running out before SageMaker took the answer; handing it on")
-        await self._hand_on(delivery, outcome)
+        await self.finish_despite_shutdown(delivery, self._hand_on(delivery, outcome))  # a shutdown now waits for it
         return None
 
     async def _hand_on(self, delivery: Delivery, outcome: Outcome) -> None:
@@ -159,7 +159,7 @@ class Settler:
         except Exception as exc:  # noqa: BLE001 - TimeoutError or SQS failing too: the documented window
             log.error("could not hand the answer on; the message will be delivered again", error=repr(exc))  # noqa: TRY400
             return delivery.enter(Phase.KEPT)
-        if problem is not None:  # cannot happen for an answer the outcome module built; kept, never lost
+        if problem is not None:  # a body over the queue's MaximumMessageSize (outputs near SageMaker's limits)
             log.error("could not hand the answer on; the message will be delivered again", error=problem)
             return delivery.enter(Phase.KEPT)
         self.events.publish(Noted("handed_on"))
@@ -202,7 +202,7 @@ class Settler:
             return problem is None, problem
 
     def _holds(self, delivery: Delivery) -> bool:
-        """Whether the delivery still holds its message for a while (not lost, not interrupted, budget left)."""
+        """Whether the delivery still holds its message for a while (not lost, its 12-hour budget not ending)."""
         lease = delivery.lease
         # Not ``delivery.interrupted``: at a shutdown the send goes on for SHUTDOWN_SETTLE_LIMIT (the caller's bound).
         return (
