@@ -10,10 +10,10 @@ import sys
 
 from aiobotocore.config import AioConfig
 
-import worker.app
-import worker.clients
+import callback_worker.worker.app
+import callback_worker.worker.clients
 from callback_worker.cli import main
-from worker.ratelimit import RateLimiter
+from callback_worker.worker.ratelimit import RateLimiter
 
 
 class Unlimited(RateLimiter):
@@ -28,6 +28,6 @@ def adaptive(config: AioConfig) -> AioConfig:
 
 
 if __name__ == "__main__":
-    worker.clients.sagemaker_config = adaptive
-    worker.app.RateLimiter = Unlimited  # type: ignore[attr-defined]  # replaced for this measurement only
+    callback_worker.worker.clients.sagemaker_config = adaptive
+    callback_worker.worker.app.RateLimiter = Unlimited  # type: ignore[attr-defined]  # replaced for this measurement only
     sys.exit(main(["run"]))

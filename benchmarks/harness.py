@@ -25,8 +25,8 @@ from typing import Any
 
 from aiobotocore.session import get_session
 
+from callback_worker.emulator.server import EmulatorServer
 from callback_worker.offline import offline_aws_env
-from emulator.server import EmulatorServer
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_ARN = "arn:aws:iam::123456789012:role/bench"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from worker import CallbackContext
+from callback_worker.worker import CallbackContext
 
 
 class HoldHandler:

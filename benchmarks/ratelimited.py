@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import AWS_ENV, ROOT, Bench, localstack, machine, python
-from emulator.ratelimit import RateLimiter
-from emulator.server import EmulatorServer
-from emulator.state import StepStatus
+from callback_worker.emulator.ratelimit import RateLimiter
+from callback_worker.emulator.server import EmulatorServer
+from callback_worker.emulator.state import StepStatus
 
 SEND_OPERATIONS = ("SendPipelineExecutionStepSuccess", "SendPipelineExecutionStepFailure")
 LOOKUP_OPERATIONS = ("ListPipelineExecutionSteps", "DescribePipelineExecution")

@@ -17,7 +17,7 @@ from typing import Any
 
 from benchmarks.harness import AWS_ENV, ROOT, Bench, Result, localstack, machine, median_result, percentile, python
 from benchmarks.inflight import in_flight_scale
-from emulator.server import EmulatorServer
+from callback_worker.emulator.server import EmulatorServer
 
 WORKER = python("-m", "callback_worker.cli", "run")
 #: Default settings: only the handler is chosen (logs at INFO, as in production, to /dev/null).

@@ -12,19 +12,25 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from callback_worker.config.errors import SettingsError
+from callback_worker.config.settings import Settings, env_name, load_settings
+from callback_worker.config.unknown import known_names, open_namespaces, unknown_settings
 from callback_worker.ops import add_commands as add_operator_commands
-from config.errors import SettingsError
-from config.settings import Settings, env_name, load_settings
-from config.unknown import known_names, open_namespaces, unknown_settings
-from worker.errors import ConfigurationError, PluginError
-from worker.logs import configure_logging, get_logger
-from worker.registry import discover, load_handlers
+from callback_worker.worker.errors import ConfigurationError, PluginError
+from callback_worker.worker.logs import configure_logging, get_logger
+from callback_worker.worker.registry import discover, load_handlers
 
 #: Commands that need packages the daemon does without (its container image has neither): the packages, and what
 #: to install instead. A command whose packages are missing says so in one line and exits 2.
 OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "emulate": (("emulator",), "the image's `emulator` target, or the project installed from its source"),
-    "demo": (("emulator", "moto"), "the project from its source with the `demo` extra: pip install -e '.[demo]'"),
+    "emulate": (
+        ("callback_worker.emulator",),
+        "the image's `emulator` target, or the project installed from its source",
+    ),
+    "demo": (
+        ("callback_worker.emulator", "moto"),
+        "the project from its source with the `demo` extra: pip install -e '.[demo]'",
+    ),
 }
 
 
@@ -52,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def missing_packages(command: str) -> list[str]:
     """The packages ``command`` needs that are not installed (none for the daemon's own commands)."""
     packages, _ = OPTIONAL_COMMANDS.get(command, ((), ""))
-    return [package for package in packages if importlib.util.find_spec(package) is None]
+    return [package.rpartition(".")[2] for package in packages if importlib.util.find_spec(package) is None]
 
 
 def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
@@ -93,7 +99,7 @@ def _run(_: argparse.Namespace) -> int:
     handlers = {name: item.handler for name, item in loaded.items()}
     _check_default_handler(settings, sorted(handlers))
     _warn_unknown_settings()
-    from worker.app import run_daemon  # noqa: PLC0415 - keeps `handlers` and `emulate` free of AWS imports
+    from callback_worker.worker.app import run_daemon  # noqa: PLC0415 - keeps `handlers` and `emulate` free of AWS imports
 
     asyncio.run(run_daemon(settings, handlers))
     return _exit_now(0)
@@ -144,7 +150,7 @@ def _handlers(_: argparse.Namespace) -> int:
 
 
 def _add_emulator(parser: argparse.ArgumentParser) -> None:
-    from emulator import cli as emulator_cli  # noqa: PLC0415 - the emulator is not part of the daemon
+    from callback_worker.emulator import cli as emulator_cli  # noqa: PLC0415 - the emulator is not part of the daemon
 
     emulator_cli.add_arguments(parser)
     parser.set_defaults(command=emulator_cli.run)

@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import get_session
 
+from callback_worker.config.settings import Settings
+from callback_worker.handlers.echo import EchoHandler
 from callback_worker.offline import offline_aws_env
-from config.settings import Settings
-from handlers.echo import EchoHandler
-from worker.app import build_worker
-from worker.clients import aws_clients
-from worker.handler import CallbackContext, Handler
-from worker.logs import configure_logging
+from callback_worker.worker.app import build_worker
+from callback_worker.worker.clients import aws_clients
+from callback_worker.worker.handler import CallbackContext, Handler
+from callback_worker.worker.logs import configure_logging
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -194,7 +194,7 @@ def moto_sqs() -> Iterator[str]:
 
 
 async def _demo(sqs_url: str, say: Printer) -> int:
-    from emulator.server import EmulatorServer  # noqa: PLC0415 - not part of the daemon
+    from callback_worker.emulator.server import EmulatorServer  # noqa: PLC0415 - not part of the daemon
 
     async with EmulatorServer(host="127.0.0.1", port=0) as emulator:
         os.environ["AWS_ENDPOINT_URL_SAGEMAKER"] = emulator.endpoint_url

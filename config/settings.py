@@ -12,8 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from config.errors import SettingsError
-from config.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
+from callback_worker.config.errors import SettingsError
+from callback_worker.config.limits import MAX_VISIBILITY_SECONDS, MAX_WAIT_SECONDS
 
 ENV_PREFIX = "CALLBACK_WORKER_"
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pydantic_settings import BaseSettings
 
-from config.settings import ENV_PREFIX
+from callback_worker.config.settings import ENV_PREFIX
 
 #: Namespaces of the distribution's other programs: the SageMaker emulator reads ``CALLBACK_WORKER_EMULATOR_*``.
 OTHER_PROGRAMS = (f"{ENV_PREFIX}EMULATOR_",)

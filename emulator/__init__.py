@@ -8,11 +8,11 @@ messages to SQS through the standard AWS environment. See :mod:`emulator.server`
 :mod:`emulator.faults` for fault injection.
 """
 
-from emulator.faults import FaultConfig, OperationFaults
-from emulator.protocol import OPERATION_NAMES
-from emulator.server import EmulatorServer, ThreadedEmulatorServer
-from emulator.sqs import MessageSender, StepMessage
-from emulator.stubs import StubConfig
+from callback_worker.emulator.faults import FaultConfig, OperationFaults
+from callback_worker.emulator.protocol import OPERATION_NAMES
+from callback_worker.emulator.server import EmulatorServer, ThreadedEmulatorServer
+from callback_worker.emulator.sqs import MessageSender, StepMessage
+from callback_worker.emulator.stubs import StubConfig
 
 __all__ = [
     "OPERATION_NAMES",

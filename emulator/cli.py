@@ -39,10 +39,10 @@ import signal
 from collections.abc import Mapping
 from typing import Any
 
-from emulator.faults import OperationFaults, build_config, env_value, split_specs
-from emulator.ratelimit import RateLimiter, split_rate_limits
-from emulator.server import DEFAULT_ACCOUNT, DEFAULT_HOST, DEFAULT_REGION, EmulatorServer
-from emulator.stubs import DEFAULT_STUB_DELAY, StubConfig, load_stub_values
+from callback_worker.emulator.faults import OperationFaults, build_config, env_value, split_specs
+from callback_worker.emulator.ratelimit import RateLimiter, split_rate_limits
+from callback_worker.emulator.server import DEFAULT_ACCOUNT, DEFAULT_HOST, DEFAULT_REGION, EmulatorServer
+from callback_worker.emulator.stubs import DEFAULT_STUB_DELAY, StubConfig, load_stub_values
 
 logger = logging.getLogger("emulator")
 

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from emulator.errors import DefinitionError
-from emulator.expressions import Context, EvaluationError, Expr, Reference, compile_value
-from emulator.values import JSONValue
+from callback_worker.emulator.errors import DefinitionError
+from callback_worker.emulator.expressions import Context, EvaluationError, Expr, Reference, compile_value
+from callback_worker.emulator.values import JSONValue
 
 _ORDERINGS: dict[str, Callable[[Any, Any], bool]] = {
     "GreaterThan": operator.gt,

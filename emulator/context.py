@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
-from emulator.errors import EmulatorError
-from emulator.expressions import EvaluationError
-from emulator.state import Execution, StepStatus
-from emulator.steps import StepKind, StepSpec
-from emulator.stubs import StubConfig
-from emulator.values import JSONValue, Scalar, parse_typed
+from callback_worker.emulator.errors import EmulatorError
+from callback_worker.emulator.expressions import EvaluationError
+from callback_worker.emulator.state import Execution, StepStatus
+from callback_worker.emulator.steps import StepKind, StepSpec
+from callback_worker.emulator.stubs import StubConfig
+from callback_worker.emulator.values import JSONValue, Scalar, parse_typed
 
 
 class NeedDocument(EmulatorError):

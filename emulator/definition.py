@@ -26,12 +26,12 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from emulator.errors import DefinitionError
-from emulator.expressions import Expr, Get, Namespace, Reference, compile_value, parse_reference
-from emulator.nodes import as_list, as_object, check_keys
-from emulator.parameters import ParameterSpec, parse_parameters, resolve_parameters
-from emulator.steps import OutputSpec, StepKind, StepSpec, parse_steps
-from emulator.values import JSONValue, Scalar, load_json
+from callback_worker.emulator.errors import DefinitionError
+from callback_worker.emulator.expressions import Expr, Get, Namespace, Reference, compile_value, parse_reference
+from callback_worker.emulator.nodes import as_list, as_object, check_keys
+from callback_worker.emulator.parameters import ParameterSpec, parse_parameters, resolve_parameters
+from callback_worker.emulator.steps import OutputSpec, StepKind, StepSpec, parse_steps
+from callback_worker.emulator.values import JSONValue, Scalar, load_json
 
 __all__ = ["ExperimentSpec", "OutputSpec", "ParameterSpec", "PipelineSpec", "StepSpec", "parse_definition"]
 

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from emulator.sqs import MessageSender, StepMessage
+from callback_worker.emulator.sqs import MessageSender, StepMessage
 
 logger = logging.getLogger("emulator")
 

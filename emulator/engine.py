@@ -27,17 +27,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.arns import Partition, new_callback_token, new_execution_id
-from emulator.context import ExecutionContext, check_outputs
-from emulator.delivery import Background
-from emulator.errors import ConflictError, ResourceLimitExceededError
-from emulator.runners import StepRunner
-from emulator.s3 import ObjectReader
-from emulator.sqs import MessageSender, StepMessage
-from emulator.state import Answer, Execution, ExecutionStatus, Pipeline, PipelineVersion, StepRun, StepStatus, Store
-from emulator.steps import StepKind, StepSpec
-from emulator.stubs import StubConfig
-from emulator.values import Scalar, to_text
+from callback_worker.emulator.arns import Partition, new_callback_token, new_execution_id
+from callback_worker.emulator.context import ExecutionContext, check_outputs
+from callback_worker.emulator.delivery import Background
+from callback_worker.emulator.errors import ConflictError, ResourceLimitExceededError
+from callback_worker.emulator.runners import StepRunner
+from callback_worker.emulator.s3 import ObjectReader
+from callback_worker.emulator.sqs import MessageSender, StepMessage
+from callback_worker.emulator.state import (
+    Answer,
+    Execution,
+    ExecutionStatus,
+    Pipeline,
+    PipelineVersion,
+    StepRun,
+    StepStatus,
+    Store,
+)
+from callback_worker.emulator.steps import StepKind, StepSpec
+from callback_worker.emulator.stubs import StubConfig
+from callback_worker.emulator.values import Scalar, to_text
 
 logger = logging.getLogger("emulator")
 

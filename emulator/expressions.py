@@ -30,9 +30,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from emulator.errors import DefinitionError, EmulatorError
-from emulator.jsonpath import select
-from emulator.values import JSONValue, Scalar, load_json, to_text
+from callback_worker.emulator.errors import DefinitionError, EmulatorError
+from callback_worker.emulator.jsonpath import select
+from callback_worker.emulator.values import JSONValue, Scalar, load_json, to_text
 
 EXECUTION_VARIABLES = frozenset(
     {

@@ -14,7 +14,7 @@ Knobs (each a default for every operation, and overridable per operation):
 ``latency`` / ``jitter``
     seconds added to every request: ``latency`` plus a uniformly random amount up to ``jitter``.
 
-Command line (``callback-worker emulate`` / ``python -m emulator``)::
+Command line (``callback-worker emulate`` / ``python -m callback_worker.emulator``)::
 
     --throttle-rate 0.2 --error-rate 0.05 --error-after-rate 0.01 --latency 0.01 --jitter 0.005 --seed 7
     --fault SendPipelineExecutionStepSuccess:throttle=0.5,latency=0.1   (repeatable)
@@ -42,8 +42,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from emulator.errors import InternalFailureError, ThrottlingError
-from emulator.protocol import OPERATION_NAMES
+from callback_worker.emulator.errors import InternalFailureError, ThrottlingError
+from callback_worker.emulator.protocol import OPERATION_NAMES
 
 ENV_PREFIX = "CALLBACK_WORKER_EMULATOR_"
 _RATES = ("throttle", "error", "error_after")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from emulator.errors import DefinitionError
-from emulator.values import JSONValue
+from callback_worker.emulator.errors import DefinitionError
+from callback_worker.emulator.values import JSONValue
 
 _TOKEN = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_\-]*)|\[(\d+)\]|\['([^']*)'\]|\[\"([^\"]*)\"\]")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 
-from emulator.errors import DefinitionError
-from emulator.values import JSONValue
+from callback_worker.emulator.errors import DefinitionError
+from callback_worker.emulator.values import JSONValue
 
 #: Step names and, in the definition schema, display names.
 NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")

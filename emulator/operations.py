@@ -19,17 +19,23 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from emulator.arns import Partition
-from emulator.engine import Engine, ExecutionRequest
-from emulator.errors import ConflictError, ResourceNotFoundError, ValidationError
-from emulator.pagination import paginate
-from emulator.protocol import OPERATION_NAMES
-from emulator.s3 import ObjectReader
-from emulator.state import Answer, Execution, Pipeline, StepRun, Store
-from emulator.tags import TagOperations, merge_tags
-from emulator.values import to_text
-from emulator.versions import VersionOperations, checked_definition, find_version, with_s3_definition
-from emulator.views import describe_execution, describe_pipeline, execution_step, execution_summary, pipeline_summary
+from callback_worker.emulator.arns import Partition
+from callback_worker.emulator.engine import Engine, ExecutionRequest
+from callback_worker.emulator.errors import ConflictError, ResourceNotFoundError, ValidationError
+from callback_worker.emulator.pagination import paginate
+from callback_worker.emulator.protocol import OPERATION_NAMES
+from callback_worker.emulator.s3 import ObjectReader
+from callback_worker.emulator.state import Answer, Execution, Pipeline, StepRun, Store
+from callback_worker.emulator.tags import TagOperations, merge_tags
+from callback_worker.emulator.values import to_text
+from callback_worker.emulator.versions import VersionOperations, checked_definition, find_version, with_s3_definition
+from callback_worker.emulator.views import (
+    describe_execution,
+    describe_pipeline,
+    execution_step,
+    execution_summary,
+    pipeline_summary,
+)
 
 Params = Mapping[str, Any]
 Result = dict[str, Any]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from emulator.errors import ValidationError
+from callback_worker.emulator.errors import ValidationError
 
 T = TypeVar("T")
 SortKey = tuple[float | int | str, ...]

@@ -11,9 +11,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from emulator.errors import DefinitionError, ValidationError
-from emulator.nodes import as_object, check_keys, check_unique
-from emulator.values import JSONValue, Scalar, ValueType, check_typed, parse_typed
+from callback_worker.emulator.errors import DefinitionError, ValidationError
+from callback_worker.emulator.nodes import as_object, check_keys, check_unique
+from callback_worker.emulator.values import JSONValue, Scalar, ValueType, check_typed, parse_typed
 
 _PARAMETER_NAME = re.compile(r"[A-Za-z0-9\-_]{1,64}")
 _PARAMETER_KEYS = frozenset({"Name", "Type", "DefaultValue", "EnumValues", "Description"})

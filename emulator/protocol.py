@@ -13,8 +13,8 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from emulator.errors import SerializationError, ServiceError, UnknownOperationError
-from emulator.values import load_json
+from callback_worker.emulator.errors import SerializationError, ServiceError, UnknownOperationError
+from callback_worker.emulator.values import load_json
 
 CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_HEADER = "X-Amz-Target"

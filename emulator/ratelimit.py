@@ -5,7 +5,7 @@ holds up to ``burst`` requests, refills at ``rate`` per second, and a request fi
 runs (it changed nothing). Unlike the random ``--throttle-rate`` of :mod:`emulator.faults`, a limit throttles only
 clients that ask too fast, so it is what a client-side rate limiter is measured against.
 
-Command line (``callback-worker emulate`` / ``python -m emulator``), repeatable::
+Command line (``callback-worker emulate`` / ``python -m callback_worker.emulator``), repeatable::
 
     --rate-limit SendPipelineExecutionStepSuccess=25     one operation
     --rate-limit 'Send*=25'                              each operation the pattern matches, a bucket of its own
@@ -23,8 +23,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from emulator.errors import ThrottlingError
-from emulator.protocol import OPERATION_NAMES
+from callback_worker.emulator.errors import ThrottlingError
+from callback_worker.emulator.protocol import OPERATION_NAMES
 
 
 @dataclass

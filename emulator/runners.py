@@ -19,15 +19,15 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.context import ExecutionContext, NeedDocument
-from emulator.delivery import Background
-from emulator.expressions import EvaluationError
-from emulator.s3 import ObjectReader, split_s3_uri
-from emulator.sqs import StepMessage
-from emulator.state import Execution, StepRun, StepStatus
-from emulator.steps import StepKind
-from emulator.stubs import StubConfig, stub_metadata
-from emulator.values import JSONValue, load_json, to_text
+from callback_worker.emulator.context import ExecutionContext, NeedDocument
+from callback_worker.emulator.delivery import Background
+from callback_worker.emulator.expressions import EvaluationError
+from callback_worker.emulator.s3 import ObjectReader, split_s3_uri
+from callback_worker.emulator.sqs import StepMessage
+from callback_worker.emulator.state import Execution, StepRun, StepStatus
+from callback_worker.emulator.steps import StepKind
+from callback_worker.emulator.stubs import StubConfig, stub_metadata
+from callback_worker.emulator.values import JSONValue, load_json, to_text
 
 logger = logging.getLogger("emulator")
 

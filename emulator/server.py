@@ -27,12 +27,17 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from emulator.arns import Partition
-from emulator.engine import Engine
-from emulator.errors import InternalFailureError, SerializationError, ServiceError, UnknownOperationError
-from emulator.faults import FaultConfig, FaultInjector
-from emulator.operations import Operations
-from emulator.protocol import (
+from callback_worker.emulator.arns import Partition
+from callback_worker.emulator.engine import Engine
+from callback_worker.emulator.errors import (
+    InternalFailureError,
+    SerializationError,
+    ServiceError,
+    UnknownOperationError,
+)
+from callback_worker.emulator.faults import FaultConfig, FaultInjector
+from callback_worker.emulator.operations import Operations
+from callback_worker.emulator.protocol import (
     CONTENT_TYPE,
     REQUEST_ID_HEADER,
     TARGET_HEADER,
@@ -42,12 +47,12 @@ from emulator.protocol import (
     operation_from_target,
     parse_body,
 )
-from emulator.ratelimit import RateLimiter
-from emulator.s3 import ObjectReader, S3Reader
-from emulator.sqs import MessageSender, SqsSender, StepMessage
-from emulator.state import Store
-from emulator.stubs import StubConfig
-from emulator.validation import sagemaker_model, validate_request
+from callback_worker.emulator.ratelimit import RateLimiter
+from callback_worker.emulator.s3 import ObjectReader, S3Reader
+from callback_worker.emulator.sqs import MessageSender, SqsSender, StepMessage
+from callback_worker.emulator.state import Store
+from callback_worker.emulator.stubs import StubConfig
+from callback_worker.emulator.validation import sagemaker_model, validate_request
 
 logger = logging.getLogger("emulator")
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
-from emulator.values import JSONValue
+from callback_worker.emulator.values import JSONValue
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.definition import PipelineSpec, StepSpec
-from emulator.values import JSONValue, Scalar
+from callback_worker.emulator.definition import PipelineSpec, StepSpec
+from callback_worker.emulator.values import JSONValue, Scalar
 
 
 class StepStatus(enum.StrEnum):

@@ -20,13 +20,13 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from emulator.conditions import Condition, compile_conditions
-from emulator.errors import DefinitionError
-from emulator.expressions import Const, Expr, Reference, compile_value
-from emulator.nodes import NAME, as_list, as_object, check_keys, check_unique, optional_text
-from emulator.parameters import value_type_of
-from emulator.stubs import STUB_TYPES
-from emulator.values import JSONValue, ValueType
+from callback_worker.emulator.conditions import Condition, compile_conditions
+from callback_worker.emulator.errors import DefinitionError
+from callback_worker.emulator.expressions import Const, Expr, Reference, compile_value
+from callback_worker.emulator.nodes import NAME, as_list, as_object, check_keys, check_unique, optional_text
+from callback_worker.emulator.parameters import value_type_of
+from callback_worker.emulator.stubs import STUB_TYPES
+from callback_worker.emulator.values import JSONValue, ValueType
 
 _COMMON_KEYS = frozenset({"Name", "Type", "DependsOn", "DisplayName", "Description"})
 _CALLBACK_KEYS = _COMMON_KEYS | {"SqsQueueUrl", "Arguments", "OutputParameters", "CacheConfig"}

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emulator.values import JSONValue, load_json
+from callback_worker.emulator.values import JSONValue, load_json
 
 #: Stubbed step type -> (Metadata member, resource type in the ARN; empty when the member has no Arn).
 STUB_TYPES: Mapping[str, tuple[str, str]] = {

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from emulator.arns import Partition
-from emulator.errors import ValidationError
-from emulator.pagination import paginate
-from emulator.state import Pipeline, Store
+from callback_worker.emulator.arns import Partition
+from callback_worker.emulator.errors import ValidationError
+from callback_worker.emulator.pagination import paginate
+from callback_worker.emulator.state import Pipeline, Store
 
 #: Tags one resource may hold.
 MAX_TAGS = 50

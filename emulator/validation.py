@@ -23,7 +23,7 @@ from typing import Any, cast
 from botocore.loaders import create_loader
 from botocore.model import ListShape, MapShape, ServiceModel, Shape, StructureShape
 
-from emulator.errors import SerializationError, ValidationError
+from callback_worker.emulator.errors import SerializationError, ValidationError
 
 _SHOWN_VALUE_CHARS = 100
 

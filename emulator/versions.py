@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from emulator.definition import PipelineSpec, parse_definition
-from emulator.errors import ResourceNotFoundError, ValidationError
-from emulator.pagination import paginate
-from emulator.s3 import ObjectReader
-from emulator.state import Execution, Pipeline, PipelineVersion
-from emulator.views import version_summary
+from callback_worker.emulator.definition import PipelineSpec, parse_definition
+from callback_worker.emulator.errors import ResourceNotFoundError, ValidationError
+from callback_worker.emulator.pagination import paginate
+from callback_worker.emulator.s3 import ObjectReader
+from callback_worker.emulator.state import Execution, Pipeline, PipelineVersion
+from callback_worker.emulator.views import version_summary
 
 Params = Mapping[str, Any]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.state import Execution, Pipeline, PipelineVersion, StepRun
+from callback_worker.emulator.state import Execution, Pipeline, PipelineVersion, StepRun
 
 
 def _compact(members: dict[str, Any]) -> dict[str, Any]:

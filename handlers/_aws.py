@@ -28,10 +28,10 @@ from typing import Annotated, Generic, TypeVar
 from botocore.exceptions import ClientError, ParamValidationError
 from pydantic import Field
 
-from handlers._context import preview
-from handlers._settings import HandlerSettings
-from worker.handler import CallbackContext, Fail, JSONValue, OutputValue, Retry
-from worker.retrying import error_code, is_transient
+from callback_worker.handlers._context import preview
+from callback_worker.handlers._settings import HandlerSettings
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, OutputValue, Retry
+from callback_worker.worker.retrying import error_code, is_transient
 
 C = TypeVar("C")
 

@@ -20,7 +20,7 @@ import re
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from worker.handler import CallbackContext, Fail, JSONValue, OutputValue
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, OutputValue
 
 ROUTING_ARGUMENT_ENV = "CALLBACK_WORKER_HANDLER_ARGUMENT"
 #: Prefix of the environment variables that carry step arguments to a process.

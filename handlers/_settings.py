@@ -16,8 +16,8 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.errors import ConfigurationError
-from worker.handler import Fail
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import Fail
 
 _SHOWN_INPUT = 80
 

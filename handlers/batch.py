@@ -13,10 +13,17 @@ from aiobotocore.session import get_session
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from handlers._aws import JobRef, JobStatus, LazyClient, PollingJobHandler, PollingSettings, check_target
-from handlers._context import argument_environment, preview, run_key, step_arguments
-from handlers._settings import load_settings
-from worker.handler import CallbackContext, Fail, OutputValue
+from callback_worker.handlers._aws import (
+    JobRef,
+    JobStatus,
+    LazyClient,
+    PollingJobHandler,
+    PollingSettings,
+    check_target,
+)
+from callback_worker.handlers._context import argument_environment, preview, run_key, step_arguments
+from callback_worker.handlers._settings import load_settings
+from callback_worker.worker.handler import CallbackContext, Fail, OutputValue
 
 if TYPE_CHECKING:
     from types_aiobotocore_batch import BatchClient

@@ -18,10 +18,10 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from handlers._context import argument_environment, context_document, object_outputs, step_arguments
-from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
-from worker.handler import CallbackContext, Fail, JSONValue, OutputValue
-from worker.tracecontext import trace_headers
+from callback_worker.handlers._context import argument_environment, context_document, object_outputs, step_arguments
+from callback_worker.handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, OutputValue
+from callback_worker.worker.tracecontext import trace_headers
 
 ARGS_ARGUMENT = "command_args"
 #: Bytes of stderr kept (its end) for the failure reason.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 
-from worker.handler import CallbackContext, OutputValue
+from callback_worker.worker.handler import CallbackContext, OutputValue
 
 
 class EchoHandler:

@@ -17,12 +17,12 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 from yarl import URL
 
-from handlers._context import context_document, object_outputs, preview, run_key
-from handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
-from worker.errors import WorkerError
-from worker.handler import CallbackContext, Fail, OutputValue
-from worker.logs import get_logger, mask_token_like
-from worker.tracecontext import trace_headers
+from callback_worker.handlers._context import context_document, object_outputs, preview, run_key
+from callback_worker.handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
+from callback_worker.worker.errors import WorkerError
+from callback_worker.worker.handler import CallbackContext, Fail, OutputValue
+from callback_worker.worker.logs import get_logger, mask_token_like
+from callback_worker.worker.tracecontext import trace_headers
 
 URL_ARGUMENT = "http_url"
 USER_AGENT = "sagemaker-callback-worker"

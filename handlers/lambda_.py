@@ -14,10 +14,10 @@ from botocore.exceptions import ReadTimeoutError
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from handlers._aws import LazyClient, aws_errors
-from handlers._context import canonical_json, context_document, object_outputs, preview
-from handlers._settings import HandlerSettings, load_settings
-from worker.handler import CallbackContext, Fail, OutputValue
+from callback_worker.handlers._aws import LazyClient, aws_errors
+from callback_worker.handlers._context import canonical_json, context_document, object_outputs, preview
+from callback_worker.handlers._settings import HandlerSettings, load_settings
+from callback_worker.worker.handler import CallbackContext, Fail, OutputValue
 
 if TYPE_CHECKING:
     from types_aiobotocore_lambda import LambdaClient

@@ -16,10 +16,17 @@ from botocore.exceptions import ClientError
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from handlers._aws import JobRef, JobStatus, LazyClient, PollingJobHandler, PollingSettings, check_target
-from handlers._context import canonical_json, context_document, object_outputs, preview, run_key
-from handlers._settings import load_settings
-from worker.handler import CallbackContext, Fail
+from callback_worker.handlers._aws import (
+    JobRef,
+    JobStatus,
+    LazyClient,
+    PollingJobHandler,
+    PollingSettings,
+    check_target,
+)
+from callback_worker.handlers._context import canonical_json, context_document, object_outputs, preview, run_key
+from callback_worker.handlers._settings import load_settings
+from callback_worker.worker.handler import CallbackContext, Fail
 
 if TYPE_CHECKING:
     from types_aiobotocore_stepfunctions import SFNClient

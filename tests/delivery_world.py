@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from callback_worker.worker.app import build_dispatcher
+from callback_worker.worker.dispatch import Dispatcher, RetryPolicy
+from callback_worker.worker.events import Event, Events, Tally
+from callback_worker.worker.handler import Handler
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.queue import ReceivedMessage
+from callback_worker.worker.report import Reporter
+from callback_worker.worker.retrying import BackoffPolicy
+from callback_worker.worker.router import Router
+from callback_worker.worker.step_context import StepResolver
 from tests.fakes import FakeSageMaker, MemoryQueue, StoredMessage, Ticks
-from worker.app import build_dispatcher
-from worker.dispatch import Dispatcher, RetryPolicy
-from worker.events import Event, Events, Tally
-from worker.handler import Handler
-from worker.invoke import Invoker
-from worker.lease import LeaseKeeper
-from worker.queue import ReceivedMessage
-from worker.report import Reporter
-from worker.retrying import BackoffPolicy
-from worker.router import Router
-from worker.step_context import StepResolver
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -50,10 +50,10 @@ MONOTONIC_ORIGIN = 5_000.0
 FAST = BackoffPolicy(0.001, 0.001)
 #: The module-level backoffs of both versions, patched to :data:`FAST` where the module has them.
 BACKOFFS = (
-    ("worker.sqs", "SQS_CALL_BACKOFF"),
-    ("worker.step_context", "STEP_LOOKUP_BACKOFF"),
-    ("worker.settle", "REQUEUE_BACKOFF"),
-    ("worker.confirm", "INCONCLUSIVE_BACKOFF"),
+    ("callback_worker.worker.sqs", "SQS_CALL_BACKOFF"),
+    ("callback_worker.worker.step_context", "STEP_LOOKUP_BACKOFF"),
+    ("callback_worker.worker.settle", "REQUEUE_BACKOFF"),
+    ("callback_worker.worker.confirm", "INCONCLUSIVE_BACKOFF"),
 )
 
 
@@ -211,7 +211,7 @@ class Replica:
             "events": events,
         }
         if new_api():
-            clocks = importlib.import_module("worker.clock").Clocks
+            clocks = importlib.import_module("callback_worker.worker.clock").Clocks
             options["clocks"] = clocks(monotonic=time.monotonic, wall=time.wall)
         else:
             options["clock"] = time.wall

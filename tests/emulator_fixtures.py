@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from emulator import ThreadedEmulatorServer
+from callback_worker.emulator import ThreadedEmulatorServer
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

@@ -58,8 +58,8 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
-from worker import memory
-from worker.queue import BatchEntryError, ReceivedMessage
+from callback_worker.worker import memory
+from callback_worker.worker.queue import BatchEntryError, ReceivedMessage
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from worker.handler import CallbackContext, JSONValue
+from callback_worker.worker.handler import CallbackContext, JSONValue
 
 TOKEN = "26vcYbeWsZ"
 """The fixed token of tests that answer one step."""

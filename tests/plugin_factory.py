@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from worker.registry import ENTRY_POINT_GROUP
+from callback_worker.worker.registry import ENTRY_POINT_GROUP
 
 
 def module_name(dist: str) -> str:

@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
-from config.settings import Settings
+from callback_worker.config.settings import Settings
+from callback_worker.worker.app import build_worker
+from callback_worker.worker.clients import aws_clients
+from callback_worker.worker.handler import Handler
+from callback_worker.worker.worker import Worker
 from tests.emulator_fixtures import callback_step, pipeline_definition
-from worker.app import build_worker
-from worker.clients import aws_clients
-from worker.handler import Handler
-from worker.worker import Worker
 
 if TYPE_CHECKING:
-    from worker.tracing import Tracing
+    from callback_worker.worker.tracing import Tracing
 
 ROLE_ARN = "arn:aws:iam::123456789012:role/pipeline"
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})

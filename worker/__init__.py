@@ -4,6 +4,6 @@ The handler SDK is importable from here: :class:`CallbackContext`, :class:`Fail`
 :class:`Handler` protocol.
 """
 
-from worker.handler import CallbackContext, Fail, Handler, JSONValue, Outputs, Retry, StopHook
+from callback_worker.worker.handler import CallbackContext, Fail, Handler, JSONValue, Outputs, Retry, StopHook
 
 __all__ = ["CallbackContext", "Fail", "Handler", "JSONValue", "Outputs", "Retry", "StopHook"]

@@ -15,39 +15,39 @@ from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from config.settings import Settings, env_name
-from worker.clients import aws_clients, connections
-from worker.clock import SYSTEM_CLOCKS, Clocks
-from worker.confirm import Confirmer
-from worker.dispatch import Dispatcher, RetryPolicy
-from worker.endpoints import serve_health
-from worker.errors import ConfigurationError
-from worker.events import NO_EVENTS, Events
-from worker.handler import Handler
-from worker.invoke import Invoker
-from worker.lease import LeaseKeeper
-from worker.logs import get_logger
-from worker.queue import Queue
-from worker.ratelimit import RateLimiter
-from worker.report import Reporter
-from worker.requeue import Requeuer
-from worker.retrying import STARTUP_BACKOFF, error_code, is_transient
-from worker.router import Router, restrict
-from worker.sagemaker_calls import SageMakerCalls
-from worker.settle import Settler
-from worker.sqs import SqsQueue
-from worker.step_context import StepResolver
-from worker.stopping import Stopper
-from worker.tokens import Tokens
-from worker.verify import Verifier
-from worker.watch import StepWatch
-from worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
+from callback_worker.config.settings import Settings, env_name
+from callback_worker.worker.clients import aws_clients, connections
+from callback_worker.worker.clock import SYSTEM_CLOCKS, Clocks
+from callback_worker.worker.confirm import Confirmer
+from callback_worker.worker.dispatch import Dispatcher, RetryPolicy
+from callback_worker.worker.endpoints import serve_health
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.events import NO_EVENTS, Events
+from callback_worker.worker.handler import Handler
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.queue import Queue
+from callback_worker.worker.ratelimit import RateLimiter
+from callback_worker.worker.report import Reporter
+from callback_worker.worker.requeue import Requeuer
+from callback_worker.worker.retrying import STARTUP_BACKOFF, error_code, is_transient
+from callback_worker.worker.router import Router, restrict
+from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.settle import Settler
+from callback_worker.worker.sqs import SqsQueue
+from callback_worker.worker.step_context import StepResolver
+from callback_worker.worker.stopping import Stopper
+from callback_worker.worker.tokens import Tokens
+from callback_worker.worker.verify import Verifier
+from callback_worker.worker.watch import StepWatch
+from callback_worker.worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
     from types_aiobotocore_sqs import SQSClient
 
-    from worker.tracing import Tracing
+    from callback_worker.worker.tracing import Tracing
 
 log = get_logger("worker.app")
 T = TypeVar("T")
@@ -204,7 +204,7 @@ def tracing_from_environment(environment: Mapping[str, str] = os.environ) -> Tra
     if exporter in ("", "none"):
         return None
     try:
-        from worker.tracing import exporter_for, tracing_for  # noqa: PLC0415 - OpenTelemetry is an optional extra
+        from callback_worker.worker.tracing import exporter_for, tracing_for  # noqa: PLC0415 - OpenTelemetry is an optional extra
     except ImportError as exc:
         raise ConfigurationError(
             f"OTEL_TRACES_EXPORTER={exporter!r} asks for traces, but OpenTelemetry is not installed: "

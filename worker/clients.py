@@ -13,7 +13,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import NoRegionError
 
-from worker.errors import ConfigurationError
+from callback_worker.worker.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient

@@ -21,12 +21,12 @@ from collections.abc import Callable
 
 from structlog.contextvars import bind_contextvars
 
-from worker.events import NO_EVENTS, Events, Noted, StepIdentified
-from worker.lifecycle import Delivery, Phase
-from worker.logs import get_logger
-from worker.message import CallbackMessage
-from worker.retrying import INCONCLUSIVE_BACKOFF
-from worker.step_context import LookupFailed, NotFound, StepInfo, StepResolver
+from callback_worker.worker.events import NO_EVENTS, Events, Noted, StepIdentified
+from callback_worker.worker.lifecycle import Delivery, Phase
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.message import CallbackMessage
+from callback_worker.worker.retrying import INCONCLUSIVE_BACKOFF
+from callback_worker.worker.step_context import LookupFailed, NotFound, StepInfo, StepResolver
 
 log = get_logger("worker.confirm")
 

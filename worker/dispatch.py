@@ -10,9 +10,9 @@ from dataclasses import dataclass, replace
 
 from structlog.contextvars import bind_contextvars, reset_contextvars
 
-from worker.clock import SYSTEM_CLOCKS, Clocks
-from worker.errors import MalformedMessage
-from worker.events import (
+from callback_worker.worker.clock import SYSTEM_CLOCKS, Clocks
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.events import (
     NO_EVENTS,
     DeliveryEnded,
     DeliveryIdentified,
@@ -23,20 +23,20 @@ from worker.events import (
     Noted,
     Settled,
 )
-from worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
-from worker.invoke import Invoker
-from worker.lease import LeaseKeeper
-from worker.lifecycle import Delivery, Disposition, Phase, context_for
-from worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
-from worker.message import CallbackMessage, Continuation, Status, parse_message
-from worker.outcome import failure, success
-from worker.queue import ReceivedMessage
-from worker.router import Router
-from worker.settle import Settler, chain_of
-from worker.step_context import StepInfo
-from worker.stopping import STOPPING_REASON, Stopper
-from worker.tokens import TokenRecord, Tokens
-from worker.verify import Verifier
+from callback_worker.worker.handler import CallbackContext, Fail, Handler, HandlerResult, Retry
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.lifecycle import Delivery, Disposition, Phase, context_for
+from callback_worker.worker.logs import current_token, get_logger, mask_token_like, redact_token, scrub
+from callback_worker.worker.message import CallbackMessage, Continuation, Status, parse_message
+from callback_worker.worker.outcome import failure, success
+from callback_worker.worker.queue import ReceivedMessage
+from callback_worker.worker.router import Router
+from callback_worker.worker.settle import Settler, chain_of
+from callback_worker.worker.step_context import StepInfo
+from callback_worker.worker.stopping import STOPPING_REASON, Stopper
+from callback_worker.worker.tokens import TokenRecord, Tokens
+from callback_worker.worker.verify import Verifier
 
 log = get_logger("worker.dispatch")
 

@@ -17,8 +17,8 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from worker.metrics import CONTENT_TYPE, Metrics
-from worker.worker import Worker
+from callback_worker.worker.metrics import CONTENT_TYPE, Metrics
+from callback_worker.worker.worker import Worker
 
 
 def health_app(worker: Worker, metrics: Metrics) -> web.Application:

@@ -10,7 +10,7 @@ with its own root (:class:`emulator.errors.EmulatorError`).
 
 from __future__ import annotations
 
-from config.errors import SettingsError
+from callback_worker.config.errors import SettingsError
 
 
 class WorkerError(Exception):

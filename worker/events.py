@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from worker.logs import get_logger
+from callback_worker.worker.logs import get_logger
 
 log = get_logger("worker.events")
 

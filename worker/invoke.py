@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
-from worker.handler import CallbackContext, Handler, HandlerResult, StopHook
-from worker.logs import get_logger
+from callback_worker.worker.handler import CallbackContext, Handler, HandlerResult, StopHook
+from callback_worker.worker.logs import get_logger
 
 log = get_logger("worker.invoke")
 

@@ -31,13 +31,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from config.limits import MAX_BATCH, MAX_VISIBILITY_SECONDS
-from worker.events import NO_EVENTS, Events, LeaseCall
-from worker.logs import get_logger
-from worker.queue import BatchEntryError, Queue, ReceivedMessage, settle
-from worker.retrying import lease_renewal_backoff
-from worker.sqs import with_retries
-from worker.taxonomy import ErrorClass, classify
+from callback_worker.config.limits import MAX_BATCH, MAX_VISIBILITY_SECONDS
+from callback_worker.worker.events import NO_EVENTS, Events, LeaseCall
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.queue import BatchEntryError, Queue, ReceivedMessage, settle
+from callback_worker.worker.retrying import lease_renewal_backoff
+from callback_worker.worker.sqs import with_retries
+from callback_worker.worker.taxonomy import ErrorClass, classify
 
 #: The longest tick: with a 12-hour visibility timeout, renewals still start within a minute of being due.
 MAX_TICK = 60.0

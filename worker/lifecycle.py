@@ -33,12 +33,12 @@ import asyncio
 import enum
 from dataclasses import dataclass, field
 
-from worker.handler import CallbackContext, Handler, HandlerResult, JSONValue
-from worker.lease import Lease
-from worker.message import CallbackMessage
-from worker.outcome import Outcome
-from worker.queue import ReceivedMessage
-from worker.step_context import StepInfo
+from callback_worker.worker.handler import CallbackContext, Handler, HandlerResult, JSONValue
+from callback_worker.worker.lease import Lease
+from callback_worker.worker.message import CallbackMessage
+from callback_worker.worker.outcome import Outcome
+from callback_worker.worker.queue import ReceivedMessage
+from callback_worker.worker.step_context import StepInfo
 
 
 class Phase(enum.Enum):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.events import NO_EVENTS, Events, LoopLagSampled
+from callback_worker.worker.events import NO_EVENTS, Events, LoopLagSampled
 
 #: Seconds between samples.
 INTERVAL = 0.5

@@ -17,9 +17,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_DELAY_SECONDS, MAX_RECEIVE, MAX_VISIBILITY_SECONDS
-from worker.errors import WorkerError
-from worker.queue import BatchEntryError, ReceivedMessage
+from callback_worker.config.limits import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    MAX_DELAY_SECONDS,
+    MAX_RECEIVE,
+    MAX_VISIBILITY_SECONDS,
+)
+from callback_worker.worker.errors import WorkerError
+from callback_worker.worker.queue import BatchEntryError, ReceivedMessage
 
 
 class MessageTooLong(WorkerError):

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from worker.errors import MalformedMessage
-from worker.handler import JSONValue
-from worker.logs import mask_token_like
-from worker.outcome import Failure, Outcome, Success, failure
-from worker.outcome import success as convert_outputs
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.handler import JSONValue
+from callback_worker.worker.logs import mask_token_like
+from callback_worker.worker.outcome import Failure, Outcome, Success, failure
+from callback_worker.worker.outcome import success as convert_outputs
 
 TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{10}")
 EXECUTION_ARN_PATTERN = re.compile(

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from worker.events import (
+from callback_worker.worker.events import (
     CallFailed,
     Event,
     HandlerFinished,
@@ -29,7 +29,7 @@ from worker.events import (
     ReportStarted,
     StepLookup,
 )
-from worker.worker import Worker
+from callback_worker.worker.worker import Worker
 
 # `_created` series double the output and mean nothing to alerting here.
 disable_created_metrics()  # type: ignore[no-untyped-call]

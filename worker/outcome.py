@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from config.limits import MAX_FAILURE_REASON, MAX_OUTPUT_NAME, MAX_OUTPUT_VALUE, MAX_OUTPUTS
+from callback_worker.config.limits import MAX_FAILURE_REASON, MAX_OUTPUT_NAME, MAX_OUTPUT_VALUE, MAX_OUTPUTS
 
 TRUNCATION_MARKER = " [truncated]"
 # An int this wide has more than MAX_OUTPUT_VALUE digits; str() of a much wider one raises ValueError

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from worker.errors import WorkerError
+from callback_worker.worker.errors import WorkerError
 
 
 class Queue(Protocol):

@@ -14,8 +14,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from worker.errors import PluginError
-from worker.handler import Handler
+from callback_worker.worker.errors import PluginError
+from callback_worker.worker.handler import Handler
 
 ENTRY_POINT_GROUP = "callback_worker.handlers"
 

@@ -21,12 +21,12 @@ import time
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from worker.events import NO_EVENTS, CallFailed, Events, ReportEnded, ReportStarted
-from worker.logs import get_logger
-from worker.outcome import Failure, Outcome, Success, failure
-from worker.retrying import REPORT_BACKOFF, BackoffPolicy
-from worker.sagemaker_calls import SageMakerCalls
-from worker.taxonomy import ErrorClass, classify, error_code, explain
+from callback_worker.worker.events import NO_EVENTS, CallFailed, Events, ReportEnded, ReportStarted
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.outcome import Failure, Outcome, Success, failure
+from callback_worker.worker.retrying import REPORT_BACKOFF, BackoffPolicy
+from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.taxonomy import ErrorClass, classify, error_code, explain
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient

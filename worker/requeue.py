@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from config.limits import MAX_DELAY_SECONDS
-from worker.logs import get_logger
-from worker.message import CallbackMessage, Continuation
-from worker.queue import Queue
-from worker.sqs import with_retries
-from worker.taxonomy import ErrorClass, classify, explain
+from callback_worker.config.limits import MAX_DELAY_SECONDS
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.message import CallbackMessage, Continuation
+from callback_worker.worker.queue import Queue
+from callback_worker.worker.sqs import with_retries
+from callback_worker.worker.taxonomy import ErrorClass, classify, explain
 
 log = get_logger("worker.requeue")
 _SEND = "SendMessage"

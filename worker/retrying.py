@@ -7,7 +7,7 @@ import asyncio
 import random
 from dataclasses import dataclass, field
 
-from worker.taxonomy import THROTTLING_CODES, error_code, is_outage
+from callback_worker.worker.taxonomy import THROTTLING_CODES, error_code, is_outage
 
 __all__ = ["THROTTLING_CODES", "Backoff", "BackoffPolicy", "error_code", "is_transient"]
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from worker.handler import Handler, JSONValue
+from callback_worker.worker.handler import Handler, JSONValue
 
 #: The setting that lists the handlers messages may choose.
 ALLOWLIST_SETTING = "CALLBACK_WORKER_HANDLERS"

@@ -13,9 +13,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from worker.logs import get_logger
-from worker.ratelimit import RateLimiter
-from worker.taxonomy import is_outage, is_throttling
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.ratelimit import RateLimiter
+from callback_worker.worker.taxonomy import is_outage, is_throttling
 
 T = TypeVar("T")
 log = get_logger("worker.sagemaker_calls")

@@ -23,20 +23,20 @@ from collections.abc import Awaitable
 from dataclasses import replace
 from typing import TypeVar
 
-from worker.events import Events, Noted, Reported
-from worker.lease import LeaseKeeper
-from worker.lifecycle import Delivery, Disposition, Phase
-from worker.logs import get_logger
-from worker.message import CallbackMessage, Continuation
-from worker.outcome import Failure, Outcome, failure
-from worker.queue import Queue
-from worker.report import Reporter, ReportResult
-from worker.requeue import Requeuer
-from worker.retrying import REQUEUE_BACKOFF
-from worker.sqs import with_retries
-from worker.step_context import StepResolver
-from worker.taxonomy import classify, error_code
-from worker.tokens import Tokens
+from callback_worker.worker.events import Events, Noted, Reported
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.lifecycle import Delivery, Disposition, Phase
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.message import CallbackMessage, Continuation
+from callback_worker.worker.outcome import Failure, Outcome, failure
+from callback_worker.worker.queue import Queue
+from callback_worker.worker.report import Reporter, ReportResult
+from callback_worker.worker.requeue import Requeuer
+from callback_worker.worker.retrying import REQUEUE_BACKOFF
+from callback_worker.worker.sqs import with_retries
+from callback_worker.worker.step_context import StepResolver
+from callback_worker.worker.taxonomy import classify, error_code
+from callback_worker.worker.tokens import Tokens
 
 log = get_logger("worker.settle")
 T = TypeVar("T")

@@ -11,11 +11,11 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_BATCH, MAX_DELAY_SECONDS, MAX_RECEIVE
-from worker.logs import get_logger
-from worker.queue import BatchEntryError, ReceivedMessage
-from worker.retrying import SQS_CALL_BACKOFF
-from worker.taxonomy import classify, is_outage
+from callback_worker.config.limits import DEFAULT_MAX_MESSAGE_BYTES, MAX_BATCH, MAX_DELAY_SECONDS, MAX_RECEIVE
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.queue import BatchEntryError, ReceivedMessage
+from callback_worker.worker.retrying import SQS_CALL_BACKOFF
+from callback_worker.worker.taxonomy import classify, is_outage
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient

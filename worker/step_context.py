@@ -24,12 +24,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from worker.errors import WorkerError
-from worker.events import NO_EVENTS, Events, StepLookup
-from worker.logs import get_logger
-from worker.retrying import STEP_LOOKUP_BACKOFF
-from worker.sagemaker_calls import SageMakerCalls
-from worker.taxonomy import ErrorClass, classify, error_code
+from callback_worker.worker.errors import WorkerError
+from callback_worker.worker.events import NO_EVENTS, Events, StepLookup
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.retrying import STEP_LOOKUP_BACKOFF
+from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.taxonomy import ErrorClass, classify, error_code
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient

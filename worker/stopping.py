@@ -15,17 +15,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
-from worker.confirm import NO_STEP_INFO, Confirmer
-from worker.events import Events, Noted
-from worker.handler import CallbackContext, Handler
-from worker.invoke import Invoker
-from worker.lifecycle import Delivery, Phase, StopCause, context_for
-from worker.logs import get_logger
-from worker.message import CallbackMessage
-from worker.outcome import failure
-from worker.router import Router
-from worker.settle import Settler
-from worker.step_context import StepInfo
+from callback_worker.worker.confirm import NO_STEP_INFO, Confirmer
+from callback_worker.worker.events import Events, Noted
+from callback_worker.worker.handler import CallbackContext, Handler
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lifecycle import Delivery, Phase, StopCause, context_for
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.message import CallbackMessage
+from callback_worker.worker.outcome import failure
+from callback_worker.worker.router import Router
+from callback_worker.worker.settle import Settler
+from callback_worker.worker.step_context import StepInfo
 
 log = get_logger("worker.stopping")
 

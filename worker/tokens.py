@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from worker.lifecycle import Delivery, Phase
-from worker.message import CallbackMessage, Status
+from callback_worker.worker.lifecycle import Delivery, Phase
+from callback_worker.worker.message import CallbackMessage, Status
 
 #: Tokens answered, and chains followed, that are remembered (least recently used forgotten first).
 MEMORY = 10_000

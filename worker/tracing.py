@@ -34,7 +34,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from worker.events import (
+from callback_worker.worker.events import (
     CallFailed,
     DeliveryEnded,
     DeliveryIdentified,
@@ -45,7 +45,7 @@ from worker.events import (
     Reported,
     StepIdentified,
 )
-from worker.handler import Fail, Retry
+from callback_worker.worker.handler import Fail, Retry
 
 if TYPE_CHECKING:
     from aiobotocore.client import AioBaseClient

@@ -9,14 +9,14 @@ and a failed look-up does not keep the handler from running.
 
 from __future__ import annotations
 
-from worker.confirm import Confirmer
-from worker.events import NO_EVENTS, Events, Noted
-from worker.lifecycle import Delivery, Phase, StopCause, context_for
-from worker.logs import get_logger
-from worker.message import CallbackMessage
-from worker.router import Router
-from worker.step_context import StepInfo
-from worker.stopping import Stopper
+from callback_worker.worker.confirm import Confirmer
+from callback_worker.worker.events import NO_EVENTS, Events, Noted
+from callback_worker.worker.lifecycle import Delivery, Phase, StopCause, context_for
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.message import CallbackMessage
+from callback_worker.worker.router import Router
+from callback_worker.worker.step_context import StepInfo
+from callback_worker.worker.stopping import Stopper
 
 log = get_logger("worker.verify")
 

@@ -14,10 +14,10 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 
-from worker.lifecycle import Delivery, StopCause
-from worker.logs import get_logger, redact_token
-from worker.step_context import WAITING_STATUSES, StepResolver
-from worker.tokens import Tokens
+from callback_worker.worker.lifecycle import Delivery, StopCause
+from callback_worker.worker.logs import get_logger, redact_token
+from callback_worker.worker.step_context import WAITING_STATUSES, StepResolver
+from callback_worker.worker.tokens import Tokens
 
 log = get_logger("worker.watch")
 

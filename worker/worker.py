@@ -24,19 +24,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from config.limits import MAX_RECEIVE
-from worker.dispatch import Dispatcher
-from worker.events import Event, Events, ReportStarted, Settled, Tally, on
-from worker.handler import Handler
-from worker.health import Health
-from worker.invoke import Invoker, close_handlers
-from worker.lease import LeaseKeeper
-from worker.logs import get_logger
-from worker.looplag import LoopLag
-from worker.queue import Queue, ReceivedMessage, settle
-from worker.retrying import RECEIVE_BACKOFF, error_code, is_transient
-from worker.sagemaker_calls import SageMakerCalls
-from worker.watch import StepWatch
+from callback_worker.config.limits import MAX_RECEIVE
+from callback_worker.worker.dispatch import Dispatcher
+from callback_worker.worker.events import Event, Events, ReportStarted, Settled, Tally, on
+from callback_worker.worker.handler import Handler
+from callback_worker.worker.health import Health
+from callback_worker.worker.invoke import Invoker, close_handlers
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.looplag import LoopLag
+from callback_worker.worker.queue import Queue, ReceivedMessage, settle
+from callback_worker.worker.retrying import RECEIVE_BACKOFF, error_code, is_transient
+from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.watch import StepWatch
 
 log = get_logger("worker.worker")
 

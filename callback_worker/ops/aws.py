@@ -14,8 +14,8 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from callback_worker.ops.errors import ExitCode, OperatorError
 from callback_worker.ops.tables import complain
-from worker.logs import redact_token
-from worker.retrying import error_code
+from callback_worker.worker.logs import redact_token
+from callback_worker.worker.retrying import error_code
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

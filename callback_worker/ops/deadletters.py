@@ -19,9 +19,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 from callback_worker.ops.queues import Received
 from callback_worker.ops.reads import execution_steps
 from callback_worker.ops.tables import complain
-from worker.errors import MalformedMessage
-from worker.message import CallbackMessage, parse_message
-from worker.retrying import error_code
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.message import CallbackMessage, parse_message
+from callback_worker.worker.retrying import error_code
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

@@ -25,8 +25,8 @@ from callback_worker.ops.errors import ExitCode, UsageError
 from callback_worker.ops.inputs import check_execution_arn, failure_outcome, parse_pairs, success_outcome
 from callback_worker.ops.queues import PEEK_VISIBILITY, Peek, dead_letter_queue, peek, source_queue_url
 from callback_worker.ops.tables import complain, emit
-from worker.outcome import Outcome, Success
-from worker.retrying import error_code
+from callback_worker.worker.outcome import Outcome, Success
+from callback_worker.worker.retrying import error_code
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

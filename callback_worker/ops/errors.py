@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-from worker.errors import WorkerError
+from callback_worker.worker.errors import WorkerError
 
 
 class ExitCode(IntEnum):

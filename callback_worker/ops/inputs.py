@@ -13,11 +13,11 @@ import secrets
 import string
 from collections.abc import Sequence
 
+from callback_worker.config.limits import MAX_FAILURE_REASON, MAX_OUTPUTS
 from callback_worker.ops.errors import UsageError
-from config.limits import MAX_FAILURE_REASON, MAX_OUTPUTS
-from worker.handler import JSONValue
-from worker.message import EXECUTION_ARN_PATTERN, TOKEN_PATTERN
-from worker.outcome import Failure, Success, failure, success
+from callback_worker.worker.handler import JSONValue
+from callback_worker.worker.message import EXECUTION_ARN_PATTERN, TOKEN_PATTERN
+from callback_worker.worker.outcome import Failure, Success, failure, success
 
 _PREVIEW = 60
 _TOKEN_ALPHABET = string.ascii_letters + string.digits

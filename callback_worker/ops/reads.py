@@ -32,7 +32,7 @@ from callback_worker.ops.views import (
     steps_json,
     steps_text,
 )
-from worker.retrying import error_code
+from callback_worker.worker.retrying import error_code
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

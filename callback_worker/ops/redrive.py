@@ -37,7 +37,7 @@ from callback_worker.ops.queues import (
     source_queue_url,
 )
 from callback_worker.ops.tables import complain, emit
-from worker.retrying import error_code
+from callback_worker.worker.retrying import error_code
 
 if TYPE_CHECKING:
     from types_boto3_sqs import SQSClient

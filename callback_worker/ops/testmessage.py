@@ -17,8 +17,8 @@ from callback_worker.ops.errors import ExitCode
 from callback_worker.ops.inputs import check_execution_arn, check_token, new_token, parse_arguments, parse_pairs
 from callback_worker.ops.tables import emit
 from callback_worker.ops.views import sent_json, sent_text
-from worker.handler import JSONValue
-from worker.message import Status, parse_message
+from callback_worker.worker.handler import JSONValue
+from callback_worker.worker.message import Status, parse_message
 
 #: Account and pipeline of the made-up execution ARN used when none is given.
 TEST_ACCOUNT = "000000000000"

@@ -12,8 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from callback_worker.ops.tables import fields, table, to_json
-from worker.logs import redact_token
-from worker.message import EXECUTION_ARN_PATTERN
+from callback_worker.worker.logs import redact_token
+from callback_worker.worker.message import EXECUTION_ARN_PATTERN
 
 STEP_HEADERS = ("Step", "Status", "Started", "Queue", "Token", "Outputs", "Failure reason")
 PENDING_HEADERS = ("Pipeline", "Execution", "Step", "Status", "Started", "Queue", "Token")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from config.settings import load_settings
+from callback_worker.config.settings import load_settings
 from tests.deploy.manifests import DEPLOY, KUBERNETES, JsonObject, load_image, run_tool, worker_container
 
 LOCAL = DEPLOY / "kubernetes-local"

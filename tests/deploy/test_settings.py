@@ -16,7 +16,7 @@ from collections.abc import Callable
 import botocore.session
 import pytest
 
-from config.settings import Settings, env_name, load_settings
+from callback_worker.config.settings import Settings, env_name, load_settings
 from tests.deploy.manifests import (
     DEPLOY,
     DOCKERFILE,

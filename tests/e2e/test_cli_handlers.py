@@ -39,7 +39,7 @@ def test_handlers_lists_builtin_and_plugin(tmp_path: Path) -> None:
     result = run_handlers(tmp_path)
     assert result.returncode == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines()}
-    assert "handlers.echo:EchoHandler (sagemaker-callback-worker " in lines["echo"]
+    assert "callback_worker.handlers.echo:EchoHandler (sagemaker-callback-worker " in lines["echo"]
     assert lines["greet"].split(None, 1)[1] == f"{module_name('acme-greeter')}:greet (acme-greeter 1.2.3)"
     assert list(lines) == sorted(lines)
 

@@ -20,9 +20,9 @@ import boto3
 import pytest
 
 import callback_worker.cli
-from emulator import ThreadedEmulatorServer
+from callback_worker.emulator import ThreadedEmulatorServer
+from callback_worker.worker.message import parse_message
 from tests.emulator_fixtures import create_pipeline, list_steps, receive_messages, two_step_definition, wait_for_status
-from worker.message import parse_message
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import boto3
 import pytest
 
-from emulator import ThreadedEmulatorServer
+from callback_worker.emulator import ThreadedEmulatorServer
 from tests.dlq_support import dead_letter_everything, depth, make_queues
 from tests.emulator_fixtures import create_pipeline, list_steps, one_step_definition, wait_for_status
 

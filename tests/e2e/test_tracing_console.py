@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emulator.server import ThreadedEmulatorServer
+from callback_worker.emulator.server import ThreadedEmulatorServer
 from tests.e2e.test_cli_run import worker_env
 from tests.emulator_fixtures import create_pipeline, one_step_definition, start_execution, wait_for_status
 

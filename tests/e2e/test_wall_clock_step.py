@@ -32,7 +32,7 @@ from tests.plugin_factory import make_plugin
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient
 
-    from emulator import ThreadedEmulatorServer
+    from callback_worker.emulator import ThreadedEmulatorServer
 
 VISIBILITY = 6
 """The worker's visibility timeout: leases are renewed every ~3.6 s (lease.py: 1.2 s ticks, a 3.4 s margin)."""
@@ -44,7 +44,7 @@ TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 PLUGIN = """
 import asyncio, json, os, time
 
-from worker.handler import Retry
+from callback_worker.worker.handler import Retry
 
 
 def note(context, phase):

@@ -3,7 +3,7 @@
 The world is :class:`tests.fakes.MemoryQueue` and :class:`tests.fakes.FakeSageMaker`, wrapped so that an
 :class:`Injector` can make one AWS operation fail (the exception the real client raises, from
 :meth:`tests.faultmatrix.catalogue.Cell.exception`) or hang. Replicas are built as
-:func:`worker.app.build_dispatcher` builds them (``LeaseKeeper``, ``Reporter``, a verifying ``StepResolver``) and driven
+:func:`~worker.app.build_dispatcher` builds them (``LeaseKeeper``, ``Reporter``, a verifying ``StepResolver``), driven
 by a loop standing in for the runtime's poller and lease ticker: receive, start each delivery as a task, let a second
 pass, renew the leases due, until the queue is empty and no delivery runs. A shutdown is the runtime's drain: stop
 receiving, let the deliveries run for a grace period, cancel what is left, wait for it, release the leftover leases.
@@ -28,24 +28,24 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
-import worker.retrying
+import callback_worker.worker.retrying
+from callback_worker.worker.app import build_dispatcher
+from callback_worker.worker.clock import Clocks
+from callback_worker.worker.dispatch import Dispatcher, RetryPolicy
+from callback_worker.worker.handler import CallbackContext, Fail, HandlerResult, Retry
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.message import CONTINUATION_KEY
+from callback_worker.worker.outcome import Failure, Outcome, Success
+from callback_worker.worker.queue import BatchEntryError, ReceivedMessage
+from callback_worker.worker.ratelimit import RateLimiter
+from callback_worker.worker.report import Reporter
+from callback_worker.worker.retrying import BackoffPolicy
+from callback_worker.worker.router import Router
+from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.step_context import StepResolver
 from tests.fakes import CallbackStep, FakeSageMaker, MemoryQueue, StoredMessage, Ticks
 from tests.virtual_time import VirtualTimeLoop
-from worker.app import build_dispatcher
-from worker.clock import Clocks
-from worker.dispatch import Dispatcher, RetryPolicy
-from worker.handler import CallbackContext, Fail, HandlerResult, Retry
-from worker.invoke import Invoker
-from worker.lease import LeaseKeeper
-from worker.message import CONTINUATION_KEY
-from worker.outcome import Failure, Outcome, Success
-from worker.queue import BatchEntryError, ReceivedMessage
-from worker.ratelimit import RateLimiter
-from worker.report import Reporter
-from worker.retrying import BackoffPolicy
-from worker.router import Router
-from worker.sagemaker_calls import SageMakerCalls
-from worker.step_context import StepResolver
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -625,7 +625,7 @@ def run_world(
 ) -> tuple[World, T]:
     """Run ``scenario`` on a fresh world and virtual-time loop; the worker's jitter is seeded from ``seed``, so that
     a run is the same every time. Every task is cancelled and the loop closed afterwards."""
-    random.Random.seed(worker.retrying._JITTER, zlib.crc32(seed.encode()))
+    random.Random.seed(callback_worker.worker.retrying._JITTER, zlib.crc32(seed.encode()))
     loop = VirtualTimeLoop()
     world = World(loop, describe=describe, fillers=fillers)
     loop.set_exception_handler(lambda _, context: world.violation(f"event loop error: {context.get('message')}"))

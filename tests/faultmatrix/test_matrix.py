@@ -42,6 +42,7 @@ from typing import Any
 import pytest
 import structlog
 
+from callback_worker.worker.app import check_queue
 from tests.fakes import Answer, CallbackStep
 from tests.faultmatrix import catalogue
 from tests.faultmatrix.catalogue import Cell
@@ -58,7 +59,6 @@ from tests.faultmatrix.harness import (
     short,
     states_of,
 )
-from worker.app import check_queue
 
 SAMPLE_SIZE = 80
 SAMPLE_SEED = 20_260_101

@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import structlog
 
+from callback_worker.worker.settle import SHUTDOWN_SETTLE_LIMIT
 from tests.faultmatrix import catalogue
 from tests.faultmatrix.harness import (
     NOTES,
@@ -49,7 +50,6 @@ from tests.faultmatrix.harness import (
     short,
     states_of,
 )
-from worker.settle import SHUTDOWN_SETTLE_LIMIT
 
 #: Seconds after the start at which the replica is told to stop, and its grace period by default.
 SHUTDOWN_AT = 5.0

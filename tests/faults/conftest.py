@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from emulator.server import EmulatorServer
+from callback_worker.emulator.server import EmulatorServer
 from tests.faultproxy import FaultProxy
 from tests.integration.conftest import loop_emulator, make_queue, sagemaker, sqs
 

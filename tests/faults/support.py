@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from callback_worker.worker.handler import CallbackContext, JSONValue, Retry
 from tests.worker_harness import create_pipeline, one_step_definition
-from worker.handler import CallbackContext, JSONValue, Retry
 
 
 async def start_one(sagemaker: Any, queue_url: str) -> str:

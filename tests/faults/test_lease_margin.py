@@ -13,13 +13,13 @@ import time
 from collections import Counter
 from typing import Any, cast
 
+from callback_worker.worker.handler import CallbackContext
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.queue import BatchEntryError, Queue, ReceivedMessage
 from tests.faultproxy import FaultProxy, Rule
 from tests.faults.support import start_one
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import running_worker, wait_for_status, worker_settings
-from worker.handler import CallbackContext
-from worker.lease import LeaseKeeper
-from worker.queue import BatchEntryError, Queue, ReceivedMessage
 
 
 async def test_a_failed_renewal_per_lease_lets_no_lease_lapse_across_two_replicas(

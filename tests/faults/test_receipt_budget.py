@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import cast
 
-from config.limits import MAX_VISIBILITY_SECONDS
+from callback_worker.config.limits import MAX_VISIBILITY_SECONDS
+from callback_worker.worker.dispatch import lease_exhausted_reason
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.queue import BatchEntryError, Queue, ReceivedMessage
 from tests.fakes import FakeClock
-from worker.dispatch import lease_exhausted_reason
-from worker.lease import LeaseKeeper
-from worker.queue import BatchEntryError, Queue, ReceivedMessage
 
 HOUR = 3600.0
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
+from callback_worker.worker.handler import CallbackContext, JSONValue, Retry
 from tests.faultproxy import FaultProxy, Rule
 from tests.faults.support import Chain, start_one
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import queue_depth, running_worker, step_of, wait_for_status, worker_settings
-from worker.handler import CallbackContext, JSONValue, Retry
 
 
 class Once:

@@ -13,11 +13,11 @@ import asyncio
 import contextlib
 from typing import Any
 
+from callback_worker.worker.handler import CallbackContext, Retry
 from tests.faultproxy import FaultProxy, Rule
 from tests.faults.support import Chain, start_one, until
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import queue_depth, running_worker, wait_for_status, worker_settings
-from worker.handler import CallbackContext, Retry
 
 
 class Recorder:

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from callback_worker.worker.confirm import VERIFY_GRACE, Confirmer
+from callback_worker.worker.handler import CallbackContext
 from tests.faultproxy import FaultProxy, Rule
 from tests.faults.support import until
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, queue_depth, running_worker, worker_settings
-from worker.confirm import VERIFY_GRACE, Confirmer
-from worker.handler import CallbackContext
 
 
 async def test_a_copy_following_a_twin_that_keeps_its_message_keeps_its_own(

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
-from emulator.server import EmulatorServer
+from callback_worker.emulator.server import EmulatorServer
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from emulator.server import EmulatorServer
-from worker.clients import aws_clients
+from callback_worker.emulator.server import EmulatorServer
+from callback_worker.worker.clients import aws_clients
 
 
 async def sent_user_agents() -> dict[str, str]:

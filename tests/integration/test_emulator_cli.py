@@ -1,4 +1,4 @@
-"""``python -m emulator`` (the same options as ``callback-worker emulate``) as a real process."""
+"""``python -m callback_worker.emulator`` (the same options as ``callback-worker emulate``) as a real process."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ URL_LINE = re.compile(rb"SageMaker emulator listening on (http://127\.0\.0\.1:\d
 
 def spawn(arguments: list[str], environment: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, **(environment or {})}
-    return subprocess.Popen([sys.executable, "-m", "emulator", *arguments], stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "callback_worker.emulator", *arguments], stderr=subprocess.PIPE, env=env
+    )
 
 
 def read_until(process: subprocess.Popen[bytes], pattern: re.Pattern[bytes], timeout: float = 60.0) -> re.Match[bytes]:

@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from emulator import FaultConfig, OperationFaults, ThreadedEmulatorServer
+from callback_worker.emulator import FaultConfig, OperationFaults, ThreadedEmulatorServer
 from tests.emulator_fixtures import (
     create_pipeline,
     list_steps,

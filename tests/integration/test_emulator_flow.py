@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiobotocore.session import get_session
 
-from emulator import EmulatorServer
+from callback_worker.emulator import EmulatorServer
 from tests.emulator_fixtures import (
     assert_json_matches,
     create_pipeline,

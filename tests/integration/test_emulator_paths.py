@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator import ThreadedEmulatorServer
+from callback_worker.emulator import ThreadedEmulatorServer
 from tests.emulator_fixtures import (
     ROLE_ARN,
     assert_json_matches,

@@ -14,7 +14,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from emulator import EmulatorServer, ThreadedEmulatorServer
+from callback_worker.emulator import EmulatorServer, ThreadedEmulatorServer
 
 JSON_11 = "application/x-amz-json-1.1"
 

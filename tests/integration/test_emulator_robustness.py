@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from emulator import EmulatorServer
+from callback_worker.emulator import EmulatorServer
 from tests.integration.test_emulator_protocol import post
 
 DEFINITION_HEAD = (

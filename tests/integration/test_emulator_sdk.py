@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
-from emulator import ThreadedEmulatorServer
-from emulator.stubs import StubConfig
+from callback_worker.emulator import ThreadedEmulatorServer
+from callback_worker.emulator.stubs import StubConfig
 from tests.emulator_fixtures import ROLE_ARN, receive_messages, wait_for_status
 
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # the SDK warns on import otherwise

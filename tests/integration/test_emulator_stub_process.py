@@ -1,4 +1,5 @@
-"""``python -m emulator --stub-steps --stub-values FILE`` as a process: a stubbed property reaches a callback."""
+"""``python -m callback_worker.emulator --stub-steps --stub-values FILE`` as a process: a stubbed property reaches a
+callback."""
 
 from __future__ import annotations
 

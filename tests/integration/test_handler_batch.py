@@ -12,8 +12,10 @@ import boto3
 import pytest
 from aiohttp import web
 
-from handlers._context import run_key
-from handlers.batch import BatchHandler
+from callback_worker.handlers._context import run_key
+from callback_worker.handlers.batch import BatchHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, Retry, StopHook
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     callback_context,
@@ -23,8 +25,6 @@ from tests.handler_support import (
     new_token,
     stub_endpoint,
 )
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Fail, JSONValue, Retry, StopHook
 
 PREFIX = "CALLBACK_WORKER_BATCH_"
 HandlerFactory = Callable[..., BatchHandler]

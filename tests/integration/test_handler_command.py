@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from handlers.command import CommandHandler
+from callback_worker.handlers.command import CommandHandler
 from tests.handler_support import alive, clear_settings
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (

@@ -12,8 +12,10 @@ import pytest
 from aiobotocore.session import get_session
 from aiohttp import web
 
-from handlers._context import run_key
-from handlers.glue import GlueHandler
+from callback_worker.handlers._context import run_key
+from callback_worker.handlers.glue import GlueHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, Retry, StopHook
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     callback_context,
@@ -23,8 +25,6 @@ from tests.handler_support import (
     new_token,
     stub_endpoint,
 )
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Fail, JSONValue, Retry, StopHook
 
 PREFIX = "CALLBACK_WORKER_GLUE_"
 MARKER = "--callback-worker-run-key"

@@ -13,7 +13,9 @@ import pytest
 from aiohttp import web
 from botocore.exceptions import ClientError
 
-from handlers.lambda_ import LambdaHandler
+from callback_worker.handlers.lambda_ import LambdaHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     TOKEN,
@@ -23,8 +25,6 @@ from tests.handler_support import (
     moto_api,
     stub_endpoint,
 )
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Fail, JSONValue
 
 PREFIX = "CALLBACK_WORKER_LAMBDA_"
 HandlerFactory = Callable[..., LambdaHandler]

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
-from handlers._context import run_key
-from handlers.stepfunctions import StepFunctionsHandler, execution_arn
+from callback_worker.handlers._context import run_key
+from callback_worker.handlers.stepfunctions import StepFunctionsHandler, execution_arn
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, OutputValue, Retry, StopHook
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     callback_context,
@@ -34,8 +36,6 @@ from tests.worker_harness import (
     wait_for_status,
     worker_settings,
 )
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Fail, JSONValue, OutputValue, Retry, StopHook
 
 PREFIX = "CALLBACK_WORKER_STEPFUNCTIONS_"
 ROLE = "arn:aws:iam::123456789012:role/sfn"

@@ -14,15 +14,15 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from emulator.server import EmulatorServer
-from handlers.echo import EchoHandler
+from callback_worker.emulator.server import EmulatorServer
+from callback_worker.handlers.echo import EchoHandler
+from callback_worker.worker.app import build_worker
+from callback_worker.worker.clients import aws_clients
+from callback_worker.worker.endpoints import serve_health
+from callback_worker.worker.handler import CallbackContext, Handler
+from callback_worker.worker.worker import Worker
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, wait_for_status, worker_settings
-from worker.app import build_worker
-from worker.clients import aws_clients
-from worker.endpoints import serve_health
-from worker.handler import CallbackContext, Handler
-from worker.worker import Worker
 
 
 @asynccontextmanager

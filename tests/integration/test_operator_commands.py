@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from callback_worker.emulator import ThreadedEmulatorServer
 from callback_worker.ops import ExitCode, main
 from callback_worker.ops.reads import execution_steps, waiting_steps
 from callback_worker.ops.tables import timestamp
-from emulator import ThreadedEmulatorServer
+from callback_worker.worker.message import Status, parse_message
+from callback_worker.worker.outcome import failure, success
 from tests.emulator_fixtures import (
     create_pipeline,
     list_steps,
@@ -25,8 +27,6 @@ from tests.emulator_fixtures import (
     two_step_definition,
     wait_for_status,
 )
-from worker.message import Status, parse_message
-from worker.outcome import failure, success
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 
+from callback_worker.emulator import ThreadedEmulatorServer
 from callback_worker.ops import ExitCode, main
-from emulator import ThreadedEmulatorServer
+from callback_worker.worker.outcome import failure
 from tests.dlq_support import (
     Queues,
     body_counts,
@@ -28,7 +29,6 @@ from tests.dlq_support import (
     visible,
 )
 from tests.emulator_fixtures import create_pipeline, list_steps, one_step_definition, wait_for_status
-from worker.outcome import failure
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient

@@ -18,8 +18,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from callback_worker.emulator import ThreadedEmulatorServer
 from callback_worker.ops import main
-from emulator import ThreadedEmulatorServer
 from tests.dlq_support import dead_letter_everything, depth, make_queues, visible
 from tests.emulator_fixtures import create_pipeline, list_steps, one_step_definition, wait_for_status
 from tests.reliability.queues import LocalStackUnavailable, localstack

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from emulator.faults import FaultConfig
-from emulator.ratelimit import RateLimiter
-from emulator.server import EmulatorServer
+from callback_worker.emulator.faults import FaultConfig
+from callback_worker.emulator.ratelimit import RateLimiter
+from callback_worker.emulator.server import EmulatorServer
+from callback_worker.worker.clients import aws_clients
+from callback_worker.worker.handler import CallbackContext
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, running_worker, wait_for_status, worker_settings
-from worker.clients import aws_clients
-from worker.handler import CallbackContext
 
 SUCCESS = "SendPipelineExecutionStepSuccess"
 

@@ -6,12 +6,12 @@ import asyncio
 import json
 from typing import Any
 
-from emulator.faults import FaultConfig
-from emulator.server import EmulatorServer
+from callback_worker.emulator.faults import FaultConfig
+from callback_worker.emulator.server import EmulatorServer
+from callback_worker.worker.outcome import success
+from callback_worker.worker.report import Reporter, ReportResult
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, wait_for_status
-from worker.outcome import success
-from worker.report import Reporter, ReportResult
 
 
 class CountingClient:

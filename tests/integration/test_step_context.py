@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from callback_worker.worker.handler import CallbackContext, Handler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, running_worker, wait_for_status, worker_settings
-from worker.handler import CallbackContext, Handler
 
 
 def two_steps(queue_url: str) -> str:

@@ -14,12 +14,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from callback_worker.worker.events import DeliveryStarted
+from callback_worker.worker.handler import CallbackContext, Fail
+from callback_worker.worker.tracecontext import trace_headers
+from callback_worker.worker.tracing import Tracing
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, running_worker, wait_for_status, worker_settings
-from worker.events import DeliveryStarted
-from worker.handler import CallbackContext, Fail
-from worker.tracecontext import trace_headers
-from worker.tracing import Tracing
 
 
 class Traced:

@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from config.limits import MAX_VISIBILITY_SECONDS
-from emulator.faults import FaultConfig, OperationFaults
-from emulator.server import EmulatorServer
-from handlers.echo import EchoHandler
+from callback_worker.config.limits import MAX_VISIBILITY_SECONDS
+from callback_worker.emulator.faults import FaultConfig, OperationFaults
+from callback_worker.emulator.server import EmulatorServer
+from callback_worker.handlers.echo import EchoHandler
+from callback_worker.worker.handler import CallbackContext, JSONValue, Retry
+from callback_worker.worker.queue import ReceivedMessage
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (
     create_pipeline,
@@ -25,8 +27,6 @@ from tests.worker_harness import (
     wait_for_status,
     worker_settings,
 )
-from worker.handler import CallbackContext, JSONValue, Retry
-from worker.queue import ReceivedMessage
 
 
 async def start(sagemaker: Any, pipeline: str) -> str:

@@ -6,7 +6,8 @@ import asyncio
 import json
 from typing import Any
 
-from handlers.echo import EchoHandler
+from callback_worker.handlers.echo import EchoHandler
+from callback_worker.worker.handler import CallbackContext, Fail, Handler
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import (
     create_pipeline,
@@ -18,7 +19,6 @@ from tests.worker_harness import (
     wait_for_status,
     worker_settings,
 )
-from worker.handler import CallbackContext, Fail, Handler
 
 STRING = "String"
 

@@ -18,9 +18,9 @@ from typing import Any
 
 from aiohttp import web
 
-from emulator import ThreadedEmulatorServer
-from emulator.protocol import TARGET_HEADER
-from emulator.server import EmulatorServer
+from callback_worker.emulator import ThreadedEmulatorServer
+from callback_worker.emulator.protocol import TARGET_HEADER
+from callback_worker.emulator.server import EmulatorServer
 
 SEND_OPERATIONS = {
     "SendPipelineExecutionStepSuccess": "Success",

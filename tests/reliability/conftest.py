@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from emulator import FaultConfig
+from callback_worker.emulator import FaultConfig
 from tests.reliability.audit import AuditedEmulator
 from tests.reliability.queues import LocalStackUnavailable, SqsBackend, localstack
 from tests.reliability.scale import Scale, current_scale, current_seed

@@ -18,6 +18,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, seed, settings
 from hypothesis import strategies as st
 
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.message import EXECUTION_ARN_PATTERN, TOKEN_PATTERN, CallbackMessage, Status, parse_message
 from tests.reliability.conftest import count
 from tests.reliability.scale import current_scale, current_seed
 from tests.reliability.strategies import (
@@ -32,8 +34,6 @@ from tests.reliability.strategies import (
     sqs_safe,
     valid_tokens,
 )
-from worker.errors import MalformedMessage
-from worker.message import EXECUTION_ARN_PATTERN, TOKEN_PATTERN, CallbackMessage, Status, parse_message
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(current_scale().timeout)]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import FaultConfig, OperationFaults
+from callback_worker.emulator import FaultConfig, OperationFaults
 from tests.reliability.audit import SEND_OPERATIONS
 from tests.reliability.conftest import EmulatorFactory, Recorder
 from tests.reliability.fleet import Fleet, common_figures, verify

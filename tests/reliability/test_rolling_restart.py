@@ -41,7 +41,7 @@ import asyncio
 import os
 import pathlib
 
-from handlers.echo import EchoHandler
+from callback_worker.handlers.echo import EchoHandler
 
 
 class Sleepy:

@@ -53,7 +53,7 @@ COUNTED = """
 import asyncio
 import os
 
-from handlers.echo import EchoHandler
+from callback_worker.handlers.echo import EchoHandler
 
 
 class Counted:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from callback_worker.handlers.command import CommandHandler
 from callback_worker.offline import CLOSED_ENDPOINT
-from handlers.command import CommandHandler
+from callback_worker.worker.handler import CallbackContext, JSONValue
 from tests.reliability.conftest import Recorder
 from tests.reliability.queues import REPO, SqsBackend, make_queue, wait_for
 from tests.reliability.replicas import ReplicaSet, WorkerLogs, worker_env
 from tests.reliability.scale import current_scale
-from worker.handler import CallbackContext, JSONValue
 
 pytestmark = [pytest.mark.reliability, pytest.mark.timeout(current_scale().timeout)]
 

@@ -10,7 +10,7 @@ from typing import Literal
 
 import structlog
 
-from worker.logs import configure_logging, current_token
+from callback_worker.worker.logs import configure_logging, current_token
 
 
 @contextmanager

@@ -16,10 +16,10 @@ import textwrap
 
 import pytest
 
-from handlers.command import CommandHandler
+from callback_worker.handlers.command import CommandHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import JSONValue
 from tests.handler_support import HANDLER_ARGUMENT, TOKEN, callback_context, clear_settings, set_settings
-from worker.errors import ConfigurationError
-from worker.handler import JSONValue
 
 PREFIX = "CALLBACK_WORKER_COMMAND_"
 SECRET_KEY = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from callback_worker.worker.confirm import VERIFY_GRACE, Confirmer
+from callback_worker.worker.handler import CallbackContext, Retry
+from callback_worker.worker.message import CONTINUATION_KEY
 from tests.faults.support import start_one, until
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import queue_depth, running_worker, step_of, wait_for_status, worker_settings
-from worker.confirm import VERIFY_GRACE, Confirmer
-from worker.handler import CallbackContext, Retry
-from worker.message import CONTINUATION_KEY
 
 
 async def captured_body(sagemaker: Any, sqs: Any, make_queue: QueueFactory) -> tuple[str, dict[str, Any]]:

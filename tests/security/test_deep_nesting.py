@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.message import parse_message
 from tests.faults.support import start_one
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import queue_depth, running_worker, step_of, wait_for_status, worker_settings
-from worker.errors import MalformedMessage
-from worker.message import parse_message
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abcdef123456"

@@ -26,17 +26,17 @@ from typing import Any
 import pytest
 from aiobotocore.session import AioSession, get_session
 
-import handlers.batch
-import handlers.glue
-import handlers.stepfunctions
-from handlers.batch import BatchHandler
-from handlers.glue import GlueHandler
-from handlers.stepfunctions import StepFunctionsHandler
+import callback_worker.handlers.batch
+import callback_worker.handlers.glue
+import callback_worker.handlers.stepfunctions
+from callback_worker.handlers.batch import BatchHandler
+from callback_worker.handlers.glue import GlueHandler
+from callback_worker.handlers.stepfunctions import StepFunctionsHandler
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, Retry
 from tests.handler_support import HANDLER_ARGUMENT, callback_context, clear_settings, handler_factory_fixture, new_token
 from tests.integration import test_handler_batch as batch_tests
 from tests.integration import test_handler_glue as glue_tests
 from tests.integration import test_handler_stepfunctions as sfn_tests
-from worker.handler import CallbackContext, Fail, JSONValue, Retry
 
 Calls = list[tuple[str, dict[str, Any]]]
 AN_HOUR_AGO = time.time() - 3600
@@ -71,7 +71,11 @@ def api_calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
         session.register("before-parameter-build", record)
         return session
 
-    for module in (handlers.glue, handlers.batch, handlers.stepfunctions):
+    for module in (
+        callback_worker.handlers.glue,
+        callback_worker.handlers.batch,
+        callback_worker.handlers.stepfunctions,
+    ):
         monkeypatch.setattr(module, "get_session", recording_session)
     return calls
 

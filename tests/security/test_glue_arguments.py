@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
-from handlers._context import run_key
-from handlers.glue import GlueHandler, GlueSettings
+from callback_worker.handlers._context import run_key
+from callback_worker.handlers.glue import GlueHandler, GlueSettings
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue
 from tests.handler_support import HANDLER_ARGUMENT, callback_context, clear_settings, handler_factory_fixture, new_token
 from tests.integration import test_handler_glue as glue_tests
-from worker.handler import CallbackContext, Fail, JSONValue
 
 PREFIX = "CALLBACK_WORKER_GLUE_"
 MARKER = "--callback-worker-run-key"

@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 
 from callback_worker import cli
-from config.errors import SettingsError
-from config.settings import Settings, env_name, load_settings
+from callback_worker.config.errors import SettingsError
+from callback_worker.config.settings import Settings, env_name, load_settings
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Handler
+from callback_worker.worker.router import Router, restrict
 from tests.integration.conftest import QueueFactory
 from tests.worker_harness import create_pipeline, one_step_definition, running_worker, step_of, wait_for_status
 from tests.worker_harness import worker_settings as settings_for
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Handler
-from worker.router import Router, restrict
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 

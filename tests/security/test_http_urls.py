@@ -23,7 +23,9 @@ import pytest
 import structlog
 from aiohttp import web
 
-from handlers.http import HttpCallError, HttpHandler
+from callback_worker.handlers.http import HttpCallError, HttpHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import Fail, JSONValue
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     TOKEN,
@@ -32,8 +34,6 @@ from tests.handler_support import (
     handler_builder,
     local_server,
 )
-from worker.errors import ConfigurationError
-from worker.handler import Fail, JSONValue
 
 PREFIX = "CALLBACK_WORKER_HTTP_"
 SECRET = "Bearer hdr-s3cret"

@@ -15,9 +15,16 @@ from typing import Any
 import pytest
 from structlog.contextvars import bound_contextvars
 
+from callback_worker.worker.logs import (
+    MAX_TRACEBACK_CHARS,
+    MAX_VALUE_CHARS,
+    cap,
+    current_token,
+    get_logger,
+    redact_token,
+)
+from callback_worker.worker.router import Router
 from tests.security.logcapture import daemon_logging
-from worker.logs import MAX_TRACEBACK_CHARS, MAX_VALUE_CHARS, cap, current_token, get_logger, redact_token
-from worker.router import Router
 
 HUGE = "h" * 250_000
 TOKEN = "26vcYbeWsZ"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from config.settings import Settings, env_name, load_settings
+from callback_worker.config.settings import Settings, env_name, load_settings
 from tests.deploy.manifests import kubernetes_env, kubernetes_objects, load_image
 from tests.deploy.test_settings import DEPLOYMENTS, settings_of
 

@@ -15,6 +15,10 @@ from typing import Any
 
 import pytest
 
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.handler import CallbackContext
+from callback_worker.worker.logs import current_token, install_stdlib_redaction, redact_token, scrub
+from callback_worker.worker.message import parse_message
 from tests.integration.conftest import QueueFactory
 from tests.security.logcapture import daemon_logging
 from tests.worker_harness import (
@@ -25,10 +29,6 @@ from tests.worker_harness import (
     wait_for_status,
     worker_settings,
 )
-from worker.errors import MalformedMessage
-from worker.handler import CallbackContext
-from worker.logs import current_token, install_stdlib_redaction, redact_token, scrub
-from worker.message import parse_message
 
 TOKEN = "Tok5Leak77"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abcdef123456"

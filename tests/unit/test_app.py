@@ -7,8 +7,8 @@ import sys
 
 PROBE = """
 import gc
-import worker.app
-worker.app.settle_startup_objects()
+import callback_worker.worker.app
+callback_worker.worker.app.settle_startup_objects()
 print(gc.get_freeze_count(), len(gc.get_objects()))
 """
 

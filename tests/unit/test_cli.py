@@ -10,7 +10,7 @@ import callback_worker.cli
 PROBE = """
 import sys, callback_worker.cli
 callback_worker.cli.main(["handlers"])
-print("emulator loaded" if "emulator.server" in sys.modules else "emulator not loaded")
+print("emulator loaded" if "callback_worker.emulator.server" in sys.modules else "emulator not loaded")
 """
 
 

@@ -13,7 +13,7 @@ import callback_worker.cli
 @pytest.fixture
 def without_emulator_and_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ``None`` entry in ``sys.modules`` makes a package uninstalled for ``find_spec`` and ``import`` alike."""
-    for package in ("emulator", "moto"):
+    for package in ("callback_worker.emulator", "moto"):
         monkeypatch.setitem(sys.modules, package, None)
 
 
@@ -60,7 +60,7 @@ def test_help_marks_the_commands_that_are_not_installed(capsys: pytest.CaptureFi
 def test_the_daemons_commands_run_without_the_optional_packages(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for package in ("emulator", "moto"):
+    for package in ("callback_worker.emulator", "moto"):
         monkeypatch.setitem(sys.modules, package, None)
 
     assert callback_worker.cli.main(["handlers"]) == 0

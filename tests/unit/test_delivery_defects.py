@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from botocore.exceptions import CredentialRetrievalError
 
-import worker.sqs
+import callback_worker.worker.sqs
+from callback_worker.worker.handler import CallbackContext, HandlerResult, OutputValue, Retry
+from callback_worker.worker.message import CONTINUATION_KEY
+from callback_worker.worker.sqs import SqsQueue
 from tests.delivery_world import World, eventually, fast_backoffs, optional_module
 from tests.fakes import client_error
-from worker.handler import CallbackContext, HandlerResult, OutputValue, Retry
-from worker.message import CONTINUATION_KEY
-from worker.sqs import SqsQueue
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
 
 #: How long after SQS took a message an inconclusive look-up stops being retried (on 0e30725; 138ca95 has none).
-VERIFY_GRACE = float(getattr(optional_module("worker.confirm"), "VERIFY_GRACE", 300.0))
+VERIFY_GRACE = float(getattr(optional_module("callback_worker.worker.confirm"), "VERIFY_GRACE", 300.0))
 HOURS_12 = 12 * 3600.0
 
 
@@ -304,7 +304,9 @@ async def test_a_message_handed_out_late_in_a_long_poll_keeps_its_whole_lease(
     world = make_world(visibility_timeout=5)
     handler = Recorder(Retry(delay=60, state={"job": "j-1"}))
     replica = world.replica({"h": handler})
-    monkeypatch.setattr(worker.sqs, "time", SimpleNamespace(monotonic=world.time.monotonic, time=world.time.wall))
+    monkeypatch.setattr(
+        callback_worker.worker.sqs, "time", SimpleNamespace(monotonic=world.time.monotonic, time=world.time.wall)
+    )
     tokens: list[str] = []
     poll = LongPoll(world, arrive=lambda: tokens.extend(world.start({"handler": "h"})[1]))
     queue = SqsQueue(cast("SQSClient", poll), world.queue.url, visibility_timeout=5, wait_time=20)

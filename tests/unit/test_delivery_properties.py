@@ -1,6 +1,6 @@
 """Stateful property test of the delivery core: two replicas, one in-memory queue, one fake SageMaker.
 
-Each replica is a :class:`~worker.dispatch.Dispatcher` built as :func:`worker.app.build_dispatcher` builds it (its
+Each replica is a :class:`~worker.dispatch.Dispatcher` built as :func:`~worker.app.build_dispatcher` builds it (its
 ``LeaseKeeper``, ``Reporter``, ``Router``, ``Invoker``, a verifying ``StepResolver``), without the runtime: the rules
 receive messages and start ``Dispatcher.handle`` tasks themselves, renew leases, move the clock, inject faults,
 stop pipeline executions, run ``StepWatch`` checks and kill replicas (kill -9: tasks cancelled, nothing released,
@@ -81,7 +81,23 @@ from hypothesis import Phase, currently_in_test_context, event, register_random,
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-import worker.retrying
+import callback_worker.worker.retrying
+from callback_worker.worker.app import build_dispatcher
+from callback_worker.worker.clock import Clocks
+from callback_worker.worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
+from callback_worker.worker.handler import CallbackContext, HandlerResult, Retry
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.lifecycle import Delivery
+from callback_worker.worker.message import CONTINUATION_KEY
+from callback_worker.worker.queue import Queue, ReceivedMessage
+from callback_worker.worker.ratelimit import RateLimiter
+from callback_worker.worker.report import Reporter
+from callback_worker.worker.retrying import BackoffPolicy
+from callback_worker.worker.router import Router
+from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.step_context import StepResolver
+from callback_worker.worker.watch import StepWatch
 from tests.fakes import (
     CURRENT_DELIVERY,
     CURRENT_PROCESS,
@@ -96,22 +112,6 @@ from tests.fakes import (
     Ticks,
 )
 from tests.virtual_time import VirtualTimeLoop
-from worker.app import build_dispatcher
-from worker.clock import Clocks
-from worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
-from worker.handler import CallbackContext, HandlerResult, Retry
-from worker.invoke import Invoker
-from worker.lease import LeaseKeeper
-from worker.lifecycle import Delivery
-from worker.message import CONTINUATION_KEY
-from worker.queue import Queue, ReceivedMessage
-from worker.ratelimit import RateLimiter
-from worker.report import Reporter
-from worker.retrying import BackoffPolicy
-from worker.router import Router
-from worker.sagemaker_calls import SageMakerCalls
-from worker.step_context import StepResolver
-from worker.watch import StepWatch
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -119,7 +119,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 #: The worker's jitter generator, replayed by hypothesis so that a failing example runs the same way again.
-register_random(worker.retrying._JITTER)
+register_random(callback_worker.worker.retrying._JITTER)
 
 VISIBILITY_TIMEOUT = 30
 MAX_ATTEMPTS = 3

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.dispatch import RetryPolicy
+from callback_worker.worker.dispatch import RetryPolicy
 
 
 @pytest.mark.parametrize(("attempt", "expected"), [(1, 2.0), (2, 4.0), (3, 8.0), (10, 1024.0)])

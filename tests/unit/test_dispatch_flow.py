@@ -13,19 +13,19 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
+from callback_worker.worker.app import build_dispatcher
+from callback_worker.worker.clock import Clocks
+from callback_worker.worker.confirm import VERIFY_GRACE
+from callback_worker.worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
+from callback_worker.worker.events import Event, Events, HandlerFinished, Noted, Tally
+from callback_worker.worker.handler import CallbackContext, Fail, Handler, OutputValue, Retry
+from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.report import Reporter
+from callback_worker.worker.retrying import BackoffPolicy
+from callback_worker.worker.router import Router
+from callback_worker.worker.step_context import StepResolver
 from tests.fakes import FakeSageMaker, MemoryQueue, Ticks
-from worker.app import build_dispatcher
-from worker.clock import Clocks
-from worker.confirm import VERIFY_GRACE
-from worker.dispatch import STOPPING_REASON, Dispatcher, RetryPolicy
-from worker.events import Event, Events, HandlerFinished, Noted, Tally
-from worker.handler import CallbackContext, Fail, Handler, OutputValue, Retry
-from worker.invoke import Invoker
-from worker.lease import LeaseKeeper
-from worker.report import Reporter
-from worker.retrying import BackoffPolicy
-from worker.router import Router
-from worker.step_context import StepResolver
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import pytest
 
-from handlers.echo import EchoHandler
-from worker.handler import CallbackContext, JSONValue
-from worker.outcome import Failure, Success, success
+from callback_worker.handlers.echo import EchoHandler
+from callback_worker.worker.handler import CallbackContext, JSONValue
+from callback_worker.worker.outcome import Failure, Success, success
 
 
 def context(arguments: Mapping[str, JSONValue]) -> CallbackContext:

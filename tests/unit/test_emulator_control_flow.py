@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from emulator.arns import Partition
-from emulator.engine import Engine
-from emulator.errors import ConflictError, DefinitionError
-from emulator.operations import Operations
-from emulator.state import Execution, Store
-from emulator.stubs import StubConfig
+from callback_worker.emulator.arns import Partition
+from callback_worker.emulator.engine import Engine
+from callback_worker.emulator.errors import ConflictError, DefinitionError
+from callback_worker.emulator.operations import Operations
+from callback_worker.emulator.state import Execution, Store
+from callback_worker.emulator.stubs import StubConfig
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 

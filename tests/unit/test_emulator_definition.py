@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.definition import PipelineSpec, parse_definition
-from emulator.errors import DefinitionError, ValidationError
-from emulator.expressions import Namespace, compile_value
-from emulator.values import JSONValue, Scalar, ValueType, check_typed, parse_typed, to_text
+from callback_worker.emulator.definition import PipelineSpec, parse_definition
+from callback_worker.emulator.errors import DefinitionError, ValidationError
+from callback_worker.emulator.expressions import Namespace, compile_value
+from callback_worker.emulator.values import JSONValue, Scalar, ValueType, check_typed, parse_typed, to_text
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from emulator.arns import Partition
-from emulator.context import check_outputs
-from emulator.definition import parse_definition
-from emulator.engine import Engine
-from emulator.operations import Operations
-from emulator.state import Execution, StepRun, Store
+from callback_worker.emulator.arns import Partition
+from callback_worker.emulator.context import check_outputs
+from callback_worker.emulator.definition import parse_definition
+from callback_worker.emulator.engine import Engine
+from callback_worker.emulator.operations import Operations
+from callback_worker.emulator.state import Execution, StepRun, Store
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 

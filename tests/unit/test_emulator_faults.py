@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from emulator.cli import add_arguments, server_options
-from emulator.errors import InternalFailureError, ThrottlingError
-from emulator.faults import (
+from callback_worker.emulator.cli import add_arguments, server_options
+from callback_worker.emulator.errors import InternalFailureError, ThrottlingError
+from callback_worker.emulator.faults import (
     FaultConfig,
     FaultInjector,
     OperationFaults,

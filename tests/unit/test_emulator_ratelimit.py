@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from emulator.cli import add_arguments, server_options
-from emulator.errors import ThrottlingError
-from emulator.ratelimit import RateLimiter, TokenBucket, parse_rate_limit, split_rate_limits
+from callback_worker.emulator.cli import add_arguments, server_options
+from callback_worker.emulator.errors import ThrottlingError
+from callback_worker.emulator.ratelimit import RateLimiter, TokenBucket, parse_rate_limit, split_rate_limits
 
 SUCCESS = "SendPipelineExecutionStepSuccess"
 FAILURE = "SendPipelineExecutionStepFailure"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from emulator.definition import parse_definition
-from emulator.errors import DefinitionError, ValidationError
-from emulator.values import ValueType, parse_typed
+from callback_worker.emulator.definition import parse_definition
+from callback_worker.emulator.errors import DefinitionError, ValidationError
+from callback_worker.emulator.values import ValueType, parse_typed
 from tests.unit.test_emulator_control_flow import Harness, callback, make_harness
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"

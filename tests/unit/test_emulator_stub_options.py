@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.cli import add_arguments, server_options
-from emulator.stubs import DEFAULT_STUB_DELAY, StubConfig
+from callback_worker.emulator.cli import add_arguments, server_options
+from callback_worker.emulator.stubs import DEFAULT_STUB_DELAY, StubConfig
 
 
 def options(*argv: str, environ: dict[str, str] | None = None) -> StubConfig:

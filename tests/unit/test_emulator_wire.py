@@ -8,10 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.errors import SerializationError, UnknownOperationError, ValidationError
-from emulator.pagination import paginate
-from emulator.protocol import OPERATION_NAMES, operation_from_target, parse_body
-from emulator.validation import sagemaker_model, validate_request
+from callback_worker.emulator.errors import SerializationError, UnknownOperationError, ValidationError
+from callback_worker.emulator.pagination import paginate
+from callback_worker.emulator.protocol import OPERATION_NAMES, operation_from_target, parse_body
+from callback_worker.emulator.validation import sagemaker_model, validate_request
 
 
 def test_every_served_operation_is_in_the_botocore_model() -> None:

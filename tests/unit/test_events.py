@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from worker.events import (
+from callback_worker.worker.events import (
     CallFailed,
     Event,
     Events,

@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from handlers._context import argument_env_name
-from handlers.command import CommandHandler
+from callback_worker.handlers._context import argument_env_name
+from callback_worker.handlers.command import CommandHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, StopHook
+from callback_worker.worker.outcome import failure
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     TOKEN,
@@ -22,9 +25,6 @@ from tests.handler_support import (
     registered_handlers,
     set_settings,
 )
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Fail, JSONValue, StopHook
-from worker.outcome import failure
 
 PREFIX = "CALLBACK_WORKER_COMMAND_"
 
@@ -291,4 +291,4 @@ def test_bad_settings_fail_construction_naming_the_variable(
 
 
 def test_registered_as_an_entry_point() -> None:
-    assert registered_handlers()["command"] == "handlers.command:CommandHandler"
+    assert registered_handlers()["command"] == "callback_worker.handlers.command:CommandHandler"

@@ -10,8 +10,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from handlers._context import run_key
-from handlers.http import HttpCallError, HttpHandler
+from callback_worker.handlers._context import run_key
+from callback_worker.handlers.http import HttpCallError, HttpHandler
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.handler import CallbackContext, Fail, JSONValue
 from tests.handler_support import (
     HANDLER_ARGUMENT,
     TOKEN,
@@ -21,8 +23,6 @@ from tests.handler_support import (
     local_server,
     registered_handlers,
 )
-from worker.errors import ConfigurationError
-from worker.handler import CallbackContext, Fail, JSONValue
 
 PREFIX = "CALLBACK_WORKER_HTTP_"
 
@@ -224,4 +224,4 @@ def test_header_values_never_appear_in_errors(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_registered_as_an_entry_point() -> None:
-    assert registered_handlers()["http"] == "handlers.http:HttpHandler"
+    assert registered_handlers()["http"] == "callback_worker.handlers.http:HttpHandler"

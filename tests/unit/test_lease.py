@@ -6,10 +6,10 @@ import asyncio
 import time
 from typing import cast
 
-from config.limits import MAX_BATCH
-from worker.events import Events, Tally
-from worker.lease import LeaseKeeper
-from worker.queue import BatchEntryError, Queue, ReceivedMessage
+from callback_worker.config.limits import MAX_BATCH
+from callback_worker.worker.events import Events, Tally
+from callback_worker.worker.lease import LeaseKeeper
+from callback_worker.worker.queue import BatchEntryError, Queue, ReceivedMessage
 
 #: asyncio may run a timer up to its clock resolution early.
 EARLY = 0.002

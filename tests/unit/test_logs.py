@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.contextvars import bound_contextvars
 
-from worker.logs import (
+from callback_worker.worker.logs import (
     MAX_VALUE_CHARS,
     TOKEN_SHOWN,
     RedactTokenFilter,

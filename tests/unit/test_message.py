@@ -9,9 +9,9 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from worker.errors import MalformedMessage
-from worker.handler import JSONValue
-from worker.message import CONTINUATION_KEY, CallbackMessage, Continuation, Status, parse_message
+from callback_worker.worker.errors import MalformedMessage
+from callback_worker.worker.handler import JSONValue
+from callback_worker.worker.message import CONTINUATION_KEY, CallbackMessage, Continuation, Status, parse_message
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-2:012345678901:pipeline/callback-pipeline/execution/7pinimwddh3a"

@@ -24,7 +24,7 @@ from callback_worker.ops.queues import Received, source_queue_url
 from callback_worker.ops.reads import started_before
 from callback_worker.ops.redrive import copy_request, lacks_operation
 from callback_worker.ops.views import WaitingStep
-from worker.outcome import Failure, Success
+from callback_worker.worker.outcome import Failure, Success
 
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/train/execution/7pinimwddh3a"
 OTHER_ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/train/execution/000000000000"

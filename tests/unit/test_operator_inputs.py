@@ -15,8 +15,8 @@ from callback_worker.ops.inputs import (
     parse_pairs,
     success_outcome,
 )
-from worker.message import TOKEN_PATTERN
-from worker.outcome import Failure, Success, client_request_token
+from callback_worker.worker.message import TOKEN_PATTERN
+from callback_worker.worker.outcome import Failure, Success, client_request_token
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-2:012345678901:pipeline/callback-pipeline/execution/7pinimwddh3a"

@@ -15,8 +15,16 @@ from botocore.validate import validate_parameters
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.limits import MAX_FAILURE_REASON
-from worker.outcome import TRUNCATION_MARKER, Failure, Success, client_request_token, failure, output_text, success
+from callback_worker.config.limits import MAX_FAILURE_REASON
+from callback_worker.worker.outcome import (
+    TRUNCATION_MARKER,
+    Failure,
+    Success,
+    client_request_token,
+    failure,
+    output_text,
+    success,
+)
 
 TOKEN = "26vcYbeWsZ"
 OTHER_TOKEN = "26vcYbeWsY"

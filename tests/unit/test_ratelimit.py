@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from worker.ratelimit import MIN_RATE, RECOVERY_CALLS, RECOVERY_SECONDS, RateLimiter
-from worker.sagemaker_calls import SageMakerCalls, is_throttling
+from callback_worker.worker.ratelimit import MIN_RATE, RECOVERY_CALLS, RECOVERY_SECONDS, RateLimiter
+from callback_worker.worker.sagemaker_calls import SageMakerCalls, is_throttling
 
 
 class Clock:

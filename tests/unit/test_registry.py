@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from callback_worker.worker.errors import PluginError
+from callback_worker.worker.handler import CallbackContext, Handler
+from callback_worker.worker.registry import HandlerSource, discover, load_handlers
+from callback_worker.worker.router import AllowedHandlers, Router, restrict
 from tests.plugin_factory import make_plugin, module_name
-from worker.errors import PluginError
-from worker.handler import CallbackContext, Handler
-from worker.registry import HandlerSource, discover, load_handlers
-from worker.router import AllowedHandlers, Router, restrict
 
 FUNCTION_PLUGIN = """
 def hello(context):
@@ -71,7 +71,7 @@ def by_name(sources: list[HandlerSource]) -> dict[str, HandlerSource]:
 
 def test_builtin_echo_is_discovered() -> None:
     echo = by_name(discover())["echo"]
-    assert echo.value == "handlers.echo:EchoHandler"
+    assert echo.value == "callback_worker.handlers.echo:EchoHandler"
     assert echo.distribution == "sagemaker-callback-worker"
 
 
@@ -113,7 +113,7 @@ def test_class_entry_point_is_instantiated_once(plugins: Callable[..., str]) -> 
 
 
 def test_builtin_echo_loads_as_an_instance() -> None:
-    from handlers.echo import EchoHandler  # noqa: PLC0415 - asserting on what the entry point built
+    from callback_worker.handlers.echo import EchoHandler  # noqa: PLC0415 - asserting on what the entry point built
 
     assert isinstance(load_handlers(allow=["echo"])["echo"].handler, EchoHandler)
 

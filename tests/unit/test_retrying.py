@@ -16,7 +16,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from worker.retrying import THROTTLING_CODES, Backoff, error_code, is_transient
+from callback_worker.worker.retrying import THROTTLING_CODES, Backoff, error_code, is_transient
 
 
 def client_error(
@@ -142,7 +142,7 @@ async def test_backoff_sleep_sleeps_the_next_delay(monkeypatch: pytest.MonkeyPat
     async def fake_sleep(delay: float) -> None:
         slept.append(delay)
 
-    monkeypatch.setattr("worker.retrying.asyncio.sleep", fake_sleep)
+    monkeypatch.setattr("callback_worker.worker.retrying.asyncio.sleep", fake_sleep)
     backoff = Backoff(base=2.0, cap=10.0, rng=random.Random(0))
     await backoff.sleep()
     await backoff.sleep()

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from config.errors import SettingsError
-from config.settings import ENV_PREFIX, Settings, env_name, load_settings
+from callback_worker.config.errors import SettingsError
+from callback_worker.config.settings import ENV_PREFIX, Settings, env_name, load_settings
 
 QUEUE_URL = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 README = Path(__file__).resolve().parents[2] / "README.md"

@@ -8,8 +8,8 @@ import pytest
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from config.settings import Settings, env_name
-from config.unknown import UnknownSetting, known_names, open_namespaces, unknown_settings
+from callback_worker.config.settings import Settings, env_name
+from callback_worker.config.unknown import UnknownSetting, known_names, open_namespaces, unknown_settings
 
 WORKER = [env_name(field) for field in Settings.model_fields]
 HTTP = ["CALLBACK_WORKER_HTTP_URL", "CALLBACK_WORKER_HTTP_ALLOWED_URLS", "CALLBACK_WORKER_HTTP_TIMEOUT"]

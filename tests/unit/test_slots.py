@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from worker.worker import Slots
+from callback_worker.worker.worker import Slots
 
 #: Long enough that a test waiting the whole of it fails by the guard below instead of passing slowly.
 FOREVER = 3600.0

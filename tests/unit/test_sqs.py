@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from config.limits import MAX_BATCH
-from worker.queue import BatchEntryError, ReceivedMessage, settle
-from worker.sqs import Batcher
+from callback_worker.config.limits import MAX_BATCH
+from callback_worker.worker.queue import BatchEntryError, ReceivedMessage, settle
+from callback_worker.worker.sqs import Batcher
 
 
 class FakeFlush:

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from worker.app import tracing_from_environment
-from worker.errors import ConfigurationError
-from worker.tracing import Tracing
+from callback_worker.worker.app import tracing_from_environment
+from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.tracing import Tracing
 
 
 @pytest.mark.parametrize("value", [None, "", "none", " NONE "])
@@ -32,9 +32,10 @@ def test_an_exporter_this_worker_lacks_stops_start_up_naming_the_variable() -> N
 
 def test_with_tracing_off_opentelemetry_is_never_imported() -> None:
     code = (
-        "import sys; from worker.app import tracing_from_environment; import handlers.http, handlers.command; "
-        "from worker.logs import configure_logging; configure_logging(); "
-        "from worker.tracecontext import trace_headers; "
+        "import sys; from callback_worker.worker.app import tracing_from_environment; "
+        "import callback_worker.handlers.http, callback_worker.handlers.command; "
+        "from callback_worker.worker.logs import configure_logging; configure_logging(); "
+        "from callback_worker.worker.tracecontext import trace_headers; "
         "assert tracing_from_environment({}) is None and trace_headers() == {}; "
         "print(sorted(name for name in sys.modules if name.startswith('opentelemetry')))"
     )

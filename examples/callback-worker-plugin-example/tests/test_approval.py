@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from worker import CallbackContext, Fail, JSONValue, Retry
+from callback_worker import CallbackContext, Fail, JSONValue, Retry
 
 from callback_worker_example.approval import DEFAULT_POLL_SECONDS, ApprovalGate
 

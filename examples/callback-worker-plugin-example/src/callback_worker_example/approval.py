@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-from worker import CallbackContext, Fail, JSONValue, Retry
+from callback_worker import CallbackContext, Fail, JSONValue, Retry
 
 DEFAULT_POLL_SECONDS = 60.0
 DEFAULT_MAX_CHECKS = 1440
