@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from callback_worker import __version__
 from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import known_names, open_namespaces, unknown_settings
@@ -67,6 +68,7 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callback-worker", description="Complete Amazon SageMaker Pipelines callback steps from an SQS queue."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon (settings from CALLBACK_WORKER_* environment variables)")
     run.set_defaults(command=_run)
