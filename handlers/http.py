@@ -17,7 +17,9 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 from yarl import URL
 
+from callback_worker.handlers._addresses import Address, is_public
 from callback_worker.handlers._context import context_document, object_outputs, preview, run_key
+from callback_worker.handlers._paths import AmbiguousPath, decoded_path
 from callback_worker.handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
 from callback_worker.worker.errors import WorkerError
 from callback_worker.worker.handler import CallbackContext, Fail, OutputValue
@@ -38,7 +40,6 @@ _HTTP_CLIENT_ERRORS = range(400, 500)
 
 log = get_logger("handlers.http")
 
-Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Origin = tuple[str, str, int | None]
 
 
@@ -73,6 +74,9 @@ class HttpSettings(HandlerSettings):
     ]
     max_response: Annotated[
         int, Field(default=1_048_576, ge=1024, le=16_777_216, description="Bytes of response body accepted.")
+    ]
+    cookies: Annotated[
+        bool, Field(default=False, description="Keep cookies a server sets, one jar for every step and origin.")
     ]
 
     @field_validator("url")
@@ -122,6 +126,10 @@ def _check_prefix(prefix: str) -> None:
         raise ValueError(f"{scrub(prefix)!r} is not an http:// or https:// URL")
     if parsed.user is not None or parsed.password is not None or parsed.query_string or parsed.fragment:
         raise ValueError(f"{shown_url(prefix)!r}: a prefix has no user-info, query or fragment")
+    try:
+        decoded_path(URL(prefix, encoded=True).raw_path)
+    except AmbiguousPath as exc:
+        raise ValueError(f"{shown_url(prefix)!r}: the path has {exc}") from None
 
 
 class HttpHandler:
@@ -138,17 +146,23 @@ class HttpHandler:
       requires ``ALLOWED_URLS``.
     - ``ALLOWED_URLS`` (default empty; required with ``ALLOW_URL_ARGUMENT``): Comma-separated URL prefixes, e.g.
       ``https://hooks.example.com/ml/,http://10.0.0.5:8080/``. An ``http_url`` must have a prefix's scheme, host and
-      port and a path that starts with the prefix's path (end it with ``/`` to mean a folder); anything else fails the
-      step naming this setting. A prefix has no user-info, query or fragment.
+      port and a path that starts with the prefix's path (end it with ``/`` to mean a folder), compared once both are
+      decoded; anything else fails the step naming this setting. A prefix has no user-info, query or fragment.
     - ``MAX_RESPONSE`` (default ``1048576``): Bytes of response body accepted (1 KiB to 16 MiB).
+    - ``COOKIES`` (default ``false``): Keep the cookies servers set and send them back. Off, no cookie outlives its
+      response; on, one jar serves every step of every pipeline (a session cookie one step's server sets goes with
+      another step's request to that server), so turn it on only for an endpoint that needs a session.
 
     Unset ``URL``: each step routed here fails naming the variable. ``ALLOW_URL_ARGUMENT`` without ``ALLOWED_URLS``,
     like any bad value, stops start-up naming the variable.
 
-    **A step's own URL** (``http_url``) is checked before anything is sent: besides matching a prefix, every address
-    its host resolves to must be public — loopback, link-local, private and other non-public addresses are refused,
-    unless the matching prefix names that address itself (``http://10.0.0.5:8080/``; a host name does not count). It
-    gets ``HEADERS`` only when it has ``URL``'s origin. URLs in failure reasons and logs never show user-info or query.
+    **A step's own URL** (``http_url``) is checked before anything is sent. A path that servers and proxies could read
+    differently is refused: a ``.`` or ``..`` segment, ``;`` in a segment, an encoded ``.``, ``/``, ``\\``, ``;`` or
+    ``%``, and the other forms :mod:`handlers._paths` lists. Besides matching a prefix, every address its host resolves
+    to must be public — loopback, link-local, private and other non-public addresses are refused, and so are the IPv6
+    forms that carry one (IPv4-mapped, IPv4-compatible, NAT64, 6to4; :mod:`handlers._addresses`) — unless the matching
+    prefix names that address itself (``http://10.0.0.5:8080/``; a host name does not count). It gets ``HEADERS`` only
+    when it has ``URL``'s origin. URLs in failure reasons and logs never show user-info or query.
 
     Request: ``POST`` with the context document as JSON — ``{"arguments", "pipelineName", "pipelineExecutionArn",
     "executionId", "attempt"}`` (plus ``token`` with ``SEND_TOKEN``); ``http_url`` (when allowed) is not passed on.
@@ -176,7 +190,9 @@ class HttpHandler:
 
     def __init__(self) -> None:
         self.settings = load_settings(HttpSettings)
-        self._prefixes = tuple(URL(prefix) for prefix in self.settings.allowed_urls)
+        self._prefixes = tuple(
+            (URL(prefix), decoded_path(URL(prefix).raw_path)) for prefix in self.settings.allowed_urls
+        )
         self._secret_origin = origin(URL(self.settings.url)) if self.settings.url else None
         self._session: aiohttp.ClientSession | None = None
 
@@ -192,13 +208,14 @@ class HttpHandler:
         if chosen is None or not self.settings.allow_url_argument:
             return URL(str(self.settings.require("url")))
         url = _parse_argument(chosen)
-        prefix = self._prefix_of(url)
+        prefix = self._prefix_of(url, _path_of(str(chosen), url))  # a str: _parse_argument checked it
         await _check_addresses(url, prefix)
         return url
 
-    def _prefix_of(self, url: URL) -> URL:
-        for prefix in self._prefixes:
-            if origin(url) == origin(prefix) and url.raw_path.startswith(prefix.raw_path):
+    def _prefix_of(self, url: URL, path: str) -> URL:
+        """The allowed prefix ``url`` (whose decoded path is ``path``) is under, compared segment by decoded segment."""
+        for prefix, prefix_path in self._prefixes:
+            if origin(url) == origin(prefix) and path.startswith(prefix_path):
                 return prefix
         raise _refused(url, f"does not start with any of {HttpSettings.env_name('allowed_urls')}")
 
@@ -241,7 +258,10 @@ class HttpHandler:
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.timeout))
+            jar = aiohttp.CookieJar() if self.settings.cookies else aiohttp.DummyCookieJar()
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout), cookie_jar=jar
+            )
         return self._session
 
 
@@ -272,7 +292,16 @@ def _parse_argument(value: object) -> URL:
     raise Fail(f"the step argument {URL_ARGUMENT!r} must be an http:// or https:// URL")
 
 
-def _refused(url: URL, why: str) -> Fail:
+def _path_of(written: str, url: URL) -> str:
+    """The decoded path of a step's URL, checked as written (before dot segments are resolved) and as sent."""
+    try:
+        decoded_path(URL(written, encoded=True).raw_path)
+        return decoded_path(url.raw_path)
+    except AmbiguousPath as exc:
+        raise _refused(written, f"has a path servers and proxies may read differently: {exc}") from None
+
+
+def _refused(url: URL | str, why: str) -> Fail:
     """The :class:`Fail` for a step URL that is not admitted, logged (without user-info and query) as it goes."""
     shown = shown_url(url)
     log.warning("refused the step's URL", url=shown, why=why)
@@ -283,7 +312,7 @@ async def _check_addresses(url: URL, prefix: URL) -> None:
     """Every address ``url``'s host stands for must be public, or be the host the prefix names."""
     named = _address(prefix.raw_host or "")
     for address in await _resolve(url):
-        if address != named and not _is_public(address):
+        if address != named and not is_public(address):
             raise _refused(
                 url,
                 f"leads to {address}, which is not a public address; "
@@ -309,13 +338,6 @@ def _address(host: str) -> Address | None:
         return ipaddress.ip_address(host)
     except ValueError:
         return None
-
-
-def _is_public(address: Address) -> bool:
-    """Globally routable unicast; an IPv4-mapped IPv6 address is judged by its IPv4 address."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_global and not address.is_multicast
 
 
 async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes | None:

@@ -133,7 +133,6 @@ async def test_a_redirect_to_another_origin_is_not_followed(servers: Any, make_h
     [
         "{b}/hooks/x",  # another port: another origin
         "{a}/other/x",  # the prefix's origin, not its path
-        "{a}/hooks/../admin",  # normalised before it is compared
         "http://localhost:{a_port}/hooks/x",  # the same server under another name
         "{a}@{b_host}/hooks/x",  # the prefix's origin as user-info
     ],
