@@ -11,6 +11,10 @@ generates::
                 "Arguments": {"size": {"Get": "Parameters.Size"}},
                 "OutputParameters": [{"OutputName": "n", "OutputType": "Integer"}]}]}
 
+``MlflowConfig`` (written by SDK v3, ``null`` unless ``Pipeline(mlflow_config=...)``) is ``null`` or
+``{"MlflowResourceArn": ..., "MlflowExperimentName": ...}`` (values may be expressions of parameters and
+execution variables); an execution reports it as ``MLflowConfig`` in ``DescribePipelineExecution``, the
+experiment name replaced by ``StartPipelineExecution``'s ``MlflowExperimentName`` when given.
 ``Version`` may be left out (the schema does not require it); when present it is ``2020-12-01``.
 ``Metadata`` maps names (``[A-Za-z0-9-_]{1,128}``) to strings of at most 1024 characters. Steps are
 described in :mod:`emulator.steps`; parameters in :mod:`emulator.parameters`. Every ``Get`` must resolve
@@ -36,7 +40,8 @@ from callback_worker.emulator.values import JSONValue, Scalar, load_json
 __all__ = ["ExperimentSpec", "OutputSpec", "ParameterSpec", "PipelineSpec", "StepSpec", "parse_definition"]
 
 VERSION = "2020-12-01"
-_TOP_KEYS = frozenset({"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "Steps"})
+_TOP_KEYS = frozenset({"Version", "Metadata", "Parameters", "PipelineExperimentConfig", "MlflowConfig", "Steps"})
+_MLFLOW_KEYS = frozenset({"MlflowResourceArn", "MlflowExperimentName"})
 _METADATA_KEY = re.compile(r"[A-Za-z0-9\-_]{1,128}")
 _METADATA_VALUE_CHARS = 1024
 
@@ -56,6 +61,8 @@ class PipelineSpec:
     parameters: Mapping[str, ParameterSpec]
     steps: tuple[StepSpec, ...]
     experiment: ExperimentSpec | None
+    #: ``MlflowConfig``: its members as expressions (``None`` for ``null`` or absent).
+    mlflow: Expr | None = None
 
     def step(self, name: str) -> StepSpec:
         """The step called ``name`` (which must exist)."""
@@ -98,10 +105,12 @@ def _parse(document: dict[str, JSONValue], stubs: bool) -> PipelineSpec:
         raise DefinitionError("'Steps' must list at least one step")
     steps = parse_steps(raw_steps, stubs=stubs)
     experiment = _parse_experiment(document)
+    mlflow = _parse_mlflow(document.get("MlflowConfig"))
     by_name = {step.name: step for step in steps}
     steps = [_with_references(step, parameters, by_name) for step in steps]
     _check_experiment_references(experiment, parameters)
-    return PipelineSpec(parameters, _dependency_order(steps), experiment)
+    _check_config_references(mlflow, "MlflowConfig", parameters)
+    return PipelineSpec(parameters, _dependency_order(steps), experiment, mlflow)
 
 
 def _check_metadata(node: JSONValue) -> None:
@@ -135,16 +144,29 @@ def _parse_experiment(document: Mapping[str, JSONValue]) -> ExperimentSpec | Non
     return ExperimentSpec(exprs["ExperimentName"], exprs["TrialName"])
 
 
+def _parse_mlflow(node: JSONValue) -> Expr | None:
+    if node is None:
+        return None
+    config = as_object(node, "MlflowConfig")
+    check_keys(config, _MLFLOW_KEYS, "MlflowConfig")
+    for key, value in config.items():
+        if value is not None and not isinstance(value, (str, dict)):
+            raise DefinitionError(f"MlflowConfig.{key}: must be a string")
+    return compile_value({key: value for key, value in config.items() if value is not None}, "MlflowConfig")
+
+
 def _check_experiment_references(experiment: ExperimentSpec | None, parameters: Mapping[str, ParameterSpec]) -> None:
     if experiment is None:
         return
     for expr in (experiment.experiment_name, experiment.trial_name):
-        for reference in expr.references():
-            if reference.namespace in (Namespace.STEPS, Namespace.EXPERIMENT):
-                raise DefinitionError(
-                    f"{reference.path}: the experiment config can read only parameters and execution variables"
-                )
-            _check_parameter(reference, parameters)
+        _check_config_references(expr, "the experiment config", parameters)
+
+
+def _check_config_references(expr: Expr | None, what: str, parameters: Mapping[str, ParameterSpec]) -> None:
+    for reference in expr.references() if expr is not None else ():
+        if reference.namespace not in (Namespace.PARAMETERS, Namespace.EXECUTION):
+            raise DefinitionError(f"{reference.path}: {what} can read only parameters and execution variables")
+        _check_parameter(reference, parameters)
 
 
 def _check_parameter(reference: Reference, parameters: Mapping[str, ParameterSpec]) -> None:
@@ -156,17 +178,46 @@ def _with_references(
     step: StepSpec, parameters: Mapping[str, ParameterSpec], by_name: Mapping[str, StepSpec]
 ) -> StepSpec:
     referenced: set[str] = set()
+    own = set(step.arguments.references()) if step.kind is StepKind.FOR_EACH else set()
     for reference in step.references():
         _check_parameter(reference, parameters)
+        if reference.namespace is Namespace.FOR_EACH and (step.kind is not StepKind.FOR_EACH or reference in own):
+            raise DefinitionError(f"{reference.path}: ForEach.CurrentItem can be read only by a ForEach body step")
         if reference.namespace is Namespace.STEPS:
             _check_step_reference(reference, step, by_name)
             referenced.add(reference.name)
+    _check_depends_on(step, by_name)
+    if step.for_each is not None:
+        body = tuple(_with_sibling_references(child, step.for_each.body, by_name) for child in step.for_each.body)
+        referenced |= {name for child in step.for_each.body for name in child.depends_on if name in by_name}
+        step = replace(step, for_each=replace(step.for_each, body=body))
+    return replace(step, depends_on=step.depends_on | referenced)
+
+
+def _with_sibling_references(child: StepSpec, body: tuple[StepSpec, ...], by_name: Mapping[str, StepSpec]) -> StepSpec:
+    """A body step, depending on the body siblings it reads or names (its other dependencies are the ForEach's)."""
+    siblings = {sibling.name: sibling for sibling in body}
+    _check_depends_on(child, {**by_name, **siblings})
+    needs = {name for name in child.depends_on if name in siblings}
+    for reference in child.references():
+        if reference.namespace is Namespace.STEPS and reference.name in siblings:
+            _check_step_reference(reference, child, siblings)
+            needs.add(reference.name)
+    return replace(child, depends_on=frozenset(needs))
+
+
+def _check_depends_on(step: StepSpec, by_name: Mapping[str, StepSpec]) -> None:
     for name in step.depends_on:
         if name == step.name:
             raise DefinitionError(f"step {step.name!r}: a step cannot depend on itself")
         if name not in by_name:
             raise DefinitionError(f"step {step.name!r}: DependsOn names {name!r}, which is not a step")
-    return replace(step, depends_on=step.depends_on | referenced)
+
+
+_FOR_EACH_PROPERTIES = re.compile(
+    r"(Status|InputItemCount|TotalStepCount|SucceededStepCount|FailedStepCount|StoppedStepCount)"
+    r"|IterationOutputs\[[0-9]+\]\.[A-Za-z0-9\-_]+\..+|Selected\..+"
+)
 
 
 def _check_step_reference(reference: Reference, step: StepSpec, by_name: Mapping[str, StepSpec]) -> None:
@@ -179,10 +230,14 @@ def _check_step_reference(reference: Reference, step: StepSpec, by_name: Mapping
         return
     if source.kind is StepKind.CONDITION and reference.prop == "Outcome":
         return
+    if source.kind is StepKind.FOR_EACH and _FOR_EACH_PROPERTIES.fullmatch(reference.prop or ""):
+        return
     if source.kind is not StepKind.CALLBACK or reference.output is None:
         readable = {
             StepKind.CALLBACK: f"only Steps.{source.name}.OutputParameters['<name>'] of a Callback step can be read",
             StepKind.CONDITION: f"only Steps.{source.name}.Outcome of a Condition step can be read",
+            StepKind.FOR_EACH: "a ForEach step offers Status, the step counts, IterationOutputs[<i>].<body step>"
+            ".<member> and Selected.<member>",
         }.get(source.kind, "a Fail step has no properties")
         raise DefinitionError(f"{reference.path}: Steps.{source.name}.{reference.prop} is not supported; {readable}")
     if source.output(reference.output) is None:

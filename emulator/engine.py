@@ -16,7 +16,7 @@ Life of a step here, as in the service (how each kind runs once started: :mod:`e
    new token and message, ``AttemptCount`` one more), then the steps after them.
 
 After a step fails no further step starts; the execution becomes ``Failed`` once no step is still running,
-its reason the Fail step's message if a Fail step failed it, else naming the failed steps. It is
+its ``FailureReason`` always ``Step failure: One or multiple steps failed.`` (the step keeps its own reason). It is
 ``Succeeded`` when nothing runs and nothing more can start, and ``Stopped`` when stopping and nothing runs.
 """
 
@@ -25,19 +25,23 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from callback_worker.emulator.arns import Partition, new_callback_token, new_execution_id
+from callback_worker.emulator.cache import find_cached
 from callback_worker.emulator.context import ExecutionContext, check_outputs
 from callback_worker.emulator.delivery import Background
 from callback_worker.emulator.errors import ConflictError, ResourceLimitExceededError
+from callback_worker.emulator.foreach import ForEachDriver, child_name
 from callback_worker.emulator.runners import StepRunner
 from callback_worker.emulator.s3 import ObjectReader
+from callback_worker.emulator.selective import Selection
 from callback_worker.emulator.sqs import MessageSender, StepMessage
 from callback_worker.emulator.state import (
     Answer,
     Execution,
     ExecutionStatus,
+    Iteration,
     Pipeline,
     PipelineVersion,
     StepRun,
@@ -50,9 +54,14 @@ from callback_worker.emulator.values import Scalar, to_text
 
 logger = logging.getLogger("emulator")
 
-#: FailureReason of a step holds at most 1024 characters; of an execution, 1300.
+#: FailureReason of a step holds at most 1024 characters.
 _STEP_REASON_LIMIT = 1024
-_EXECUTION_REASON_LIMIT = 1300
+#: The execution's FailureReason whatever step failed it (a Fail step, a callback answered with a failure, a
+#: stubbed or ForEach step): the reason stays on the failed step. The wording is the service's, as asserted by the
+#: SageMaker Python SDK's own integration tests (tests/integ/sagemaker/workflow/test_fail_steps.py: the step's
+#: FailureReason is the Fail step's message, ListPipelineExecutions' PipelineExecutionFailureReason holds
+#: "Step failure: One or multiple steps failed") and as DescribePipelineExecution answers print it, period included.
+EXECUTION_FAILURE_REASON = "Step failure: One or multiple steps failed."
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,8 @@ class ExecutionRequest:
     parallelism: int | None
     client_request_token: str
     version: PipelineVersion | None = None
+    mlflow_experiment_name: str | None = None
+    selection: Selection | None = None
 
 
 def _clip(text: str, limit: int) -> str:
@@ -93,7 +104,10 @@ class Engine:
         self.stubs = stubs or StubConfig()
         self.background = Background(sender)
         account_arn = f"arn:aws:sagemaker:{partition.region}:{partition.account}"
-        self._runner = StepRunner(self.background, self.stubs, reader, account_arn, clock, self._finish)
+        self._runner = StepRunner(
+            self.background, self.stubs, reader, account_arn, clock, self._finish, self._advance, self._cached
+        )
+        self._for_each = ForEachDriver(self._start_child, self._finish, clock)
 
     @property
     def sent(self) -> list[StepMessage]:
@@ -129,6 +143,11 @@ class Engine:
             last_modified_time=now,
         )
         execution.experiment = self._experiment(execution, now)
+        execution.mlflow = self._mlflow(execution, now, request.mlflow_experiment_name)
+        if request.selection is not None:  # see emulator.selective
+            execution.selective_config, execution.selected = request.selection.config, request.selection.selected
+            for taken in request.selection.taken:
+                execution.steps[taken.spec.name] = replace(taken, seq=self.store.next_seq())
         self.store.executions[execution.arn] = execution
         self.store.started[(pipeline.arn, request.client_request_token)] = execution
         pipeline.last_run_time = now
@@ -157,9 +176,12 @@ class Engine:
         for run in execution.running_steps():
             self._stop_step(execution, run)
         logger.info("execution %s stopping", execution.arn)
-        self._settle(execution)
+        self._advance(execution)
 
     def _stop_step(self, execution: Execution, run: StepRun) -> None:
+        if run.spec.kind is StepKind.FOR_EACH and run.items is not None:
+            run.status = StepStatus.STOPPING  # Stopped once its children are
+            return
         if run.spec.kind is not StepKind.CALLBACK:
             self._finish(execution, run, StepStatus.STOPPED)
             return
@@ -187,7 +209,7 @@ class Engine:
             execution.attempts[run.spec.name] = run.attempt
             del execution.steps[run.spec.name]
         execution.status = ExecutionStatus.EXECUTING
-        execution.failure_reason = execution.fail_message = None
+        execution.failure_reason = None
         execution.parallelism = parallelism or execution.parallelism
         execution.last_modified_time = self.clock()
         logger.info("execution %s retrying", execution.arn)
@@ -262,22 +284,54 @@ class Engine:
             "TrialName": to_text(spec.trial_name.evaluate(context)),
         }
 
+    @staticmethod
+    def _mlflow(execution: Execution, now: float, experiment_name: str | None) -> dict[str, str] | None:
+        spec = execution.spec.mlflow
+        if spec is None and not experiment_name:
+            return None
+        resolved = spec.evaluate(ExecutionContext(execution, now)) if spec is not None else {}
+        config = {key: to_text(value) for key, value in resolved.items()} if isinstance(resolved, dict) else {}
+        if experiment_name:
+            config["MlflowExperimentName"] = experiment_name
+        return config
+
     def _ready_steps(self, execution: Execution) -> list[StepSpec]:
-        return [spec for spec in execution.spec.steps if spec.name not in execution.steps and _ready(execution, spec)]
+        selected = execution.selected
+        return [
+            spec
+            for spec in execution.spec.steps
+            if spec.name not in execution.steps
+            and (selected is None or spec.name in selected)
+            and _ready(execution, spec)
+        ]
 
     def _advance(self, execution: Execution) -> None:
         """Start every step that may start (within the parallelism limit), then settle."""
+        self._for_each.advance(execution)
         for spec in self._ready_steps(execution):
             if spec.name in execution.steps:  # started meanwhile, by a step that finished at once
                 continue
             if execution.status is not ExecutionStatus.EXECUTING or execution.failed_steps():
                 break
-            if execution.parallelism is not None and len(execution.running_steps()) >= execution.parallelism:
+            if not self._below_parallelism(execution):
                 break
             self._start_step(execution, spec)
         self._settle(execution)
 
-    def _start_step(self, execution: Execution, spec: StepSpec) -> None:
+    @staticmethod
+    def _below_parallelism(execution: Execution) -> bool:
+        # A ForEach step takes no slot of its own: its children do.
+        running = [run for run in execution.running_steps() if run.spec.kind is not StepKind.FOR_EACH]
+        return execution.parallelism is None or len(running) < execution.parallelism
+
+    def _start_child(self, execution: Execution, body: StepSpec, iteration: Iteration) -> None:
+        if execution.status is ExecutionStatus.EXECUTING and self._below_parallelism(execution):
+            self._start_step(execution, replace(body, name=child_name(body.name, iteration.index)), iteration)
+
+    def _cached(self, execution: Execution, run: StepRun) -> tuple[str, StepRun] | None:
+        return find_cached(self.store.executions_of(execution.pipeline), execution, run, self.clock())
+
+    def _start_step(self, execution: Execution, spec: StepSpec, iteration: Iteration | None = None) -> None:
         now = self.clock()
         callback = spec.kind is StepKind.CALLBACK
         run = StepRun(
@@ -286,6 +340,7 @@ class Engine:
             token=self._unique_token() if callback else "",
             start_time=now,
             attempt=execution.attempts.get(spec.name, 0) + 1,
+            iteration=iteration,
         )
         execution.steps[spec.name] = run
         execution.last_modified_time = now
@@ -313,8 +368,7 @@ class Engine:
             final = ExecutionStatus.STOPPED
         elif failed:
             final = ExecutionStatus.FAILED
-            reason = execution.fail_message if execution.fail_message is not None else _failure_reason(failed)
-            execution.failure_reason = _clip(reason, _EXECUTION_REASON_LIMIT)
+            execution.failure_reason = EXECUTION_FAILURE_REASON
         elif not self._ready_steps(execution):
             final = ExecutionStatus.SUCCEEDED
         else:
@@ -330,11 +384,3 @@ def _ready(execution: Execution, spec: StepSpec) -> bool:
         return False
     branch = spec.branch
     return branch is None or done[branch.condition].outcome is branch.outcome
-
-
-def _failure_reason(failed: list[StepRun]) -> str:
-    if len(failed) == 1:
-        run = failed[0]
-        return f"Step failure: Step '{run.spec.name}' failed: {run.failure_reason}"
-    names = ", ".join(f"'{run.spec.name}'" for run in failed)
-    return f"Step failure: Steps {names} failed; first: {failed[0].failure_reason}"

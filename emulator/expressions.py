@@ -11,6 +11,8 @@ of these expressions:
 - ``{"Get": "Execution.<variable>"}`` - ``PipelineExecutionId``, ``PipelineExecutionArn``, ``PipelineName``,
   ``PipelineArn``, ``StartDateTime`` or ``CurrentDateTime`` (text);
 - ``{"Get": "PipelineExperimentConfig.ExperimentName"}`` / ``.TrialName`` - the resolved experiment config;
+- ``{"Get": "ForEach.CurrentItem"}``, ``ForEach.CurrentItem.<field>...``, ``ForEach.CurrentItem['<field>']`` -
+  inside a ForEach body step, the item of its iteration (a JSON object's field, for a field path);
 - ``{"Std:Join": {"On": "/", "Values": [...]}}`` - the values as text (see :func:`values.to_text`) joined;
 - ``{"Std:JsonGet": {"S3Uri": <value>, "Path": "a.b[0]"}}`` - a value inside the JSON document at that S3 URI
   (the URI is often a Join of a parameter or a callback output), and ``{"Std:JsonGet": {"PropertyFile":
@@ -52,6 +54,7 @@ _STEP_OUTPUT = re.compile(rf"Steps\.({_NAME})\.OutputParameters\[(['\"])(.+?)\2\
 _STEP_PROPERTY = re.compile(rf"Steps\.({_NAME})\.(.+)")
 _EXECUTION = re.compile(r"Execution\.(\w+)")
 _EXPERIMENT = re.compile(r"PipelineExperimentConfig\.(\w+)")
+_CURRENT_ITEM = re.compile(r"ForEach\.CurrentItem((?:\.\w+|\[(['\"]).+?\2\])*)")
 
 
 class EvaluationError(EmulatorError):
@@ -65,6 +68,7 @@ class Namespace(enum.StrEnum):
     STEPS = "Steps"
     EXECUTION = "Execution"
     EXPERIMENT = "PipelineExperimentConfig"
+    FOR_EACH = "ForEach"
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,10 @@ class Context(Protocol):
 
     def experiment_property(self, name: str) -> str:
         """The resolved ``PipelineExperimentConfig.<name>``."""
+        ...
+
+    def current_item(self, path: str) -> JSONValue:
+        """Inside a ForEach body step: its iteration's item, or (``path`` such as ``.a.b``) a field of it."""
         ...
 
 
@@ -178,6 +186,8 @@ class Get:
             return context.step_output(ref.name, ref.output or "")
         if ref.namespace is Namespace.EXECUTION:
             return context.execution_variable(ref.name)
+        if ref.namespace is Namespace.FOR_EACH:
+            return context.current_item(ref.prop or "")
         return context.experiment_property(ref.name)
 
     def references(self) -> Iterator[Reference]:
@@ -264,6 +274,8 @@ def parse_reference(target: str, path: str) -> Reference:
         return Reference(Namespace.EXECUTION, match[1], None, path)
     if (match := _EXPERIMENT.fullmatch(target)) and match[1] in EXPERIMENT_PROPERTIES:
         return Reference(Namespace.EXPERIMENT, match[1], None, path)
+    if match := _CURRENT_ITEM.fullmatch(target):
+        return Reference(Namespace.FOR_EACH, "CurrentItem", None, path, prop=match[1])
     raise DefinitionError(f"{path}: cannot resolve {{'Get': {target!r}}}")
 
 

@@ -8,7 +8,8 @@ raise the service's errors for it:
 - a step answered again: the same ``ClientRequestToken`` with the same request replays the first answer
   (HTTP 200, same response); anything else is ``ConflictException``;
 - ``CreatePipeline`` of an existing name: ``ValidationException`` (unless it repeats the creating request);
-- ``StartPipelineExecution`` repeated with the same ``ClientRequestToken``: the execution it started.
+- ``StartPipelineExecution`` repeated with the same ``ClientRequestToken``: the execution it started; with a
+  ``SelectiveExecutionConfig`` it runs only the selected steps (:mod:`emulator.selective`).
 
 Versions are served by :mod:`emulator.versions`, tags by :mod:`emulator.tags`. ``CreatePipeline`` and
 ``UpdatePipeline`` are coroutines (they may read the definition from S3); the others answer at once.
@@ -25,6 +26,7 @@ from callback_worker.emulator.errors import ConflictError, ResourceNotFoundError
 from callback_worker.emulator.pagination import paginate
 from callback_worker.emulator.protocol import OPERATION_NAMES
 from callback_worker.emulator.s3 import ObjectReader
+from callback_worker.emulator.selective import plan_selection
 from callback_worker.emulator.state import Answer, Execution, Pipeline, StepRun, Store
 from callback_worker.emulator.tags import TagOperations, merge_tags
 from callback_worker.emulator.values import to_text
@@ -209,10 +211,14 @@ class Operations:
         earlier = self.store.started.get((pipeline.arn, token))
         if earlier is not None:
             return {"PipelineExecutionArn": earlier.arn}
-        if "SelectiveExecutionConfig" in params:
-            raise ValidationError("SelectiveExecutionConfig is not supported here")
         version = find_version(pipeline, params.get("PipelineVersionId"))
         parameters = version.spec.resolve_parameters(params.get("PipelineParameters", []))
+        selection = None
+        if "SelectiveExecutionConfig" in params:
+            config = params["SelectiveExecutionConfig"]
+            source_arn = config.get("SourcePipelineExecutionArn")
+            source = self._execution(source_arn) if source_arn else None
+            selection = plan_selection(version.spec, config, source, pipeline)
         request = ExecutionRequest(
             version=version,
             pipeline=pipeline,
@@ -221,6 +227,8 @@ class Operations:
             description=params.get("PipelineExecutionDescription"),
             parallelism=(params.get("ParallelismConfiguration") or {}).get("MaxParallelExecutionSteps"),
             client_request_token=token,
+            mlflow_experiment_name=params.get("MlflowExperimentName"),
+            selection=selection,
         )
         return {"PipelineExecutionArn": self.engine.start(request).arn}
 

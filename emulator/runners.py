@@ -6,8 +6,12 @@ documents a ``Std:JsonGet`` needs; a value that cannot be resolved fails the ste
 - Callback: the message ``{"token", "pipelineExecutionArn", "arguments", "status": "Executing"}`` goes to
   its queue and the step is ``Executing`` until answered (a queue that refuses it fails the step);
 - Condition: ``Succeeded`` at once with ``Metadata.Condition.Outcome`` ``"True"``/``"False"``;
-- Fail: ``Failed`` with the resolved ``ErrorMessage`` as its reason and ``Metadata.Fail.ErrorMessage``;
-- stubbed: ``Executing`` for the stub delay, then ``Succeeded``.
+- Fail: ``Failed`` with the resolved ``ErrorMessage`` as its reason (none if empty) and ``Metadata.Fail.ErrorMessage``;
+- ForEach: its items resolved (:func:`emulator.foreach.resolve_items`), ``Executing`` while its children run
+  (the engine starts them: :mod:`emulator.foreach`);
+- stubbed: a cache hit (:mod:`emulator.cache`) ``Succeeded`` at once with the earlier run's metadata and
+  properties; otherwise ``Executing`` for the stub delay, then ``Succeeded`` with the metadata and properties
+  of its type (:mod:`emulator.stubs`).
 
 A step whose execution is stopped before it got this far is ``Stopped`` instead.
 """
@@ -19,14 +23,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from callback_worker.emulator.cache import cache_key
 from callback_worker.emulator.context import ExecutionContext, NeedDocument
 from callback_worker.emulator.delivery import Background
 from callback_worker.emulator.expressions import EvaluationError
+from callback_worker.emulator.foreach import resolve_items
 from callback_worker.emulator.s3 import ObjectReader, split_s3_uri
 from callback_worker.emulator.sqs import StepMessage
 from callback_worker.emulator.state import Execution, StepRun, StepStatus
 from callback_worker.emulator.steps import StepKind
-from callback_worker.emulator.stubs import StubConfig, stub_metadata
+from callback_worker.emulator.stubs import StubConfig, invented_properties, resource_name, stub_metadata
 from callback_worker.emulator.values import JSONValue, load_json, to_text
 
 logger = logging.getLogger("emulator")
@@ -47,11 +53,16 @@ class StepRunner:
     account_arn: str
     clock: Callable[[], float]
     finish: Finish
+    #: ``advance(execution)`` lets the engine start what may start (a ForEach step's children).
+    advance: Callable[[Execution], None]
+    #: ``cached(execution, run)``: the execution ARN and earlier run a cached step type reuses, if any.
+    cached: Callable[[Execution, StepRun], tuple[str, StepRun] | None]
 
     def start(self, execution: Execution, run: StepRun) -> None:
         """Resolve what the step reads (now, unless S3 documents must be fetched first), then run it."""
         try:
-            resolved = self._evaluate(ExecutionContext(execution, self.clock(), self.stubs), run)
+            context = ExecutionContext(execution, self.clock(), self.stubs, iteration=run.iteration)
+            resolved = self._evaluate(context, run)
         except NeedDocument:
             self.background.spawn(self._resolve_then_run(execution, run))
             return
@@ -86,10 +97,22 @@ class StepRunner:
         elif kind is StepKind.FAIL:
             message = to_text(resolved)
             run.metadata = {"Fail": {"ErrorMessage": message}}
-            execution.fail_message = message
-            self._end(execution, run, StepStatus.FAILED, message)
+            # An empty message leaves the step without a FailureReason, as the service does.
+            self._end(execution, run, StepStatus.FAILED, message or None)
+        elif kind is StepKind.FOR_EACH:
+            self._for_each(execution, run, resolved)
         else:
-            await self._stub(execution, run)
+            await self._stub(execution, run, resolved)
+
+    def _for_each(self, execution: Execution, run: StepRun, resolved: JSONValue) -> None:
+        try:
+            run.items = resolve_items(resolved)
+        except EvaluationError as error:
+            self._end(execution, run, StepStatus.FAILED, str(error))
+            return
+        run.status = StepStatus.EXECUTING
+        execution.last_modified_time = self.clock()
+        self.advance(execution)
 
     def _end(self, execution: Execution, run: StepRun, status: StepStatus, reason: str | None = None) -> None:
         if run.running:
@@ -98,7 +121,7 @@ class StepRunner:
     async def _resolve(self, execution: Execution, run: StepRun) -> JSONValue:
         documents: dict[str, JSONValue] = {}
         for _ in range(_MAX_DOCUMENTS):
-            context = ExecutionContext(execution, self.clock(), self.stubs, documents)
+            context = ExecutionContext(execution, self.clock(), self.stubs, documents, run.iteration)
             try:
                 return self._evaluate(context, run)
             except NeedDocument as need:
@@ -152,11 +175,21 @@ class StepRunner:
         # If this message is lost the step stays Stopping, as a service step would: only an answer ends it.
         await self.background.send(self._message(execution, run, "Stopping"))
 
-    async def _stub(self, execution: Execution, run: StepRun) -> None:
-        run.metadata = stub_metadata(run.spec.type, self.account_arn, execution.id, run.spec.name)
+    async def _stub(self, execution: Execution, run: StepRun, resolved: JSONValue) -> None:
+        step_type = run.spec.type
+        name = resource_name(step_type, execution.id, run.spec.name, resolved)
+        run.arguments, run.cache_key = resolved, cache_key(resolved)
+        hit = self.cached(execution, run)
+        if hit is not None:
+            run.cache_source, earlier = hit
+            run.metadata, run.properties = earlier.metadata, dict(earlier.properties)
+            self._end(execution, run, StepStatus.SUCCEEDED)
+            return
+        run.metadata = stub_metadata(step_type, self.account_arn, name, execution.id, run.spec.name)
+        run.properties = invented_properties(step_type, self.account_arn, name)
         run.status = StepStatus.EXECUTING
         execution.last_modified_time = self.clock()
-        logger.info("stubbed %s step %s of %s executing", run.spec.type, run.spec.name, execution.arn)
+        logger.info("stubbed %s step %s of %s executing", step_type, run.spec.name, execution.arn)
         await asyncio.sleep(self.stubs.delay)
         if run.status is StepStatus.EXECUTING:
             self._end(execution, run, StepStatus.SUCCEEDED)

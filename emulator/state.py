@@ -98,6 +98,16 @@ class Answer:
     request: Mapping[str, object]
 
 
+@dataclass(frozen=True)
+class Iteration:
+    """Where a ForEach child step belongs: its ForEach step, the item's index, the item, the body siblings."""
+
+    parent: str
+    index: int
+    item: JSONValue
+    siblings: frozenset[str] = frozenset()
+
+
 @dataclass
 class StepRun:
     """One started step of one execution."""
@@ -119,6 +129,16 @@ class StepRun:
     #: ``Metadata`` of a step that is not a Callback step (Fail, stubbed types).
     metadata: dict[str, Any] | None = None
     attempt: int = 1
+    #: The properties the service fills for a stubbed step (its job's name, ARN, status).
+    properties: dict[str, JSONValue] = field(default_factory=dict)
+    #: A ForEach child step's iteration; a ForEach step's resolved items.
+    iteration: Iteration | None = None
+    items: list[JSONValue] | None = None
+    #: A cached step type's resolved arguments (its cache key) and, on a cache hit, the execution reused.
+    cache_key: str | None = None
+    cache_source: str | None = None
+    #: A step a selective execution took from its source execution: that execution's ARN.
+    selective_source: str | None = None
 
     @property
     def running(self) -> bool:
@@ -142,6 +162,8 @@ class Execution:
     client_request_token: str
     seq: int
     experiment: dict[str, str] | None = None
+    #: ``MLflowConfig`` of ``DescribePipelineExecution``: the definition's ``MlflowConfig``, resolved.
+    mlflow: dict[str, str] | None = None
     status: ExecutionStatus = ExecutionStatus.EXECUTING
     failure_reason: str | None = None
     last_modified_time: float = 0.0
@@ -149,10 +171,11 @@ class Execution:
     steps: dict[str, StepRun] = field(default_factory=dict)
     #: ClientRequestTokens of the RetryPipelineExecution requests that re-ran it.
     retry_tokens: set[str] = field(default_factory=set)
-    #: The message of the Fail step that failed it, if one did.
-    fail_message: str | None = None
     #: Attempts of the steps that a retry re-ran, by step name.
     attempts: dict[str, int] = field(default_factory=dict)
+    #: ``SelectiveExecutionConfig`` as requested, and the names of the steps it runs (``None``: every step).
+    selective_config: dict[str, Any] | None = None
+    selected: frozenset[str] | None = None
 
     @property
     def spec(self) -> PipelineSpec:

@@ -6,6 +6,13 @@
   depends on the Condition step and carries the :class:`Branch` it lies on, so it starts only when the
   Condition step's outcome is that branch's.
 - ``Fail``: ``Arguments: {"ErrorMessage": value}`` (a string, ``Std:Join``, ``Get``...).
+- ``ForEach`` (SDK v3): ``Arguments: {"IterableItems": value, "MaxConcurrency": 1-50, "Selector": {"Pick":
+  "MaxBy"|"MinBy", "Field": {"Get": "IterationOutput.<body step>.<member>"}}, "ForEachBody": [step, ...]}``. The
+  items are a list (of values or expressions) or an expression resolving to a JSON list text; the body steps
+  (no Condition, Fail or ForEach) run once per item as child steps ``<body step>-<index>`` and may read
+  ``{"Get": "ForEach.CurrentItem"}`` (or ``ForEach.CurrentItem.<field>``, ``ForEach.CurrentItem['<field>']``)
+  and their body siblings' outputs; what the body reads from other steps makes the ForEach step depend on them.
+  Body step names are unique across the pipeline. How it runs: :mod:`emulator.foreach`.
 - With stubs on, every type of :data:`emulator.stubs.STUB_TYPES` (Training, Processing, ...): accepted as
   written (every member but the name, type, display name, description and ``DependsOn`` is compiled, so its
   ``Get`` references are dependencies), run as a stub that succeeds.
@@ -17,12 +24,14 @@ Every step may have ``DependsOn``, ``DisplayName`` (``[A-Za-z0-9-_]{1,64}``, as 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from callback_worker.emulator.conditions import Condition, compile_conditions
+from callback_worker.emulator.durations import parse_duration
 from callback_worker.emulator.errors import DefinitionError
-from callback_worker.emulator.expressions import Const, Expr, Reference, compile_value
+from callback_worker.emulator.expressions import Const, Expr, Namespace, Reference, compile_value
 from callback_worker.emulator.nodes import NAME, as_list, as_object, check_keys, check_unique, optional_text
 from callback_worker.emulator.parameters import value_type_of
 from callback_worker.emulator.stubs import STUB_TYPES
@@ -41,6 +50,7 @@ class StepKind(enum.StrEnum):
     CALLBACK = "Callback"
     CONDITION = "Condition"
     FAIL = "Fail"
+    FOR_EACH = "ForEach"
     STUB = "Stub"
 
 
@@ -58,6 +68,16 @@ class Branch:
 
     condition: str
     outcome: bool
+
+
+@dataclass(frozen=True)
+class ForEachSpec:
+    """What a ForEach step runs: its body steps, at most ``max_concurrency`` children at once, the selector."""
+
+    body: tuple[StepSpec, ...]
+    max_concurrency: int
+    #: ``(pick, body step, member)`` of the ``Selector``, e.g. ``("MaxBy", "Score", "OutputParameters['score']")``.
+    selector: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +99,9 @@ class StepSpec:
     outputs: tuple[OutputSpec, ...] = ()
     conditions: tuple[Condition, ...] = ()
     branch: Branch | None = None
+    for_each: ForEachSpec | None = None
+    #: A cached stub type's ``CacheConfig``: ``(enabled, ExpireAfter)``.
+    cache: tuple[bool, str | None] = (False, None)
 
     def output(self, name: str) -> OutputSpec | None:
         """The declared output called ``name``, if any."""
@@ -90,12 +113,22 @@ class StepSpec:
         yield from self.queue_url.references()
         for condition in self.conditions:
             yield from condition.references()
+        if self.for_each is not None:
+            siblings = {step.name for step in self.for_each.body}
+            for step in self.for_each.body:
+                for reference in step.references():
+                    if not (reference.namespace is Namespace.STEPS and reference.name in siblings):
+                        yield reference
 
 
 def parse_steps(nodes: list[JSONValue], *, stubs: bool) -> list[StepSpec]:
     """Every step of ``Steps``, branches flattened after their Condition step; names must be unique."""
     steps = _flatten(nodes, "Steps", stubs, None)
-    check_unique((step.name for step in steps), "step")
+    body = [child for step in steps if step.for_each is not None for child in step.for_each.body]
+    check_unique((step.name for step in [*steps, *body]), "step")
+    for step in steps:
+        if any(re.fullmatch(rf"{re.escape(child.name)}-[0-9]+", step.name) for child in body):
+            raise DefinitionError(f"step {step.name!r}: the name is that of a ForEach body step's child step")
     return steps
 
 
@@ -142,14 +175,26 @@ def _parse_step(node: JSONValue, where: str, stubs: bool) -> StepSpec:
     if step_type == "Fail":
         check_keys(item, _ARGUMENTS_KEYS, where)
         return _fail(item, common, where)
-    if stubs and step_type in STUB_TYPES:
+    if step_type == "ForEach":
+        check_keys(item, _ARGUMENTS_KEYS, where)
+        return _for_each(item, common, where, stubs)
+    if stubs and isinstance(step_type, str) and step_type in STUB_TYPES:
         members = {key: value for key, value in item.items() if key not in _COMMON_KEYS}
-        return replace(common, arguments=compile_value(members, where))
-    hint = "" if stubs or step_type not in STUB_TYPES else " (start the emulator with --stub-steps to run it as a stub)"
-    raise DefinitionError(
-        f"{where} has Type {step_type!r}, which is not supported: only 'Callback', 'Condition' and 'Fail' "
-        f"steps can run here{hint}"
-    )
+        cache = _cache_config(item.get("CacheConfig"), where) if STUB_TYPES[step_type].cached else (False, None)
+        return replace(common, arguments=compile_value(members, where), cache=cache)
+    raise DefinitionError(_unsupported(where, step_type, stubs))
+
+
+def _unsupported(where: str, step_type: JSONValue, stubs: bool) -> str:
+    runs = "'Callback', 'Condition', 'Fail' and 'ForEach'"
+    stubbed = ", ".join(repr(name) for name in sorted(STUB_TYPES))
+    if stubs:
+        return (
+            f"{where} has Type {step_type!r}, which is not supported: the step types that run here are {runs}, "
+            f"and as stubs {stubbed}"
+        )
+    hint = " (start the emulator with --stub-steps to run it as a stub)" if step_type in STUB_TYPES else ""
+    return f"{where} has Type {step_type!r}, which is not supported: only {runs} steps can run here{hint}"
 
 
 def _callback(item: dict[str, JSONValue], common: StepSpec, where: str) -> StepSpec:
@@ -176,6 +221,69 @@ def _fail(item: dict[str, JSONValue], common: StepSpec, where: str) -> StepSpec:
     check_keys(arguments, frozenset({"ErrorMessage"}), f"{where}, Arguments")
     message = compile_value(arguments.get("ErrorMessage") or "", f"{where}, Arguments.ErrorMessage")
     return replace(common, kind=StepKind.FAIL, arguments=message)
+
+
+_MAX_LITERAL_ITEMS = 100
+_FOR_EACH_KEYS = frozenset({"IterableItems", "MaxConcurrency", "Selector", "ForEachBody"})
+_SELECTOR_FIELD = re.compile(r"IterationOutput\.([A-Za-z0-9\-_]+)\.(.+)")
+
+
+def _for_each(item: dict[str, JSONValue], common: StepSpec, where: str, stubs: bool) -> StepSpec:
+    arguments = as_object(item.get("Arguments"), f"{where}, Arguments")
+    check_keys(arguments, _FOR_EACH_KEYS, f"{where}, Arguments")
+    items = arguments.get("IterableItems")
+    literal = not isinstance(items, dict | list)
+    if literal or (isinstance(items, list) and not 1 <= len(items) <= _MAX_LITERAL_ITEMS):
+        raise DefinitionError(
+            f"{where}, Arguments.IterableItems: must be a property reference resolving to a JSON list, or a list "
+            "of 1 to 100 items; a literal value cannot resolve to a list"
+        )
+    concurrency = arguments.get("MaxConcurrency")
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 50:
+        raise DefinitionError(f"{where}, Arguments.MaxConcurrency: must be an integer from 1 to 50")
+    body = [
+        _parse_step(node, f"{where}, ForEachBody[{index}]", stubs)
+        for index, node in enumerate(as_list(arguments, "ForEachBody", where))
+    ]
+    if not body:
+        raise DefinitionError(f"{where}: 'ForEachBody' must list at least one step")
+    for step in body:
+        if step.kind in (StepKind.CONDITION, StepKind.FAIL, StepKind.FOR_EACH):
+            raise DefinitionError(f"{where}: a {step.type} step cannot be in a ForEach body (step {step.name!r})")
+    selector = _selector(arguments.get("Selector"), where, {step.name for step in body})
+    spec = ForEachSpec(tuple(body), concurrency, selector)
+    return replace(
+        common, kind=StepKind.FOR_EACH, arguments=compile_value(items, f"{where}, IterableItems"), for_each=spec
+    )
+
+
+def _selector(node: JSONValue, where: str, body: set[str]) -> tuple[str, str, str] | None:
+    if node is None:
+        return None
+    selector = as_object(node, f"{where}, Selector")
+    check_keys(selector, frozenset({"Pick", "Field"}), f"{where}, Selector")
+    pick = selector.get("Pick")
+    field = selector.get("Field")
+    target = field.get("Get") if isinstance(field, dict) else None
+    match = _SELECTOR_FIELD.fullmatch(target) if isinstance(target, str) else None
+    if pick not in ("MaxBy", "MinBy") or match is None or match[1] not in body:
+        raise DefinitionError(
+            f"{where}, Selector: needs 'Pick' (MaxBy or MinBy) and 'Field' "
+            "{'Get': 'IterationOutput.<body step>.<member>'} naming a body step of this ForEach step"
+        )
+    return str(pick), match[1], match[2]
+
+
+def _cache_config(node: JSONValue, where: str) -> tuple[bool, str | None]:
+    _check_cache_config(node, where)
+    if not isinstance(node, dict):
+        return False, None
+    expire = node.get("ExpireAfter")
+    if expire is not None and not isinstance(expire, str):
+        raise DefinitionError(f"{where}, CacheConfig.ExpireAfter: must be a string")
+    if expire is not None:
+        parse_duration(expire, f"{where}, CacheConfig")
+    return bool(node.get("Enabled", False)), expire
 
 
 def _queue_url(node: JSONValue, where: str) -> Expr:

@@ -1,14 +1,20 @@
 """Stubbed steps (opt-in): the step types the emulator does not run, marked Succeeded after a delay.
 
 With stubs on (``callback-worker emulate --stub-steps``, or ``EmulatorServer(stubs=StubConfig(...))``), a
-definition may hold Processing, Training, Transform, Model, RegisterModel, CreateModel, Lambda, EMR, Tuning,
-AutoML, QualityCheck and ClarifyCheck steps. Each starts when its dependencies succeeded, is ``Executing``
-for ``delay`` seconds, then ``Succeeded`` (``Stopped`` if its execution is stopped meanwhile), with the
-``Metadata`` member the service reports for its type (an ARN made from the execution id and step name).
+definition may hold every step type of :data:`STUB_TYPES` (Processing, Training, ..., Endpoint, Lineage, Job,
+Cleanup: every type the SageMaker Python SDK v2 and v3 writes). Each starts when its dependencies succeeded, is
+``Executing`` for ``delay`` seconds, then ``Succeeded`` (``Stopped`` if its execution is stopped meanwhile), with
+the ``Metadata`` member the service reports for its type (an ARN made from the execution id and step name, or
+from the name the step's arguments give, e.g. an Endpoint step's ``EndpointName``).
 
-A reference to a stubbed step's property (``{"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}``, a
-Lambda step's ``OutputParameters['x']``, a property file read by ``Std:JsonGet``) reads the stub values
-file: a JSON object keyed by step name, then by the property path as written after ``Steps.<name>.``::
+The properties the service always fills are invented, consistently with that metadata: ``TrainingJobName``,
+``TrainingJobArn``, ``TrainingJobStatus`` (``Completed``) of a Training step, ``EndpointName``/``Arn``/``Status``
+(``InService``) of an Endpoint step, and so on (:func:`invented_properties`).
+
+Any other property (``{"Get": "Steps.Train.ModelArtifacts.S3ModelArtifacts"}``, a Lambda step's
+``OutputParameters['x']``, a property file read by ``Std:JsonGet``) is read from the stub values file (which
+may also override an invented one): a JSON object keyed by step name (a ForEach child's by its body step's),
+then by the property path as written after ``Steps.<name>.``::
 
     {"Train": {"ModelArtifacts.S3ModelArtifacts": "s3://bucket/model.tar.gz"},
      "Evaluate": {"PropertyFiles.EvaluationReport": {"metrics": {"mse": {"value": 4.2}}}}}
@@ -24,20 +30,46 @@ from pathlib import Path
 
 from callback_worker.emulator.values import JSONValue, load_json
 
-#: Stubbed step type -> (Metadata member, resource type in the ARN; empty when the member has no Arn).
-STUB_TYPES: Mapping[str, tuple[str, str]] = {
-    "Processing": ("ProcessingJob", "processing-job"),
-    "Training": ("TrainingJob", "training-job"),
-    "Transform": ("TransformJob", "transform-job"),
-    "Model": ("Model", "model"),
-    "CreateModel": ("Model", "model"),
-    "RegisterModel": ("RegisterModel", "model-package"),
-    "Lambda": ("Lambda", "function"),
-    "EMR": ("EMR", ""),
-    "Tuning": ("TuningJob", "hyper-parameter-tuning-job"),
-    "AutoML": ("AutoMLJob", "automl-job"),
-    "QualityCheck": ("QualityCheck", ""),
-    "ClarifyCheck": ("ClarifyCheck", ""),
+
+@dataclass(frozen=True)
+class StubKind:
+    """How the service reports one stubbed step type.
+
+    ``member`` is its ``Metadata`` member; ``resource`` the resource type in its ARN (empty: no ``Arn``);
+    ``prefix`` names the properties the service always fills (``<prefix>Name``, ``<prefix>Arn`` and, with a
+    ``status``, ``<prefix>Status``), whose name is the step's ``Arguments.<prefix>Name`` when given;
+    ``cached``: the service caches the type (``CacheConfig``; see :mod:`emulator.cache`).
+    """
+
+    member: str
+    resource: str = ""
+    prefix: str = ""
+    status: str = ""
+    cached: bool = False
+
+
+#: Every step type the SageMaker Python SDK (v2 and v3) writes that the emulator runs as a stub. Caching: the
+#: types of the developer guide's "Default cache key attributes by pipeline step type" page.
+STUB_TYPES: Mapping[str, StubKind] = {
+    "Processing": StubKind("ProcessingJob", "processing-job", "ProcessingJob", "Completed", cached=True),
+    "Training": StubKind("TrainingJob", "training-job", "TrainingJob", "Completed", cached=True),
+    "Transform": StubKind("TransformJob", "transform-job", "TransformJob", "Completed", cached=True),
+    "Tuning": StubKind("TuningJob", "hyper-parameter-tuning-job", "HyperParameterTuningJob", "Completed", True),
+    "AutoML": StubKind("AutoMLJob", "automl-job", "AutoMLJob", "Completed", cached=True),
+    "Model": StubKind("Model", "model", "Model"),
+    "CreateModel": StubKind("Model", "model", "Model"),
+    "RegisterModel": StubKind("RegisterModel", "model-package", "ModelPackage", "Completed"),
+    "Lambda": StubKind("Lambda", "function"),
+    "EMR": StubKind("EMR", cached=True),
+    "EMRServerless": StubKind("EMRServerless"),
+    "QualityCheck": StubKind("QualityCheck", cached=True),
+    "ClarifyCheck": StubKind("ClarifyCheck", cached=True),
+    "Endpoint": StubKind("Endpoint", "endpoint", "Endpoint", "InService"),
+    "EndpointConfig": StubKind("EndpointConfig", "endpoint-config", "EndpointConfig"),
+    "InferenceComponent": StubKind("InferenceComponent", "inference-component", "InferenceComponent", "InService"),
+    "Lineage": StubKind("Lineage"),
+    "Cleanup": StubKind("Cleanup"),
+    "Job": StubKind("Job", "job", "Job", "Completed"),
 }
 
 #: Seconds a stubbed step runs by default.
@@ -73,12 +105,40 @@ def load_stub_values(path: str | Path) -> dict[str, dict[str, JSONValue]]:
     return {step: dict(values) for step, values in document.items() if isinstance(values, dict)}
 
 
-def stub_metadata(step_type: str, partition_arn: str, execution_id: str, step: str) -> dict[str, JSONValue]:
+def resource_name(step_type: str, execution_id: str, step: str, arguments: JSONValue) -> str:
+    """The name of the resource a stubbed step made: ``Arguments.<prefix>Name`` if given, else one made up."""
+    prefix = STUB_TYPES[step_type].prefix
+    given = arguments.get("Arguments") if isinstance(arguments, dict) else None
+    if prefix and isinstance(given, dict) and isinstance(given.get(f"{prefix}Name"), str):
+        return str(given[f"{prefix}Name"])
+    return f"pipelines-{execution_id}-{step}"[:63].lower()
+
+
+def stub_metadata(step_type: str, partition_arn: str, name: str, execution_id: str, step: str) -> dict[str, JSONValue]:
     """The ``Metadata`` of a stubbed step, as the service reports its type (``partition_arn``: ``arn:...:acct``)."""
-    member, resource = STUB_TYPES[step_type]
-    job = f"pipelines-{execution_id}-{step}"[:63].lower()
-    if step_type == "EMR":
-        return {member: {"ClusterId": "j-emulator", "StepId": f"s-{execution_id}", "StepName": step}}
-    if not resource:
-        return {member: {"CheckType": step_type, "SkipCheck": True}}
-    return {member: {"Arn": f"{partition_arn}:{resource}/{job}"}}
+    kind = STUB_TYPES[step_type]
+    special: dict[str, JSONValue] = {
+        "EMR": {"ClusterId": "j-emulator", "StepId": f"s-{execution_id}", "StepName": step},
+        "EMRServerless": {"ApplicationId": "00emulator", "JobRunId": f"00{execution_id}", "JobRunName": step},
+        "QualityCheck": {"CheckType": step_type, "SkipCheck": True},
+        "ClarifyCheck": {"CheckType": step_type, "SkipCheck": True},
+        "Lineage": {"ActionArns": {}, "ArtifactArns": {}, "ContextArns": {}, "Associations": []},
+        "Cleanup": {"CleanedSteps": [], "FailedSteps": [], "SkippedSteps": []},
+    }
+    if step_type in special:
+        return {kind.member: special[step_type]}
+    return {kind.member: {"Arn": f"{partition_arn}:{kind.resource}/{name}"}}
+
+
+def invented_properties(step_type: str, partition_arn: str, name: str) -> dict[str, JSONValue]:
+    """The properties the service always fills for a stubbed step: its resource's name, ARN and status."""
+    kind = STUB_TYPES[step_type]
+    if not kind.prefix:
+        return {}
+    invented: dict[str, JSONValue] = {
+        f"{kind.prefix}Name": name,
+        f"{kind.prefix}Arn": f"{partition_arn}:{kind.resource}/{name}",
+    }
+    if kind.status:
+        invented[f"{kind.prefix}Status"] = kind.status
+    return invented

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from callback_worker.emulator.state import Execution, Pipeline, PipelineVersion, StepRun
+from callback_worker.emulator.values import to_text
 
 
 def _compact(members: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +94,8 @@ def describe_execution(execution: Execution, account: str) -> dict[str, Any]:
             "CreationTime": execution.creation_time,
             "LastModifiedTime": execution.last_modified_time,
             "ParallelismConfiguration": _parallelism(execution.parallelism),
+            "SelectiveExecutionConfig": execution.selective_config,
+            "MLflowConfig": execution.mlflow,
         }
     )
 
@@ -124,8 +127,22 @@ def execution_step(run: StepRun) -> dict[str, Any]:
             "FailureReason": run.failure_reason,
             "Metadata": run.metadata if run.metadata is not None else _callback_metadata(run),
             "AttemptCount": run.attempt,
+            "CacheHitResult": _source(run.cache_source),
+            "SelectiveExecutionResult": _source(run.selective_source),
+            "IterationContext": _iteration(run),
         }
     )
+
+
+def _source(arn: str | None) -> dict[str, str] | None:
+    return None if arn is None else {"SourcePipelineExecutionArn": arn}
+
+
+def _iteration(run: StepRun) -> dict[str, Any] | None:
+    iteration = run.iteration
+    if iteration is None:
+        return None
+    return {"ParentStepName": iteration.parent, "Index": iteration.index, "Item": to_text(iteration.item)}
 
 
 def _callback_metadata(run: StepRun) -> dict[str, Any]:

@@ -140,7 +140,8 @@ def test_an_error_after_the_change_leads_to_an_idempotent_replay(
             CallbackToken=message["token"], FailureReason="no luck", ClientRequestToken=request_token
         )
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
-    assert wait_for_status(sagemaker_client, arn, "Failed")["FailureReason"].endswith("no luck")
+    wait_for_status(sagemaker_client, arn, "Failed")
+    assert list_steps(sagemaker_client, arn)["A"]["FailureReason"] == "no luck"
 
     threaded_emulator.faults = FaultConfig()
     replay = sagemaker_client.send_pipeline_execution_step_failure(

@@ -136,7 +136,8 @@ def test_the_approval_gate_runs_the_branch_the_callback_chose(
     taken, skipped = ("Deploy", "Reject") if approved else ("Reject", "Deploy")
     assert skipped not in steps  # the branch not taken never starts
     if not approved:
-        assert description["FailureReason"] == "Rejected: metrics below target"
+        assert description["FailureReason"] == "Step failure: One or multiple steps failed."
+        assert steps[taken]["FailureReason"] == "Rejected: metrics below target"
         assert steps[taken]["StepStatus"] == "Failed"
         assert steps[taken]["Metadata"] == {"Fail": {"ErrorMessage": "Rejected: metrics below target"}}
 

@@ -234,13 +234,14 @@ async def test_every_condition_must_hold_and_nested_branches_follow_their_own_ou
     ]
 
 
-async def test_a_fail_step_fails_the_execution_with_its_message(harness: Harness) -> None:
+async def test_a_fail_step_fails_with_its_message_and_the_execution_with_the_services_reason(harness: Harness) -> None:
     message = {"Std:Join": {"On": " ", "Values": ["Rejected at stage", {"Get": "Parameters.Stage"}]}}
     fail = {"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": message}}
     execution = await harness.run([callback("A"), {**fail, "DependsOn": ["A"]}], Parameters=PARAMETERS)
     await harness.answer(execution, "A")
     assert execution.status == "Failed"
-    assert execution.failure_reason == "Rejected at stage dev"
+    assert execution.failure_reason == "Step failure: One or multiple steps failed."
+    assert execution.steps["Stop"].failure_reason == "Rejected at stage dev"
     assert execution.steps["Stop"].metadata == {"Fail": {"ErrorMessage": "Rejected at stage dev"}}
 
 

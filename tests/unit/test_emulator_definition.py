@@ -59,6 +59,9 @@ class FixedContext:
     def experiment_property(self, name: str) -> str:
         return f"[{name}]"
 
+    def current_item(self, path: str) -> JSONValue:
+        return {"name": "item-0"} if not path else "item-0"
+
 
 def test_references_are_dependencies_and_order_follows_them() -> None:
     spec = parse_definition(
