@@ -172,10 +172,16 @@ def _pending(args: argparse.Namespace) -> int:
 
 
 def _step_target(parser: argparse.ArgumentParser) -> None:
-    """TOKEN, or --execution-arn with --step to look the token up without ever printing it."""
+    """TOKEN, or --execution-arn with --step to look the token up without ever printing it; TOKEN with
+    --execution-arn answers only if SageMaker lists the token under that execution."""
     parser.add_argument("token", metavar="TOKEN", nargs="?", help="the step's callback token")
-    parser.add_argument("--execution-arn", metavar="ARN", help="instead of TOKEN: the step's execution ...")
-    parser.add_argument("--step", metavar="NAME", help="... and the step's name")
+    parser.add_argument(
+        "--execution-arn",
+        metavar="ARN",
+        help="the step's execution: with --step instead of TOKEN, or with TOKEN to answer it only if SageMaker lists "
+        "it there; either way only a step still waiting is answered",
+    )
+    parser.add_argument("--step", metavar="NAME", help="with --execution-arn: the step's name")
 
 
 def _succeed(args: argparse.Namespace) -> int:

@@ -3,8 +3,9 @@ SageMaker can tell) the step it belongs to.
 
 The body is read with the worker's own parser (:func:`worker.message.parse_message`), so a body the worker could not
 read is described by the same reason the worker logged. The step is found by its ``CallbackToken`` in
-ListPipelineExecutionSteps, one call per execution; when that call fails (no permission, an execution SageMaker no
-longer knows, no connection) the step is left unresolved and the reason is said once on stderr.
+ListPipelineExecutionSteps of the execution the body names, one call per execution: a token that listing does not
+hold is not that execution's, whatever the body claims. When the call fails (no permission, an execution SageMaker no
+longer knows, no connection) the step is left unresolved, the letter keeps the reason, and it is said once on stderr.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class DeadLetter:
     """What the body says about why it was not answered, when it says anything."""
     step_name: str | None = None
     step_status: str | None = None
+    """The step SageMaker lists under ``execution_arn`` with this token (None: not listed, or not looked up)."""
+    lookup_error: str | None = None
+    """Why the execution's steps could not be listed (None: listed, or nothing to look up)."""
 
     @property
     def message_id(self) -> str:
@@ -82,19 +86,20 @@ def body_history(message: CallbackMessage) -> str | None:
 
 
 def resolve_steps(client: SageMakerClient, letters: Sequence[DeadLetter]) -> list[DeadLetter]:
-    """``letters`` with the step name and status of each token SageMaker knows (one call per execution)."""
+    """``letters`` with the step name and status of each token SageMaker lists under the letter's execution (one
+    call per execution), or with why that listing failed."""
     steps_by_execution: dict[str, Mapping[str, Mapping[str, Any]]] = {}
-    problems: set[str] = set()
+    problems: dict[str, str] = {}
     for arn in {letter.execution_arn for letter in letters if letter.execution_arn and letter.token}:
         try:
             steps_by_execution[arn] = _steps_by_token(execution_steps(client, arn))
         except ClientError as exc:
-            problems.add(f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": "))
+            problems[arn] = f"{error_code(exc)}: {exc.response.get('Error', {}).get('Message', '')}".rstrip(": ")
         except BotoCoreError as exc:
-            problems.add(f"{type(exc).__name__}: {exc}")
-    for problem in sorted(problems):
+            problems[arn] = f"{type(exc).__name__}: {exc}"
+    for problem in sorted(set(problems.values())):
         complain(f"some steps could not be looked up ({problem})")
-    return [_with_step(letter, steps_by_execution) for letter in letters]
+    return [_with_step(letter, steps_by_execution, problems) for letter in letters]
 
 
 def _steps_by_token(steps: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -106,7 +111,12 @@ def _steps_by_token(steps: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str
     return found
 
 
-def _with_step(letter: DeadLetter, steps: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> DeadLetter:
+def _with_step(
+    letter: DeadLetter, steps: Mapping[str, Mapping[str, Mapping[str, Any]]], problems: Mapping[str, str]
+) -> DeadLetter:
+    problem = problems.get(letter.execution_arn or "")
+    if problem is not None:
+        return replace(letter, lookup_error=problem)
     step = steps.get(letter.execution_arn or "", {}).get(letter.token or "")
     if step is None:
         return letter

@@ -3,10 +3,16 @@ steps so that their pipelines go on.
 
 ``list`` holds the messages only while it reads them (:data:`~callback_worker.ops.queues.PEEK_VISIBILITY` seconds
 at most) and releases them before it asks SageMaker about their steps. ``answer`` releases the messages it did not
-select at once; each selected one is answered with the worker's own request (the deterministic ``ClientRequestToken``
-of :mod:`worker.outcome`), then deleted. A step that already has an outcome (``ConflictException``) counts as done
-and its message is deleted too, so running ``answer`` again, or after an interruption, finishes the job and changes
-nothing twice. A message whose token SageMaker does not know, or whose body holds none, is kept.
+select at once. A body is untrusted (anyone allowed to send to the queue, or to the DLQ, wrote it), so ``answer``
+trusts SageMaker, not the body: it answers a token only when ListPipelineExecutionSteps of the execution the body
+names lists it as a callback step still waiting (``Starting``, ``Executing``, or ``Stopping``: a stopping step waits
+for the answer that stops it). It refuses the rest and says why: the token is not listed under that execution (a
+body claiming one execution with another's token), the listing failed (an inconclusive look-up never answers), or the
+step already finished. Each answered one gets the worker's own request (the deterministic ``ClientRequestToken`` of
+:mod:`worker.outcome`), then its message is deleted. A step that already has an outcome (listed so, or
+``ConflictException``) counts as done and its message is deleted too, so running ``answer`` again, or after an
+interruption, finishes the job and changes nothing twice. A refused message, or one whose body holds no token, is
+kept.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from callback_worker.ops.dlqviews import Answered, answered_json, answered_text,
 from callback_worker.ops.errors import ExitCode, UsageError
 from callback_worker.ops.inputs import check_execution_arn, failure_outcome, parse_pairs, success_outcome
 from callback_worker.ops.queues import PEEK_VISIBILITY, Peek, dead_letter_queue, peek, source_queue_url
+from callback_worker.ops.reads import WAITING_STEP_STATUSES
 from callback_worker.ops.tables import complain, emit
 from callback_worker.worker.outcome import Outcome, Success
 from callback_worker.worker.retrying import error_code
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
 #: Seconds the messages ``answer`` selected stay hidden at most, should it die before deleting them.
 ANSWER_VISIBILITY = 120
 #: Results that leave the message in the queue and make ``answer`` exit 3.
-KEPT_RESULTS = frozenset({"not found", "no token"})
+KEPT_RESULTS = frozenset({"not found", "no token", "refused"})
 
 Selector = Callable[[Sequence[DeadLetter]], list[DeadLetter]]
 
@@ -111,9 +118,16 @@ def selector(args: argparse.Namespace) -> Selector:
 def answer_one(
     sagemaker: SageMakerClient, held: Peek, letter: DeadLetter, outcome: Outcome, *, dry_run: bool
 ) -> Answered:
-    """Answer one message's step and delete the message; a step already answered counts as done."""
+    """Answer one message's step and delete the message, if SageMaker lists its token under the execution the body
+    names as a step still waiting; a step already answered counts as done."""
     if letter.token is None:
         return Answered(letter, "no token", deleted=False)
+    why = refusal(letter)
+    if why is not None:
+        return Answered(letter, "refused", deleted=False, why=why)
+    if letter.step_status not in WAITING_STEP_STATUSES:
+        finished = f"the step is {letter.step_status}"
+        return Answered(letter, "already finished", deleted=not dry_run and _delete(held, letter), why=finished)
     if dry_run:
         return Answered(letter, "would answer", deleted=False)
     try:
@@ -126,9 +140,23 @@ def answer_one(
         if code != "ConflictException":
             raise
         result = "already answered"
+    return Answered(letter, result, deleted=_delete(held, letter))
+
+
+def refusal(letter: DeadLetter) -> str | None:
+    """Why SageMaker does not vouch for ``letter``'s token under the execution its body names (None: it lists the
+    token there, as a callback step)."""
+    if letter.lookup_error is not None:
+        return f"look-up failed: {letter.lookup_error}"
+    if letter.step_status is None:
+        return "not listed under this execution"
+    return None
+
+
+def _delete(held: Peek, letter: DeadLetter) -> bool:
     held.client.delete_message(QueueUrl=held.url, ReceiptHandle=letter.received.receipt_handle)
     held.take(letter.received)
-    return Answered(letter, result, deleted=True)
+    return True
 
 
 def send_outcome(sagemaker: SageMakerClient, outcome: Outcome, token: str) -> None:

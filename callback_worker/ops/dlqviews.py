@@ -26,8 +26,11 @@ class Answered:
 
     letter: DeadLetter
     result: str
-    """``answered``, ``already answered``, ``would answer`` (dry run), ``not found`` or ``no token``."""
+    """``answered``, ``already answered``, ``already finished``, ``would answer`` (dry run), ``refused``,
+    ``not found`` or ``no token``."""
     deleted: bool
+    why: str | None = None
+    """Why a step was refused, or how it finished."""
 
 
 def list_text(letters: Sequence[DeadLetter], now: datetime) -> str:
@@ -103,6 +106,7 @@ def answered_json(queue: DeadLetterQueue, outcome: str, results: Sequence[Answer
             "StepName": item.letter.step_name,
             "CallbackToken": masked(item.letter.token),
             "Result": item.result,
+            "Why": item.why,
             "Deleted": item.deleted,
         }
         for item in results
@@ -112,6 +116,7 @@ def answered_json(queue: DeadLetterQueue, outcome: str, results: Sequence[Answer
 
 def _result_text(outcome: str, item: Answered) -> str:
     text = f"{item.result} with {outcome}" if item.result in ("answered", "would answer") else item.result
+    text += f" ({item.why})" if item.why else ""
     return text + ("; deleted" if item.deleted else "; kept" if item.result != "would answer" else "")
 
 

@@ -39,3 +39,9 @@ class NotFoundError(OperatorError):
     """What the command names does not exist."""
 
     exit_code = ExitCode.NOT_FOUND
+
+
+class ConflictError(OperatorError):
+    """The step already has an outcome; nothing was sent."""
+
+    exit_code = ExitCode.CONFLICT

@@ -183,11 +183,13 @@ def test_a_step_answered_meanwhile_counts_as_done_and_a_message_without_a_known_
 
     code, out, err = cli(capsys, "dlq", "answer", "--all", "--reason", "given up", "--json")
     assert (code, err) == (ExitCode.NOT_FOUND, "")
-    results = {item["CallbackToken"]: (item["Result"], item["Deleted"]) for item in json.loads(out)["Messages"]}
+    results = {
+        item["CallbackToken"]: (item["Result"], item["Why"], item["Deleted"]) for item in json.loads(out)["Messages"]
+    }
     assert results == {
-        f"{token[:3]}*******": ("already answered", True),
-        "Unk*******": ("not found", False),
-        None: ("no token", False),
+        f"{token[:3]}*******": ("already finished", "the step is Failed", True),
+        "Unk*******": ("refused", "not listed under this execution", False),
+        None: ("no token", None, False),
     }
     assert list_steps(stage.sm, arn)["A"]["FailureReason"] == "answered by the worker"
     left = drain(stage.sqs, stage.queues.dlq)
