@@ -13,12 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +23,7 @@ from aiobotocore.session import get_session
 
 from callback_worker.config.settings import Settings
 from callback_worker.handlers.echo import EchoHandler
-from callback_worker.offline import offline_aws_env
+from callback_worker.offline import moto_sqs, offline_aws_env
 from callback_worker.worker.app import build_worker
 from callback_worker.worker.clients import aws_clients
 from callback_worker.worker.handler import CallbackContext, Handler
@@ -176,21 +173,6 @@ def run_demo(args: argparse.Namespace) -> int:
     with moto_sqs() as sqs_url:
         os.environ["AWS_ENDPOINT_URL_SQS"] = sqs_url
         return asyncio.run(_demo(sqs_url, Printer()))
-
-
-@contextmanager
-def moto_sqs() -> Iterator[str]:
-    """An in-process moto server on a free loopback port."""
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - optional `demo` extra
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one access-log line per SQS call otherwise
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 async def _demo(sqs_url: str, say: Printer) -> int:

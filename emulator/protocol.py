@@ -20,6 +20,9 @@ CONTENT_TYPE = "application/x-amz-json-1.1"
 TARGET_HEADER = "X-Amz-Target"
 TARGET_PREFIX = "SageMaker."
 REQUEST_ID_HEADER = "x-amzn-RequestId"
+#: Every response carries it: a client can tell this emulator from SageMaker (``send-test-message`` then starts a
+#: real one-step pipeline execution instead of sending a bare message).
+EMULATOR_HEADER = "x-callback-worker-emulator"
 
 #: The operations this endpoint serves; every other target is an ``UnknownOperationException``.
 OPERATION_NAMES = (

@@ -39,6 +39,7 @@ from callback_worker.emulator.faults import FaultConfig, FaultInjector
 from callback_worker.emulator.operations import Operations
 from callback_worker.emulator.protocol import (
     CONTENT_TYPE,
+    EMULATOR_HEADER,
     REQUEST_ID_HEADER,
     TARGET_HEADER,
     encode_error,
@@ -239,7 +240,8 @@ class EmulatorServer:
 
 
 def _response(body: bytes, status: int, request_id: str) -> web.Response:
-    return web.Response(body=body, status=status, headers={"Content-Type": CONTENT_TYPE, REQUEST_ID_HEADER: request_id})
+    headers = {"Content-Type": CONTENT_TYPE, REQUEST_ID_HEADER: request_id, EMULATOR_HEADER: "1"}
+    return web.Response(body=body, status=status, headers=headers)
 
 
 class ThreadedEmulatorServer:

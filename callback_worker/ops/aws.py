@@ -35,9 +35,10 @@ EXPLANATIONS = {
 }
 
 
-def sagemaker_client() -> SageMakerClient:
-    """A SageMaker client from the standard AWS environment (``AWS_ENDPOINT_URL_SAGEMAKER`` honoured)."""
-    return boto3.session.Session().client("sagemaker", region_name=_region())
+def sagemaker_client(config: Config | None = None) -> SageMakerClient:
+    """A SageMaker client from the standard AWS environment (``AWS_ENDPOINT_URL_SAGEMAKER`` honoured), with
+    ``config``."""
+    return boto3.session.Session().client("sagemaker", region_name=_region(), config=config)
 
 
 def sqs_client(config: Config | None = None) -> SQSClient:

@@ -68,6 +68,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     fail.add_argument("--reason", required=True, metavar="TEXT", help="the failure reason (1-256 characters)")
     fail.set_defaults(command=_fail)
 
+    _add_send_test_message(subparsers)
+    _add_dlq(subparsers)
+
+
+def _add_send_test_message(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    """``send-test-message``: on the emulator, a one-step pipeline execution sends it (``--bare``: the message)."""
     send = _command(subparsers, "send-test-message", "send a well-formed callback message to a queue, for trials")
     send.add_argument("--queue-url", required=True, metavar="URL")
     send.add_argument("--token", metavar="TOKEN", help="the callback token (default: a random one)")
@@ -80,8 +86,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="a step argument, VALUE parsed as JSON when it parses, else text (repeatable)",
     )
     send.add_argument("--stopping", action="store_true", help='send "status": "Stopping" instead of "Executing"')
+    send.add_argument(
+        "--bare",
+        action="store_true",
+        help="send the message itself even when the SageMaker endpoint is the local emulator (which otherwise "
+        "starts a one-step pipeline execution that sends it, with a real token)",
+    )
     send.set_defaults(command=_send_test_message)
-    _add_dlq(subparsers)
 
 
 def _add_dlq(subparsers: SubParsers[argparse.ArgumentParser]) -> None:

@@ -1,8 +1,12 @@
 """``send-test-message``: put a well-formed callback message on a queue, to try a worker and its handlers locally.
 
-The body is what a CallbackStep sends (``token``, ``pipelineExecutionArn``, ``arguments``, ``status``) and is checked
-with the worker's own parser before it is sent. SageMaker does not know its token unless ``--token`` names a live
-one, so a worker answering it gets ``ResourceNotFound`` (which it logs and treats as done).
+When the SageMaker endpoint is the local emulator (``callback-worker dev``, ``callback-worker emulate``) and none of
+``--token``, ``--execution-arn``, ``--stopping``, ``--bare`` is given, the message is sent by a real one-step pipeline
+execution (:mod:`callback_worker.ops.testpipeline`): its token is real, so a worker that verifies tokens runs its
+handler and the step shows the answer. Otherwise the body is what a CallbackStep sends (``token``,
+``pipelineExecutionArn``, ``arguments``, ``status``), checked with the worker's own parser and sent as is. SageMaker
+does not know that token unless ``--token`` names a live one: a worker verifying tokens runs no handler for it, and
+one that does not gets ``ResourceNotFound`` when it answers.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 from callback_worker.ops.aws import guarded, sqs_client
 from callback_worker.ops.errors import ExitCode
 from callback_worker.ops.inputs import check_execution_arn, check_token, new_token, parse_arguments, parse_pairs
-from callback_worker.ops.tables import emit
+from callback_worker.ops.tables import complain, emit
+from callback_worker.ops.testpipeline import probe_emulator, start_test_execution, started_json, started_text
 from callback_worker.ops.views import sent_json, sent_text
 from callback_worker.worker.handler import JSONValue
 from callback_worker.worker.message import Status, parse_message
@@ -27,10 +32,19 @@ TEST_PIPELINE = "callback-worker-test"
 
 @guarded
 def send_test_message(args: argparse.Namespace) -> int:
-    """``send-test-message --queue-url URL [--token T] [--execution-arn ARN] [--argument N=V]... [--stopping]``."""
+    """``send-test-message --queue-url URL [--token T] [--execution-arn ARN] [--argument N=V]... [--stopping]
+    [--bare]``."""
     token = check_token(args.token) if args.token is not None else new_token()
     arn = check_execution_arn(args.execution_arn) if args.execution_arn is not None else None
     arguments = parse_arguments(parse_pairs(args.arguments or [], "--argument"))
+    if args.token is None and arn is None and not (args.stopping or args.bare):
+        probe = probe_emulator()
+        if probe.client is not None:
+            execution_arn = start_test_execution(probe.client, args.queue_url, arguments)
+            emit((started_json if args.json else started_text)(execution_arn, args.queue_url, arguments))
+            return ExitCode.OK
+        if probe.problem is not None:
+            complain(f"note: {probe.problem}; sending a bare message with a made-up token")
     client = sqs_client()
     body = message_body(token, arn or made_up_execution_arn(client.meta.region_name), arguments, stopping=args.stopping)
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)

@@ -132,11 +132,34 @@ def test_an_operator_answers_one_of_two_callback_steps(
     assert shown["PipelineExperimentConfig"] == described["PipelineExperimentConfig"]
 
 
-def test_send_test_message_puts_a_message_the_worker_can_read(run: Run, sqs: SQSClient) -> None:
+def test_send_test_message_bare_puts_a_message_the_worker_can_read(run: Run, sqs: SQSClient) -> None:
     queue = sqs.create_queue(QueueName=f"trial-{uuid.uuid4().hex[:10]}")["QueueUrl"]
-    out = ok(run("send-test-message", "--queue-url", queue, "--argument", "handler=echo", "--argument", "n=5"))
+    out = ok(
+        run("send-test-message", "--bare", "--queue-url", queue, "--argument", "handler=echo", "--argument", "n=5")
+    )
     (received,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1)["Messages"]
     message = parse_message(received["Body"])
     assert message.arguments == {"handler": "echo", "n": 5}
     assert out.splitlines()[0] == f"sent message {received['MessageId']} to {queue}"
     assert message.token not in out
+
+
+def test_send_test_message_on_the_emulator_starts_a_one_step_execution_whose_token_is_real(
+    run: Run, sqs: SQSClient, sagemaker_client: SageMakerClient
+) -> None:
+    queue = sqs.create_queue(QueueName=f"trial-{uuid.uuid4().hex[:10]}")["QueueUrl"]
+    out = ok(run("send-test-message", "--queue-url", queue, "--argument", "handler=echo", "--argument", "n=5"))
+    (received,) = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=10)["Messages"]
+    message = parse_message(received["Body"])
+    assert message.arguments == {"handler": "echo", "n": 5}
+    assert out.splitlines()[0] == f"started execution {message.pipeline_execution_arn}"
+    [step] = list_steps(sagemaker_client, message.pipeline_execution_arn).values()
+    assert (step["StepName"], step["StepStatus"]) == ("TestStep", "Executing")
+    assert step["Metadata"]["Callback"]["CallbackToken"] == message.token  # the token SageMaker issued
+    assert message.token not in out
+    again = ok(
+        run("send-test-message", "--json", "--queue-url", queue, "--argument", "handler=echo", "--argument", "n=5")
+    )
+    second = json.loads(again)["PipelineExecutionArn"]
+    assert second != message.pipeline_execution_arn
+    assert second.split("/execution/")[0] == message.pipeline_execution_arn.split("/execution/")[0]  # one pipeline

@@ -283,7 +283,7 @@ def test_pending_lists_waiting_callback_steps_of_running_executions(cli: Cli, st
 
 def test_send_test_message(cli: Cli, stage: Stage) -> None:
     out = cli.ok(
-        "send-test-message", "--queue-url", stage.queue, "--argument", "n=5", "--argument", "flag=true",
+        "send-test-message", "--bare", "--queue-url", stage.queue, "--argument", "n=5", "--argument", "flag=true",
         "--argument", "name=abalone", "--argument", 'list=[1, "a"]', "--argument", 'quoted="5"',
     )  # fmt: skip
     (received,) = stage.sqs.receive_message(QueueUrl=stage.queue, WaitTimeSeconds=1)["Messages"]
@@ -315,8 +315,8 @@ def test_send_test_message_with_token_arn_and_stopping_as_json(cli: Cli, stage: 
 
 def test_send_test_message_to_a_fifo_queue(cli: Cli, stage: Stage) -> None:
     fifo = stage.sqs.create_queue(QueueName=f"f-{uuid.uuid4().hex[:8]}.fifo", Attributes={"FifoQueue": "true"})
-    cli.ok("send-test-message", "--queue-url", fifo["QueueUrl"])
-    cli.ok("send-test-message", "--queue-url", fifo["QueueUrl"])
+    cli.ok("send-test-message", "--bare", "--queue-url", fifo["QueueUrl"])
+    cli.ok("send-test-message", "--bare", "--queue-url", fifo["QueueUrl"])
     received = stage.sqs.receive_message(QueueUrl=fifo["QueueUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=1)
     assert len(received["Messages"]) == 2
 
