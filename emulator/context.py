@@ -151,15 +151,17 @@ class ExecutionContext:
 def check_outputs(spec: StepSpec, outputs: Sequence[dict[str, str]]) -> tuple[dict[str, Scalar], list[str]]:
     """Type the reported outputs by the step's declarations: ``(typed values, problems)``.
 
-    A problem is a declared output that is missing or does not parse as its declared type (a Float of
-    ``1e999`` included: JSON has no infinity); outputs the step does not declare are neither typed nor a problem.
+    A problem is a declared output that does not parse as its declared type (a Float of ``1e999`` included: JSON
+    has no infinity). A declared output the answer leaves out is not one: as in the service (its API takes 0 to 50
+    outputs, and the SDK declares outputs "that can be provided when completing a callback"), the step succeeds
+    without it, and a step that reads it fails naming it. Outputs the step does not declare are neither typed nor a
+    problem.
     """
     given = {item["Name"]: item["Value"] for item in outputs}
     typed: dict[str, Scalar] = {}
     problems: list[str] = []
     for output in spec.outputs:
         if output.name not in given:
-            problems.append(f"output parameter {output.name!r} ({output.type.value}) was not provided")
             continue
         try:
             typed[output.name] = parse_typed(given[output.name], output.type)

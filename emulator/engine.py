@@ -6,9 +6,10 @@ Life of a step here, as in the service (how each kind runs once started: :mod:`e
    the Condition step's outcome chose that branch: steps on the branch not taken never start (they are not
    listed). A callback step gets a fresh token and its message; its status is ``Starting``, then
    ``Executing`` once its queue took the message.
-2. ``SendPipelineExecutionStepSuccess``: each declared output must be present and parse as its declared type;
-   otherwise the step fails with a reason naming the output. Outputs the step does not declare are recorded
-   and otherwise ignored. ``SendPipelineExecutionStepFailure``: the step fails with the given reason.
+2. ``SendPipelineExecutionStepSuccess``: each declared output given must parse as its declared type; otherwise
+   the step fails with a reason naming the output. A declared output left out has no value (a step reading it
+   fails, naming it); outputs the step does not declare are recorded and otherwise ignored.
+   ``SendPipelineExecutionStepFailure``: the step fails with the given reason.
 3. ``StopPipelineExecution``: the execution is ``Stopping``; every running callback step is ``Stopping`` and
    gets a second message with the same token and arguments and ``"status": "Stopping"``; once answered
    (either way) it is ``Stopped``; other running steps are ``Stopped`` at once; steps not started never start.

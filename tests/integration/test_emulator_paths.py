@@ -134,19 +134,29 @@ def test_an_output_of_the_wrong_type_fails_the_step(
     assert description["FailureReason"] == "Step failure: One or multiple steps failed."
 
 
-def test_a_missing_declared_output_fails_the_step_and_undeclared_ones_are_recorded(
+def test_a_declared_output_left_out_succeeds_the_step_and_fails_the_condition_reading_it(
     sagemaker_client: SageMakerClient, sqs_client: SQSClient, queue_url: str
 ) -> None:
-    definition = one_step_definition(queue_url, outputs={"rows": "Integer", "path": "String"})
-    arn = start_execution(sagemaker_client, create_pipeline(sagemaker_client, definition))
+    a = callback_step("A", queue_url, outputs={"rows": "Integer", "approved": "Boolean"})
+    gate = {
+        "Name": "Gate",
+        "Type": "Condition",
+        "Arguments": {
+            "Conditions": [{"Type": "Equals", "LeftValue": output_ref("A", "approved"), "RightValue": True}],
+            "IfSteps": [],
+            "ElseSteps": [],
+        },
+    }
+    arn = start_execution(sagemaker_client, create_pipeline(sagemaker_client, pipeline_definition([a, gate])))
     [message] = receive_messages(sqs_client, queue_url, 1)
     sent: list[OutputParameterTypeDef] = [{"Name": "rows", "Value": "10"}, {"Name": "extra", "Value": "x"}]
     sagemaker_client.send_pipeline_execution_step_success(CallbackToken=message["token"], OutputParameters=sent)
     wait_for_status(sagemaker_client, arn, "Failed")
-    step = list_steps(sagemaker_client, arn)["A"]
-    assert "output parameter 'path' (String) was not provided" in step["FailureReason"]
-    assert "extra" not in step["FailureReason"]
-    assert step["Metadata"]["Callback"]["OutputParameters"] == sent
+    steps = list_steps(sagemaker_client, arn)
+    assert steps["A"]["StepStatus"] == "Succeeded"
+    assert steps["A"]["Metadata"]["Callback"]["OutputParameters"] == sent
+    assert steps["Gate"]["StepStatus"] == "Failed"
+    assert "'approved'" in steps["Gate"]["FailureReason"]
 
 
 def test_typed_values_accept_every_declared_type(
