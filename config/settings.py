@@ -7,6 +7,7 @@ the same way as every other AWS program in the same pod or task.
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     ]
     routes: Annotated[
         dict[str, str],
+        NoDecode,
         Field(
             default_factory=dict,
             description='JSON object routing by pipeline and step: {"PIPELINE/STEP": "handler"}; either part may '
@@ -174,6 +176,11 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _decode_routes(cls, value: object) -> object:
+        return _decode_json(value)
+
     @field_validator("routes")
     @classmethod
     def _routes_are_usable(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
@@ -241,6 +248,17 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")):
             raise ValueError("must be an http(s) URL such as https://sqs.us-east-1.amazonaws.com/123456789012/q")
         return value
+
+
+def _decode_json(value: object) -> object:
+    """JSON text decoded by the field's own validator, so that text that is not JSON is reported like any other bad
+    value (one line naming the variable) rather than by pydantic-settings' own decoder (a traceback)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
+    return value
 
 
 def _named_handlers(values: dict[str, Any]) -> list[tuple[str, str]]:
