@@ -20,6 +20,7 @@ from callback_worker.ops import add_commands as add_operator_commands
 from callback_worker.worker.errors import ConfigurationError, PluginError
 from callback_worker.worker.logs import configure_logging, get_logger
 from callback_worker.worker.registry import discover, load_handlers
+from callback_worker.worker.signing import keyring_for
 
 #: Commands that need packages the daemon does without (its container image has neither): the packages, and what
 #: to install instead. A command whose packages are missing says so in one line and exits 2.
@@ -97,6 +98,7 @@ def _run(_: argparse.Namespace) -> int:
     settings = load_settings()
     configure_logging(settings.log_format, settings.log_level)
     _check_allowlist(settings)
+    keyring_for(settings)  # an unreadable, empty or short key file stops start-up here, in one line
     loaded = load_handlers(allow=settings.handlers)  # a handler outside the allowlist is not even imported
     handlers = {name: item.handler for name, item in loaded.items()}
     _check_default_handler(settings, sorted(handlers))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from callback_worker.config.errors import SettingsError
@@ -163,6 +163,27 @@ class Settings(BaseSettings):
             description="Most SageMaker calls per second this process makes (reports, token verification, step "
             "look-ups together). Unset: no fixed cap; the adaptive limiter alone slows the calls down when "
             "SageMaker throttles them. Set it where other programs share the account's SageMaker budget.",
+        ),
+    ]
+
+    signing_key_file: Annotated[
+        str | None,
+        Field(
+            default=None,
+            min_length=1,
+            description="File of keys that seal the worker's own continuations (HMAC-SHA256), one a line, each at "
+            "least 32 bytes: the first signs, every one verifies (add the new key below the old, then move it to the "
+            "top). With a key, a continuation that is not sealed under one of them is run as a fresh delivery of its "
+            "token, and run_key is keyed. Unset (and no SIGNING_KEY): continuations are checked, not authenticated, "
+            "and handed-on answers are not accepted.",
+        ),
+    ]
+    signing_key: Annotated[
+        SecretStr | None,
+        Field(
+            default=None,
+            description="The same keys as SIGNING_KEY_FILE, given in the environment (a secret the platform "
+            "injects, such as an ECS secret); set one of the two.",
         ),
     ]
 

@@ -14,6 +14,7 @@ the handler's own override arguments. ``attempt`` is left out where the document
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, OutputValue
+from callback_worker.worker.signing import environment_keyring
 
 ROUTING_ARGUMENT_ENV = "CALLBACK_WORKER_HANDLER_ARGUMENT"
 #: Prefix of the environment variables that carry step arguments to a process.
@@ -128,9 +130,16 @@ def preview(text: str | bytes, limit: int = 80) -> str:
 
 
 def run_key(token: str, length: int = 32) -> str:
-    """A stable, non-reversible key for one callback step: hex of SHA-256 over the token.
+    """A stable, non-reversible key for one callback step: hex of HMAC-SHA256 over the token, under a key derived
+    from the replicas' signing key (``CALLBACK_WORKER_SIGNING_KEY_FILE`` or ``CALLBACK_WORKER_SIGNING_KEY``); with
+    no signing key, hex of a plain SHA-256 over the token.
 
     AWS jobs are named or marked with it, so a redelivered message — or a stop hook that has no state — finds the job
-    this step started, and the token itself never shows up in job names, arguments or logs.
+    this step started, and the token itself never shows up in job names, arguments or logs. Keyed, a published run
+    key cannot be searched for its token offline; unkeyed, a token space of about 59.5 bits can be, by someone who
+    sees the key while the step waits. A new signing key gives every token a new run key (``SECURITY.md``).
     """
-    return hashlib.sha256(f"sagemaker-callback-worker:{token}".encode()).hexdigest()[:length]
+    keyring = environment_keyring()
+    if keyring is None:
+        return hashlib.sha256(f"sagemaker-callback-worker:{token}".encode()).hexdigest()[:length]
+    return hmac.new(keyring.derive("run key"), token.encode(), hashlib.sha256).hexdigest()[:length]

@@ -64,6 +64,8 @@ from callback_worker.worker.queue import BatchEntryError, ReceivedMessage
 T = TypeVar("T")
 
 ACCOUNT_ARN = "arn:aws:sagemaker:us-east-1:123456789012"
+#: The signing key the simulated replicas share (``worker.signing``; deploy/ ships one).
+TEST_SIGNING_KEY = b"test-signing-key-shared-by-every-replica"
 
 
 def client_error(code: str, status: int, operation: str, message: str = "injected by the test") -> ClientError:

@@ -35,6 +35,7 @@ from callback_worker.worker.retrying import STARTUP_BACKOFF, error_code, is_tran
 from callback_worker.worker.router import Router, restrict
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
 from callback_worker.worker.settle import Settler
+from callback_worker.worker.signing import FILE_SETTING, Keyring, keyring_for
 from callback_worker.worker.sqs import SqsQueue
 from callback_worker.worker.step_context import StepResolver
 from callback_worker.worker.stopping import Stopper
@@ -108,6 +109,12 @@ def build_worker(
     needs_steps = settings.step_context or settings.verify_tokens
     steps = StepResolver(sagemaker, describe=settings.step_context, events=events, gate=gate) if needs_steps else None
     reporter = Reporter(sagemaker, max_in_flight=connections(settings.concurrency), events=events, gate=gate)
+    keyring = keyring_for(settings)
+    if keyring is None:
+        log.warning(
+            "no signing key: continuations are checked, not authenticated, and a handed-on answer is not accepted",
+            setting=FILE_SETTING,
+        )
     dispatcher = build_dispatcher(
         queue=queue,
         leases=leases,
@@ -118,6 +125,7 @@ def build_worker(
         steps=steps,
         verify=settings.verify_tokens,
         events=events,
+        keyring=keyring,
     )
     watch = None
     if steps is not None and settings.verify_tokens:
@@ -140,14 +148,15 @@ def build_dispatcher(
     verify: bool,
     clocks: Clocks = SYSTEM_CLOCKS,
     events: Events = NO_EVENTS,
+    keyring: Keyring | None = None,
 ) -> Dispatcher:
     """The dispatcher and the parts it drives, around one replica's memory of tokens. ``leases`` must read
-    ``clocks.monotonic``."""
+    ``clocks.monotonic``; ``keyring`` seals the links sent and authenticates those received."""
     tokens = Tokens()
     settler = Settler(
         queue=queue,
         reporter=reporter,
-        requeuer=Requeuer(queue, clocks.wall),
+        requeuer=Requeuer(queue, clocks.wall, keyring),
         tokens=tokens,
         leases=leases,
         steps=steps,
@@ -166,6 +175,7 @@ def build_dispatcher(
         verifier=Verifier(confirmer, router, stopper, events=events),
         clocks=clocks,
         events=events,
+        keyring=keyring,
     )
 
 

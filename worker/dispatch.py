@@ -33,6 +33,7 @@ from callback_worker.worker.outcome import failure, success
 from callback_worker.worker.queue import ReceivedMessage
 from callback_worker.worker.router import Router
 from callback_worker.worker.settle import Settler, chain_of
+from callback_worker.worker.signing import Keyring
 from callback_worker.worker.step_context import StepInfo
 from callback_worker.worker.stopping import STOPPING_REASON, Stopper
 from callback_worker.worker.tokens import TokenRecord, Tokens
@@ -86,8 +87,10 @@ class Dispatcher:
         verifier: Verifier,
         clocks: Clocks = SYSTEM_CLOCKS,
         events: Events = NO_EVENTS,
+        keyring: Keyring | None = None,
     ) -> None:
-        """Built by :func:`worker.app.build_dispatcher`; ``tokens`` is the one memory the parts share."""
+        """Built by :func:`worker.app.build_dispatcher`; ``tokens`` is the one memory the parts share; ``keyring``
+        authenticates continuations (the requeuer's, which seals them)."""
         self.leases = leases
         self.router = router
         self.invoker = invoker
@@ -100,6 +103,7 @@ class Dispatcher:
         self.confirmer = verifier.confirmer
         self.clocks = clocks
         self.events = events
+        self.keyring = keyring
 
     async def handle(self, received: ReceivedMessage) -> None:
         """Handle one delivery. Never raises but CancelledError, which leaves the lease for the runtime to release."""
@@ -136,12 +140,15 @@ class Dispatcher:
 
     async def _settle(self, delivery: Delivery) -> None:
         try:
-            message = parse_message(delivery.received.body)
+            message = parse_message(delivery.received.body, self.keyring)
         except MalformedMessage as exc:
             return await self._malformed(delivery, exc)
         record = self.tokens.enter(delivery, message)
         delivery.message, delivery.latest_state = message, message.continuation.state
         self._bind(message)
+        if message.distrusted is not None:
+            self.events.publish(Noted("unauthenticated"))
+            log.warning("continuation set aside; handled as a fresh delivery of its token", reason=message.distrusted)
         if message.continuation.answer is not None:
             log.info("a decided answer was handed on to this delivery; reporting it, no handler runs")
             self.tokens.advance_chain(message.token, chain_of(delivery, message), message.continuation.link)

@@ -89,7 +89,8 @@ class DeliveryEnded(Event):
 @dataclass(frozen=True, slots=True)
 class Noted(Event):
     """Something the daemon counts happened: ``received``, ``joined``, ``malformed``, ``continued``, ``crashed``,
-    ``stopped``, ``stop_messages``, ``already_done``, ``unknown_token``, ``success``, ``failure``, ``rejected``."""
+    ``stopped``, ``stop_messages``, ``already_done``, ``unknown_token``, ``success``, ``failure``, ``rejected``,
+    ``unauthenticated``."""
 
     what: str
 

@@ -19,6 +19,7 @@ from callback_worker.worker.handler import JSONValue
 from callback_worker.worker.logs import mask_token_like
 from callback_worker.worker.outcome import Failure, Outcome, Success, failure
 from callback_worker.worker.outcome import success as convert_outputs
+from callback_worker.worker.signing import Keyring
 
 TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{10}")
 EXECUTION_ARN_PATTERN = re.compile(
@@ -26,6 +27,9 @@ EXECUTION_ARN_PATTERN = re.compile(
 )
 #: The key under which the worker stores its own continuation data in a re-queued body.
 CONTINUATION_KEY = "callbackWorkerContinuation"
+#: The member of the continuation field holding its seal (:mod:`worker.signing`).
+SEAL_KEY = "seal"
+_SEAL_DOMAIN = b"sagemaker-callback-worker continuation v1\n"
 _STRING_PREVIEW = 80
 #: A ``"token"`` member with a well-formed value, found in a body the JSON parser gave up on (nested too deeply to
 #: read, or broken further on): key case-insensitive like the parser's, no escapes.
@@ -93,24 +97,54 @@ class CallbackMessage:
     status: Status
     continuation: Continuation = field(default_factory=Continuation)
 
-    def to_body(self, continuation: Continuation) -> str:
-        """The body of a re-queued copy of this message carrying ``continuation``."""
-        return json.dumps(
-            {  # raises TypeError / ValueError / RecursionError for a state that is not plain JSON
-                "token": self.token,
-                "pipelineExecutionArn": self.pipeline_execution_arn,
-                "arguments": self.arguments,
-                "status": self.status.value,
-                CONTINUATION_KEY: continuation.to_json(),
-            },
-            separators=(",", ":"),
-            # ASCII escapes: text that arrived escaped (a lone surrogate, U+FFFF) stays sendable to SQS.
-            ensure_ascii=True,
-        )
+    distrusted: str | None = None
+    """Why the body's continuation field was set aside (it could not be authenticated): the message is then a
+    fresh delivery of its token. None when it had none, or it was accepted."""
+
+    def to_body(self, continuation: Continuation, keyring: Keyring | None = None) -> str:
+        """The body of a re-queued copy of this message carrying ``continuation``, sealed under ``keyring``'s
+        signing key when there is one. Raises TypeError / ValueError / RecursionError for a state that is not
+        plain JSON."""
+        document: dict[str, Any] = {
+            "token": self.token,
+            "pipelineExecutionArn": self.pipeline_execution_arn,
+            "arguments": self.arguments,
+            "status": self.status.value,
+            CONTINUATION_KEY: continuation.to_json(),
+        }
+        text = _dump(document)
+        if keyring is None:
+            return text
+        # Sealed as a receiver reads it: the body parsed back, so that what one side computes the other does too.
+        fields = {key.lower(): value for key, value in json.loads(text).items()}
+        document[CONTINUATION_KEY][SEAL_KEY] = keyring.sign(sealed_payload(fields))
+        return _dump(document)
 
 
-def parse_message(body: str) -> CallbackMessage:
-    """Parse one SQS body. Raises :class:`MalformedMessage`, with ``token`` set when the token itself is valid."""
+def _dump(document: dict[str, Any]) -> str:
+    # ASCII escapes: text that arrived escaped (a lone surrogate, U+FFFF) stays sendable to SQS.
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=True)
+
+
+def sealed_payload(fields: dict[str, Any]) -> bytes:
+    """The bytes a continuation's seal covers: the body's token, execution ARN, status and arguments, and every
+    member of its continuation field but the seal, as parsed (``fields`` keyed in lower case), in canonical JSON."""
+    continuation = fields.get(CONTINUATION_KEY.lower())
+    if isinstance(continuation, dict):
+        continuation = {key: value for key, value in continuation.items() if key != SEAL_KEY}
+    sealed = [fields.get(name) for name in ("token", "pipelineexecutionarn", "status", "arguments")]
+    text = json.dumps([*sealed, continuation], sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return _SEAL_DOMAIN + text.encode()
+
+
+def parse_message(body: str, keyring: Keyring | None = None) -> CallbackMessage:
+    """Parse one SQS body. Raises :class:`MalformedMessage`, with ``token`` set when the token itself is valid.
+
+    With a ``keyring``, a continuation field is taken only when its seal checks out under one of the keys; without
+    one, it is taken as checked, but a handed-on ``answer`` never is. A continuation not taken makes the message a
+    fresh delivery of its own token (``distrusted`` says why): its handler runs from the start, in a chain of its
+    own, and nothing the field claims is reported.
+    """
     document = _load_object(body)
     fields = {key.lower(): value for key, value in document.items()}
     token = fields.get("token")
@@ -118,7 +152,7 @@ def parse_message(body: str) -> CallbackMessage:
         raise MalformedMessage(f"'token' is missing or not 10 letters and digits ({_describe(token)})")
     arn = fields.get("pipelineexecutionarn")
     try:
-        return _build(token, arn, fields)
+        return _build(token, arn, fields, keyring)
     except MalformedMessage as exc:
         exc.token = token
         exc.pipeline_execution_arn = arn if isinstance(arn, str) else None
@@ -155,7 +189,7 @@ def _only(found: list[str]) -> str | None:
     return found[0] if len(set(found)) == 1 else None
 
 
-def _build(token: str, arn: object, fields: dict[str, Any]) -> CallbackMessage:
+def _build(token: str, arn: object, fields: dict[str, Any], keyring: Keyring | None) -> CallbackMessage:
     if not isinstance(arn, str):
         raise MalformedMessage(f"'pipelineExecutionArn' is missing or not a string ({_describe(arn)})")
     match = EXECUTION_ARN_PATTERN.fullmatch(arn)
@@ -166,6 +200,7 @@ def _build(token: str, arn: object, fields: dict[str, Any]) -> CallbackMessage:
         arguments = {}
     if not isinstance(arguments, dict):
         raise MalformedMessage(f"'arguments' is {type(arguments).__name__}, not an object")
+    continuation, distrusted = _admitted(fields, keyring)
     return CallbackMessage(
         token=token,
         pipeline_execution_arn=arn,
@@ -173,8 +208,25 @@ def _build(token: str, arn: object, fields: dict[str, Any]) -> CallbackMessage:
         execution_id=match["execution"],
         arguments=arguments,
         status=_status(fields.get("status", Status.EXECUTING.value)),
-        continuation=_continuation(fields.get(CONTINUATION_KEY.lower())),
+        continuation=continuation,
+        distrusted=distrusted,
     )
+
+
+def _admitted(fields: dict[str, Any], keyring: Keyring | None) -> tuple[Continuation, str | None]:
+    """The continuation the body may carry, and why its field was set aside if it was."""
+    raw = fields.get(CONTINUATION_KEY.lower())
+    if raw is None:
+        return Continuation(), None
+    if keyring is not None:
+        problem = keyring.check(sealed_payload(fields), raw.get(SEAL_KEY) if isinstance(raw, dict) else None)
+        if problem is not None:
+            return Continuation(), f"its continuation is not the worker's: {problem}"
+        return _continuation(raw), None
+    continuation = _continuation(raw)
+    if continuation.answer is not None:
+        return Continuation(), "it hands on an answer, and with no signing key an answer cannot be authenticated"
+    return continuation, None
 
 
 def _status(value: object) -> Status:

@@ -59,6 +59,10 @@ NOTED = {
     "handlers_stopped": ("stopped", "Deliveries that ended in a stop (a Stopping message, or a step found stopped)."),
     "copies_joined": ("joined", "Deliveries of a token already in flight here, settled with the one in flight."),
     "steps_already_done": ("already_done", "Deliveries or reports whose step already had an outcome."),
+    "unauthenticated_continuations": (
+        "unauthenticated",
+        "Messages whose continuation field was set aside (not sealed by a key of this worker), run as fresh.",
+    ),
 }
 
 

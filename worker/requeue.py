@@ -18,6 +18,7 @@ from callback_worker.config.limits import MAX_DELAY_SECONDS
 from callback_worker.worker.logs import get_logger
 from callback_worker.worker.message import CallbackMessage, Continuation
 from callback_worker.worker.queue import Queue
+from callback_worker.worker.signing import Keyring
 from callback_worker.worker.sqs import with_retries
 from callback_worker.worker.taxonomy import ErrorClass, classify, explain
 
@@ -28,17 +29,19 @@ _SEND = "SendMessage"
 class Requeuer:
     """Sends the next link of a chain."""
 
-    def __init__(self, queue: Queue, wall: Callable[[], float]) -> None:
+    def __init__(self, queue: Queue, wall: Callable[[], float], keyring: Keyring | None = None) -> None:
         self.queue = queue
         self.wall = wall
         """Only for the informational ``notBefore`` that links of earlier versions were timed by."""
+        self.keyring = keyring
+        """Seals every link sent (:mod:`worker.signing`); None: links go unsealed."""
         self.sent = 0
 
     async def send(self, message: CallbackMessage, continuation: Continuation) -> str | None:
         """Send ``continuation`` as the next link; None once SQS took it, else why it can never be re-queued.
         Transient errors are raised once a few tries failed."""
         try:
-            body = message.to_body(continuation)
+            body = message.to_body(continuation, self.keyring)
         except (TypeError, ValueError, RecursionError) as exc:
             return f"the handler's Retry state cannot be re-queued, it is not plain JSON: {type(exc).__name__}: {exc}"
         size, limit = len(body.encode()), self.queue.max_message_bytes

@@ -43,8 +43,9 @@ from callback_worker.worker.report import Reporter
 from callback_worker.worker.retrying import BackoffPolicy
 from callback_worker.worker.router import Router
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.signing import Keyring
 from callback_worker.worker.step_context import StepResolver
-from tests.fakes import CallbackStep, FakeSageMaker, MemoryQueue, StoredMessage, Ticks
+from tests.fakes import TEST_SIGNING_KEY, CallbackStep, FakeSageMaker, MemoryQueue, StoredMessage, Ticks
 from tests.virtual_time import VirtualTimeLoop
 
 if TYPE_CHECKING:
@@ -490,6 +491,7 @@ class World:
             steps=StepResolver(client, describe=self.describe, gate=gate),
             verify=True,
             clocks=Clocks(monotonic=self.now, wall=self.wall),
+            keyring=Keyring([TEST_SIGNING_KEY]),  # every replica shares the key, as deploy/ ships it
         )
         replica = Replica(name, dispatcher, leases, invoker)
         self.replicas.append(replica)

@@ -96,6 +96,7 @@ from callback_worker.worker.report import Reporter
 from callback_worker.worker.retrying import BackoffPolicy
 from callback_worker.worker.router import Router
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.signing import Keyring
 from callback_worker.worker.step_context import StepResolver
 from callback_worker.worker.watch import StepWatch
 from tests.fakes import (
@@ -103,6 +104,7 @@ from tests.fakes import (
     CURRENT_PROCESS,
     QUEUE_FAULTS,
     SAGEMAKER_FAULTS,
+    TEST_SIGNING_KEY,
     CallbackStep,
     FakeClock,
     FakeSageMaker,
@@ -323,6 +325,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             clocks=Clocks(monotonic=clocks.monotonic, wall=clocks.wall),
             steps=steps,
             verify=True,
+            keyring=Keyring([TEST_SIGNING_KEY]),  # every replica shares the key, as deploy/ ships it
         )
         self._watch_fence(dispatcher)
         return Replica(name, process, dispatcher, leases, steps, invoker)
