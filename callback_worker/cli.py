@@ -16,6 +16,8 @@ from callback_worker import __version__
 from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import known_names, open_namespaces, unknown_settings
+from callback_worker.dev import add_arguments as dev_arguments
+from callback_worker.dev import run_dev
 from callback_worker.ops import add_commands as add_operator_commands
 from callback_worker.worker.errors import ConfigurationError, PluginError
 from callback_worker.worker.logs import configure_logging, get_logger
@@ -30,6 +32,10 @@ OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
         "the image's `emulator` target, or the project installed from its source",
     ),
     "demo": (
+        ("callback_worker.emulator", "moto"),
+        "the project from its source with the `demo` extra: pip install -e '.[demo]'",
+    ),
+    "dev": (
         ("callback_worker.emulator", "moto"),
         "the project from its source with the `demo` extra: pip install -e '.[demo]'",
     ),
@@ -82,6 +88,10 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help=demo_help)
     demo.add_argument("--verbose", action="store_true", help="also show the worker's own log lines")
     demo.set_defaults(command=_demo)
+    dev_help = "run SQS, the SageMaker emulator and this worker on loopback until Ctrl-C" + _absent("dev")
+    dev = commands.add_parser("dev", help=dev_help)
+    dev_arguments(dev)
+    dev.set_defaults(command=_dev)
     add_operator_commands(commands)
     return parser
 
@@ -165,6 +175,10 @@ def _demo(args: argparse.Namespace) -> int:
 
     code: int = run_demo(args)
     return code
+
+
+def _dev(args: argparse.Namespace) -> int:
+    return _exit_now(run_dev(args))
 
 
 def _exit_now(code: int) -> int:
