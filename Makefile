@@ -4,7 +4,7 @@ PYTHON ?= .venv/bin/python
 REPORT_DIR ?= build
 PYTEST_ARGS ?=
 
-.PHONY: reliability reliability-full bench image-test
+.PHONY: reliability reliability-full bench image-test sdk-v3-test
 
 # Floor, naive loop and worker side by side, then 10,000 in flight (BENCHMARKS.md; about 20 minutes on 2 cores);
 # then three replicas against SageMaker rate limits of 25, 5 and 100 Send* calls per second (about 8 minutes).
@@ -33,3 +33,17 @@ reliability-full:
 image-test:
 	scripts/install-image-tools
 	CALLBACK_WORKER_IMAGE_TEST=1 $(PYTHON) -m pytest tests/image $(PYTEST_ARGS)
+
+# The SageMaker Python SDK v3 tier (tests/integration/test_emulator_sdk_v3.py): v3 pipelines driven through the SDK
+# against the emulator. It needs its own environment (SDK_V3_VENV, about 1.2 GB, 5-6 minutes the first time): the
+# default one has v2 (tests/integration/test_emulator_sdk.py), and CI installs no v3. The tier also checks that the
+# SDK still writes the committed fixtures of tests/fixtures/sdk_v3/; SDK_V3_REGENERATE=1 writes them again.
+SDK_V3_VENV ?= build/sdk-v3-venv
+SDK_V3_VERSION ?= 3.27.0
+SDK_V3_REGENERATE ?= 0
+sdk-v3-test:
+	test -x $(SDK_V3_VENV)/bin/python || python3 -m venv $(SDK_V3_VENV)
+	$(SDK_V3_VENV)/bin/pip install -q -e '.[demo]' 'sagemaker==$(SDK_V3_VERSION)' 'pytest>=9' 'pytest-asyncio>=1.2' \
+		'pytest-timeout>=2.3'
+	EMULATOR_SDK_V3=1 EMULATOR_SDK_V3_REGENERATE=$(SDK_V3_REGENERATE) \
+		$(SDK_V3_VENV)/bin/python -m pytest tests/integration/test_emulator_sdk_v3.py $(PYTEST_ARGS)
