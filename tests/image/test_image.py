@@ -111,9 +111,8 @@ def test_the_daemons_image_says_in_one_line_that_it_has_no_emulator(images: Imag
 
 
 def test_only_the_emulator_target_holds_the_emulator_and_neither_holds_pip(images: Images) -> None:
-    probe = (
-        "import importlib.util as u; print(*(u.find_spec(name) is not None for name in ('emulator', 'moto', 'pip')))"
-    )
+    names = "('callback_worker.emulator', 'moto', 'pip')"
+    probe = f"import importlib.util as u; print(*(u.find_spec(name) is not None for name in {names}))"
     found = {
         image: podman.run_once(image, "-c", probe, options=["--entrypoint", "python"]).stdout.split()
         for image in (images.worker, images.emulator)
