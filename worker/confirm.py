@@ -45,6 +45,21 @@ class Verdict(enum.Enum):
     """Past the grace and still inconclusive: keep the message for the redrive policy."""
 
 
+#: Error codes by which SageMaker says the caller lacks a permission.
+ACCESS_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+
+
+def lookup_problem(code: str) -> str:
+    """Why a token could not be verified: a refused permission is named with its fix (verification stays on)."""
+    if code in ACCESS_DENIED_CODES:
+        return (
+            f"cannot verify the token: SageMaker denied ListPipelineExecutionSteps ({code}); grant the worker's role "
+            "sagemaker:ListPipelineExecutionSteps on arn:aws:sagemaker:REGION:ACCOUNT:pipeline/*/execution/* "
+            "(token verification, on by default, needs it)"
+        )
+    return f"cannot verify the token: SageMaker answered {code}"
+
+
 class Confirmer:
     """Looks a delivery's token up until SageMaker answers conclusively, or the grace is over."""
 
@@ -125,10 +140,7 @@ class Confirmer:
             if not self.verify:
                 log.warning("cannot read the step context; continuing without it", error=exc.code)
                 return NO_STEP_INFO
-            return (
-                f"cannot verify the token: SageMaker answered {exc.code} "
-                "(the worker needs sagemaker:ListPipelineExecutionSteps on the execution)"
-            )
+            return lookup_problem(exc.code)
 
     def _identified(self, info: StepInfo) -> None:
         if info.step_name is not None:
