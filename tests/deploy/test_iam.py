@@ -24,6 +24,7 @@ PERMISSION_POLICIES = (
     "keda-policy.json",
     "pipeline-execution-policy.json",
     "queue-policy.json",
+    "dlq-policy.json",
 )
 #: The example pipeline execution role (the pipeline's RoleArn), which SageMaker sends callback messages with.
 PIPELINE_ROLE = "arn:aws:iam::123456789012:role/sagemaker-pipeline-execution"
@@ -130,25 +131,6 @@ def test_every_policy_names_the_same_queue() -> None:
     for name in ("worker-policy.json", "keda-policy.json", "pipeline-execution-policy.json", "queue-policy.json"):
         queues = {item["Resource"] for item in statements(name) if str(item["Resource"]).startswith("arn:aws:sqs:")}
         assert queues == {the_queue()}, name
-
-
-def test_queue_policy_sends_only_from_the_pipeline_and_worker_roles() -> None:
-    worker_roles = {
-        kubernetes_objects()["ServiceAccount"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
-        load_json(ECS / "task-definition.json")["taskRoleArn"],
-    }
-    assert len(worker_roles) == 1, "the Kubernetes and ECS examples use the same worker role"
-    senders = {PIPELINE_ROLE, *worker_roles}
-    allows = [item for item in statements("queue-policy.json") if item["Effect"] == "Allow"]
-    assert {action for item in allows for action in actions(item)} == {"sqs:SendMessage"}
-    assert {principal for item in allows for principal in as_set(item["Principal"]["AWS"])} == senders
-    (deny,) = [
-        item
-        for item in statements("queue-policy.json")
-        if actions(item) == {"sqs:SendMessage"} and item["Effect"] == "Deny"
-    ]
-    assert deny["Principal"] == "*"
-    assert as_set(deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]) == senders
 
 
 def test_pipeline_execution_policy_sends_and_uses_the_queue_key_through_sqs() -> None:

@@ -9,8 +9,10 @@ KEDA assumed the worker's own role (receive, delete, send) just to read the queu
 from __future__ import annotations
 
 from tests.deploy.manifests import DEPLOY, IAM, JsonObject, kubernetes_env, kubernetes_objects, load_json, queue_arn
+from tests.deploy.policies import Decision, Request, decide
 
 PIPELINE_ROLE = "arn:aws:iam::123456789012:role/sagemaker-pipeline-execution"
+OPERATORS_ROLE = "arn:aws:iam::123456789012:role/callback-worker-operators"
 
 
 def worker_role() -> str:
@@ -30,20 +32,12 @@ def as_set(value: str | list[str]) -> set[str]:
     return {value} if isinstance(value, str) else set(value)
 
 
-def test_the_queue_policy_lets_only_the_pipeline_and_the_worker_send() -> None:
-    senders = {PIPELINE_ROLE, worker_role()}
-    allowed: set[str] = set()
-    denied_except: set[str] = set()
-    for statement in statements("queue-policy.json"):
-        assert statement["Resource"] == queue()
-        if statement["Effect"] == "Allow":
-            assert as_set(statement["Action"]) == {"sqs:SendMessage"}, "the policy grants nothing else"
-            allowed |= as_set(statement["Principal"]["AWS"])
-        elif as_set(statement["Action"]) == {"sqs:SendMessage"}:
-            assert statement["Principal"] == "*"
-            denied_except |= as_set(statement["Condition"]["ArnNotEquals"]["aws:PrincipalArn"])
-    assert allowed == senders
-    assert denied_except == senders, "every other principal is denied, whatever its own policies grant"
+def test_the_queue_policy_lets_only_the_pipeline_the_worker_and_the_operators_send() -> None:
+    senders = {PIPELINE_ROLE, worker_role(), OPERATORS_ROLE}
+    policy = load_json(IAM / "queue-policy.json")
+    for principal in (*senders, "arn:aws:iam::123456789012:role/another-team"):
+        decided = decide(policy, Request(principal, "sqs:SendMessage"))
+        assert decided is (Decision.ALLOW if principal in senders else Decision.DENY), principal
 
 
 def test_the_queue_policy_denies_requests_without_tls() -> None:
