@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import importlib.util
 import os
 import signal
@@ -12,7 +13,6 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from callback_worker import __version__
 from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import known_names, open_namespaces, unknown_settings
@@ -75,7 +75,10 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callback-worker", description="Complete Amazon SageMaker Pipelines callback steps from an SQS queue."
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # The installed distribution's version: its metadata, which the build takes from callback_worker.__version__
+    # (a module never imports its own package).
+    version = importlib.metadata.version("sagemaker-callback-worker")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     run = commands.add_parser("run", help="run the daemon (settings from CALLBACK_WORKER_* environment variables)")
     run.set_defaults(command=_run)
