@@ -17,6 +17,7 @@ EXIT_CODES_HELP = """exit codes:
   4  already answered (ConflictException)
   130  interrupted (Ctrl-C)"""
 
+EXECUTION_HELP = "the execution's ARN, or its id where one execution of the account and region has it"
 DLQ_HELP = """The messages of the dead-letter queue named by the source queue's redrive policy.
 
   list     the messages: execution, step, receive count, age, why (reads them for a few seconds, then releases them)
@@ -38,11 +39,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``describe``, ``steps``, ``pending``, ``succeed``, ``fail``, ``send-test-message`` and ``dlq``."""
     describe = _command(subparsers, "describe", "show an execution's status, failure reason, experiment and times")
-    describe.add_argument("execution_arn", metavar="EXECUTION_ARN")
+    describe.add_argument("execution_arn", metavar="EXECUTION", help=EXECUTION_HELP)
     describe.set_defaults(command=_describe)
 
     steps = _command(subparsers, "steps", "list an execution's steps: status, queue, token (partly), outputs")
-    steps.add_argument("execution_arn", metavar="EXECUTION_ARN")
+    steps.add_argument("execution_arn", metavar="EXECUTION", help=EXECUTION_HELP)
     steps.set_defaults(command=_steps)
 
     pending = _command(subparsers, "pending", "list callback steps waiting for an answer in running executions")

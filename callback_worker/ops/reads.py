@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 from callback_worker.ops.aws import guarded, sagemaker_client
 from callback_worker.ops.durations import parse_duration
 from callback_worker.ops.errors import ExitCode
-from callback_worker.ops.inputs import check_execution_arn
+from callback_worker.ops.lookup import check_execution, resolve_execution
 from callback_worker.ops.tables import complain, emit
 from callback_worker.ops.views import (
     WaitingStep,
@@ -46,18 +46,22 @@ _NEVER = datetime.max.replace(tzinfo=UTC)
 
 @guarded
 def describe(args: argparse.Namespace) -> int:
-    """``describe EXECUTION_ARN``."""
-    arn = check_execution_arn(args.execution_arn)
-    execution = dict(sagemaker_client().describe_pipeline_execution(PipelineExecutionArn=arn))
+    """``describe EXECUTION`` (its ARN, or an id one execution has)."""
+    named = check_execution(args.execution_arn)  # nothing is sent for what is neither an ARN nor an id
+    client = sagemaker_client()
+    arn = resolve_execution(client, named)
+    execution = dict(client.describe_pipeline_execution(PipelineExecutionArn=arn))
     emit(describe_json(execution) if args.json else describe_text(execution))
     return ExitCode.OK
 
 
 @guarded
 def steps(args: argparse.Namespace) -> int:
-    """``steps EXECUTION_ARN``."""
-    arn = check_execution_arn(args.execution_arn)
-    found = execution_steps(sagemaker_client(), arn)
+    """``steps EXECUTION`` (its ARN, or an id one execution has)."""
+    named = check_execution(args.execution_arn)  # nothing is sent for what is neither an ARN nor an id
+    client = sagemaker_client()
+    arn = resolve_execution(client, named)
+    found = execution_steps(client, arn)
     if args.json:
         emit(steps_json(found))
     elif found:
