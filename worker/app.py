@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import json
 import os
 from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
@@ -27,6 +26,20 @@ from callback_worker.worker.handler import Handler
 from callback_worker.worker.invoke import Invoker
 from callback_worker.worker.lease import LeaseKeeper
 from callback_worker.worker.logs import get_logger
+from callback_worker.worker.preflight import (
+    CALL_TIMEOUT,
+    Endpoint,
+    Finding,
+    Level,
+    endpoint_of,
+    lookup_probe,
+    parse_redrive,
+    probe_arn,
+    queue_findings,
+    queue_problem,
+    region_finding,
+    run_probe,
+)
 from callback_worker.worker.queue import Queue
 from callback_worker.worker.ratelimit import RateLimiter
 from callback_worker.worker.report import Reporter
@@ -57,16 +70,22 @@ T = TypeVar("T")
 STARTUP_ATTEMPTS = 8
 
 
-async def check_queue(queue: Queue) -> dict[str, Any]:
-    """The queue's attributes; ConfigurationError if the queue cannot be used at all."""
+async def check_queue(queue: Queue, sqs: Endpoint | None = None) -> dict[str, Any]:
+    """The queue's attributes. ConfigurationError at once for what waiting cannot fix (with ``sqs``, the endpoint the
+    queue is reached at: no credentials, no answer, no such queue, denied; :mod:`worker.preflight`), after a few
+    tries for an outage."""
     backoff = STARTUP_BACKOFF.start()
     attempt = 0
     while True:
         attempt += 1
         try:
-            return await queue.attributes()
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await queue.attributes()
         except Exception as exc:
             code = error_code(exc)
+            problem = queue_problem(exc, queue.url, sqs) if sqs is not None else None
+            if problem is not None:
+                raise ConfigurationError(f"{problem.subject}: {problem.text}") from exc
             if code in FATAL_RECEIVE_CODES or not is_transient(exc) or attempt >= STARTUP_ATTEMPTS:
                 raise ConfigurationError(
                     f"{env_name('queue_url')}={queue.url!r} cannot be used: {code}: {exc}"
@@ -75,12 +94,37 @@ async def check_queue(queue: Queue) -> dict[str, Any]:
             await backoff.sleep()
 
 
+async def preflight(settings: Settings, queue: Queue, sqs: SQSClient, sagemaker: SageMakerClient) -> dict[str, Any]:
+    """The start-up checks of :mod:`worker.preflight`: the queue's attributes, or ConfigurationError naming the first
+    mistake that cannot work; the other findings are logged."""
+    sqs_endpoint, sagemaker_endpoint = endpoint_of(sqs, "SQS"), endpoint_of(sagemaker, "SAGEMAKER")
+    _stop_on([finding for finding in [region_finding(settings.queue_url, sqs_endpoint)] if finding])
+    attributes = await check_queue(queue, sqs_endpoint)
+    arn = probe_arn(attributes.get("QueueArn"), sagemaker_endpoint.region)
+    findings = [
+        *queue_findings(attributes, settings),
+        await run_probe(lookup_probe(sagemaker, settings, arn), sagemaker_endpoint),
+    ]
+    _stop_on(findings)
+    for finding in findings:
+        if finding.level is Level.WARN:
+            log.warning(f"{finding.subject}: {finding.text}")
+        elif finding.level is Level.NOTE:
+            log.info(f"{finding.subject}: {finding.text}")
+    return attributes
+
+
+def _stop_on(findings: list[Finding]) -> None:
+    for finding in findings:
+        if finding.level is Level.FAIL:
+            raise ConfigurationError(f"{finding.subject}: {finding.text}")
+
+
 def describe_redrive(attributes: Mapping[str, Any]) -> dict[str, Any]:
     """Log fields describing the queue's redrive policy, if it has one."""
-    raw = attributes.get("RedrivePolicy")
-    if not raw:
+    policy = parse_redrive(attributes)
+    if policy is None:
         return {"redrive_policy": None}
-    policy = json.loads(raw)
     return {"max_receive_count": policy.get("maxReceiveCount"), "dead_letter_queue": policy.get("deadLetterTargetArn")}
 
 
@@ -186,13 +230,11 @@ async def run_daemon(settings: Settings, handlers: Mapping[str, Handler], stop: 
     with stop_on_signals(stop), _flushed(tracing):  # signals from the start: a SIGTERM during the queue check too
         async with aws_clients(settings.concurrency) as (sqs, sagemaker):
             worker = build_worker(settings, handlers, sqs, sagemaker, tracing)
-            attributes = await _until_stopped(check_queue(worker.queue), stop)
+            attributes = await _until_stopped(preflight(settings, worker.queue, sqs, sagemaker), stop)
             if attributes is None:
                 log.info("stopped before the worker started")
                 return
             worker.health.queue_checked()
-            if not attributes.get("RedrivePolicy"):
-                log.warning("the queue has no redrive policy: a message without a callback token is received forever")
             log.info(
                 "queue ready",
                 handlers=sorted(worker.handlers),
