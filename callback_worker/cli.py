@@ -21,7 +21,7 @@ from callback_worker.dev import run_dev
 from callback_worker.ops import add_commands as add_operator_commands
 from callback_worker.worker.errors import ConfigurationError, PluginError
 from callback_worker.worker.logs import configure_logging, get_logger
-from callback_worker.worker.registry import discover, load_handlers
+from callback_worker.worker.registry import discover, load_each, load_handlers
 from callback_worker.worker.signing import keyring_for
 
 #: Commands that need packages the daemon does without (its container image has neither): the packages, and what
@@ -158,11 +158,16 @@ def _check_allowlist(settings: Settings) -> None:
 
 
 def _handlers(_: argparse.Namespace) -> int:
-    sources = discover()
-    load_handlers()  # a handler that does not load is reported, not listed
-    width = max((len(source.name) for source in sources), default=4)
-    for source in sources:
-        print(f"{source.name:<{width}}  {source.describe()}")  # noqa: T201 - command output
+    """Every discovered handler; a broken one with its error, and exit 2: one broken plugin hides none of the others."""
+    results = load_each()
+    width = max((len(source.name) for source, _ in results), default=4)
+    broken = [source.name for source, result in results if isinstance(result, PluginError)]
+    for source, result in results:
+        shown = f"FAILED TO LOAD: {result}" if isinstance(result, PluginError) else source.describe()
+        print(f"{source.name:<{width}}  {shown}")  # noqa: T201 - command output
+    if broken:
+        print(f"callback-worker: {len(broken)} handler(s) failed to load: {', '.join(broken)}", file=sys.stderr)  # noqa: T201
+        return 2
     return 0
 
 

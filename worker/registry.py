@@ -66,6 +66,20 @@ def load_handlers(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = 
     return loaded
 
 
+def load_each(
+    group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None
+) -> list[tuple[HandlerSource, LoadedHandler | PluginError]]:
+    """Every discovered handler, built, or with the error that kept it from loading: one broken plugin hides none of
+    the others (``callback-worker handlers`` and ``doctor`` list them all). Duplicate names still raise."""
+    results: list[tuple[HandlerSource, LoadedHandler | PluginError]] = []
+    for source in discover(group, allow):
+        try:
+            results.append((source, LoadedHandler(_build(source), source)))
+        except PluginError as exc:
+            results.append((source, exc))
+    return results
+
+
 def _source(entry_point: EntryPoint) -> HandlerSource:
     dist = entry_point.dist
     return HandlerSource(

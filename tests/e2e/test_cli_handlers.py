@@ -44,15 +44,15 @@ def test_handlers_lists_builtin_and_plugin(tmp_path: Path) -> None:
     assert list(lines) == sorted(lines)
 
 
-def test_broken_plugin_fails_with_one_clear_line(tmp_path: Path) -> None:
+def test_a_broken_plugin_is_listed_with_its_error_and_hides_no_other(tmp_path: Path) -> None:
     make_plugin(tmp_path, "acme-broken", {"broken": "handler"}, BROKEN_PLUGIN, version="0.1")
+    make_plugin(tmp_path, "acme-greeter", {"greet": "greet"}, GOOD_PLUGIN, version="1.2.3")
     result = run_handlers(tmp_path)
-    assert result.returncode != 0
-    assert result.stdout == ""
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    (line,) = lines
-    assert line.startswith("callback-worker: ")
-    assert "'broken'" in line
-    assert "acme-broken 0.1" in line
-    assert "a dependency of this plugin is missing" in line
+    assert result.returncode == 2
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert {"broken", "echo", "greet"} <= set(lines)
+    assert lines["greet"].split(None, 1)[1] == f"{module_name('acme-greeter')}:greet (acme-greeter 1.2.3)"
+    broken = lines["broken"].split(None, 1)[1]
+    assert broken.startswith("FAILED TO LOAD: handler 'broken' from ")
+    assert "(acme-broken 0.1) failed to load: ImportError: a dependency of this plugin is missing" in broken
+    assert result.stderr == "callback-worker: 1 handler(s) failed to load: broken\n"
