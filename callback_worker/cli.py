@@ -1,5 +1,5 @@
-"""The ``callback-worker`` console script: ``run``, ``handlers``, ``emulate``, ``demo`` and the operator commands of
-:mod:`callback_worker.ops`. Settings errors and plugin errors become one line on stderr and exit code 2."""
+"""The ``callback-worker`` console script: ``run``, ``doctor``, ``handlers``, ``emulate``, ``demo`` and the operator
+commands of :mod:`callback_worker.ops`. Settings errors and plugin errors become one line on stderr and exit code 2."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import importlib.metadata
 import importlib.util
+import json
 import os
 import signal
 import sys
@@ -80,8 +81,15 @@ def build_parser(*, emulator_options: bool = True) -> argparse.ArgumentParser:
     version = importlib.metadata.version("sagemaker-callback-worker")
     parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="run the daemon (settings from CALLBACK_WORKER_* environment variables)")
+    run = commands.add_parser(
+        "run",
+        help="run the daemon (settings from CALLBACK_WORKER_* environment variables)",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.set_defaults(command=_run)
+    doctor_help = "check settings, AWS access, the queue, SageMaker permissions and every handler; a line per finding"
+    commands.add_parser("doctor", help=doctor_help).set_defaults(command=_doctor)
     listing = commands.add_parser("handlers", help="list the discovered handlers and where each comes from")
     listing.set_defaults(command=_handlers)
     emulate = commands.add_parser("emulate", help="serve the local SageMaker Pipelines emulator" + _absent("emulate"))
@@ -155,6 +163,33 @@ def _check_allowlist(settings: Settings) -> None:
                 f"invalid setting {env_name('handlers')}: no handler named {name!r}; "
                 f"available: {', '.join(installed) or 'none'}"
             )
+
+
+def settings_help() -> str:
+    """``run --help``'s list of the worker's settings, each with its default (README.md, Settings, has them in full)."""
+    lines = ["settings (environment variables; README.md, section Settings, has each in full):"]
+    for name, field in Settings.model_fields.items():
+        default = "required" if field.is_required() else _shown(field.get_default(call_default_factory=True))
+        lines.append(f"  {env_name(name):<36} {default}")
+    lines.append(
+        "AWS region, endpoints and credentials: the standard AWS environment (AWS_REGION, AWS_ENDPOINT_URL_SQS,"
+    )
+    lines.append("AWS_ENDPOINT_URL_SAGEMAKER, the credentials chain). Check them all with: callback-worker doctor")
+    return "\n".join(lines)
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return json.dumps(value) if isinstance(value, dict) else str(value)
+
+
+def _doctor(_: argparse.Namespace) -> int:
+    from callback_worker.doctor import run_doctor  # noqa: PLC0415 - keeps `handlers` and `emulate` free of AWS imports
+
+    return run_doctor()
 
 
 def _handlers(_: argparse.Namespace) -> int:
