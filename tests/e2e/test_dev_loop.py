@@ -34,12 +34,22 @@ class DevLoop:
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.printed: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.errors: list[str] = []
+        self.readers = [
+            threading.Thread(target=self._read, daemon=True),
+            threading.Thread(target=self._read_errors, daemon=True),
+        ]
+        for reader in self.readers:
+            reader.start()
 
     def _read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.put(line.rstrip("\n"))
+
+    def _read_errors(self) -> None:
+        assert self.process.stderr is not None
+        self.errors.extend(self.process.stderr)
 
     def wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -58,9 +68,14 @@ class DevLoop:
         return "\n".join(self.printed[start : end + 1])
 
     def stop(self) -> tuple[int, str, str]:
+        """SIGINT, as Ctrl-C sends it; the exit code, everything printed, and stderr."""
         self.process.send_signal(signal.SIGINT)
-        out, err = self.process.communicate(timeout=60)
-        return self.process.returncode, out, err
+        code = self.process.wait(timeout=60)
+        for reader in self.readers:
+            reader.join(timeout=30)
+        while not self.lines.empty():
+            self.printed.append(self.lines.get())
+        return code, "\n".join(self.printed), "".join(self.errors)
 
 
 @pytest.fixture
@@ -84,7 +99,12 @@ def dev_loop(tmp_path: Path) -> Iterator[DevLoop]:
     finally:
         if loop.process.poll() is None:
             loop.process.kill()
-            loop.process.communicate(timeout=30)
+            loop.process.wait(timeout=30)
+        for reader in loop.readers:
+            reader.join(timeout=30)
+        for pipe in (loop.process.stdout, loop.process.stderr):
+            if pipe is not None:
+                pipe.close()
 
 
 def user_env(exports: dict[str, str]) -> dict[str, str]:
