@@ -1,7 +1,8 @@
 """Settings in the deployment files against the settings model (``config.settings.Settings``).
 
-- every ``CALLBACK_WORKER_*`` name written anywhere in deploy/ or the Dockerfile is a setting (the emulator's own
-  ``CALLBACK_WORKER_EMULATOR_*`` options excepted);
+- every ``CALLBACK_WORKER_*`` name written anywhere in deploy/ or the Dockerfile is a setting of the worker or of a
+  built-in handler (``CALLBACK_WORKER_HTTP_HEADERS``) (the emulator's own ``CALLBACK_WORKER_EMULATOR_*`` options
+  excepted);
 - each deployment sets every required setting, and its values pass the model's validation;
 - each deployment's stop timeout leaves the drain its time: SHUTDOWN_GRACE + WAIT_TIME + STOP_MARGIN;
 - botocore finds the region in each deployment's environment.
@@ -9,6 +10,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable
@@ -17,6 +19,7 @@ import botocore.session
 import pytest
 
 from callback_worker.config.settings import Settings, env_name, load_settings
+from callback_worker.config.unknown import known_names
 from tests.deploy.manifests import (
     DEPLOY,
     DOCKERFILE,
@@ -34,7 +37,11 @@ from tests.deploy.manifests import ECS as ECS_DIR
 
 NAME = re.compile(r"\bCALLBACK_WORKER_[A-Z0-9_]*[A-Z0-9]\b")
 EMULATOR_PREFIX = "CALLBACK_WORKER_EMULATOR_"
-SETTINGS = {env_name(field) for field in Settings.model_fields}
+#: The built-in handlers' modules: importing one registers its settings model (``CALLBACK_WORKER_<HANDLER>_*``).
+BUILT_IN_HANDLERS = ("batch", "command", "echo", "glue", "http", "lambda_", "stepfunctions")
+for _module in BUILT_IN_HANDLERS:
+    importlib.import_module(f"callback_worker.handlers.{_module}")
+SETTINGS = {env_name(field) for field in Settings.model_fields} | known_names()
 REQUIRED = {env_name(field) for field, info in Settings.model_fields.items() if info.is_required()}
 
 
