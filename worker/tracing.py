@@ -9,7 +9,9 @@ The spans of one delivery:
 
 - ``callback <pipeline>`` (kind CONSUMER) from receipt to the end of the delivery, with the pipeline name, execution
   id, step name (when SageMaker named it), handler, attempt, message status, receive count, the outcome reported and
-  how the delivery settled; events for each lease renewal and each failed AWS call that is retried;
+  how the delivery settled; events for each lease renewal and each failed AWS call that is retried. It is named
+  ``callback`` until SageMaker has listed the message's token under its execution (:class:`StepIdentified`): a name
+  taken from an unverified message would let whoever can send to the queue choose it;
 - ``handler <name>`` around the handler call (an unexpected exception sets an error status and records its type,
   never its text; ``Fail`` and ``Retry`` are how a handler speaks, not errors);
 - one span per SQS or SageMaker call made inside the delivery (the daemon's aiobotocore clients); a call cut short
@@ -17,7 +19,10 @@ The spans of one delivery:
   traced.
 
 No span, attribute or event ever carries a callback token: the events it listens to hold none, and AWS call spans
-record only the service and operation.
+record only the service and operation. Nothing a message carries makes telemetry large: span names are cut at
+:data:`MAX_NAME_CHARS` here, and attribute values (of spans and events) at :data:`MAX_ATTRIBUTE_CHARS` by
+OpenTelemetry's own :class:`~opentelemetry.sdk.trace.SpanLimits`, which :func:`tracing_for` sets (the
+``OTEL_*_ATTRIBUTE_VALUE_LENGTH_LIMIT`` variables do not change it); the SDK's count limits stay as they are.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.util.types import AttributeValue
@@ -54,6 +59,21 @@ if TYPE_CHECKING:
 SCOPE = "sagemaker-callback-worker"
 #: Keys under which an AWS call's span travels in botocore's per-request context.
 _SPAN_KEY = "callback_worker_span"
+#: Characters of a span name (or a status description) at most; a longer one is cut, ending in ``...``.
+MAX_NAME_CHARS = 256
+#: Characters of an attribute value at most (:func:`span_limits`).
+MAX_ATTRIBUTE_CHARS = 1_000
+_CUT = "..."
+
+
+def capped(name: str) -> str:
+    """``name``, or its start and ``...``: :data:`MAX_NAME_CHARS` characters in all."""
+    return name if len(name) <= MAX_NAME_CHARS else name[: MAX_NAME_CHARS - len(_CUT)] + _CUT
+
+
+def span_limits() -> SpanLimits:
+    """The SDK's limits with every attribute value (of spans, events and links) cut at :data:`MAX_ATTRIBUTE_CHARS`."""
+    return SpanLimits(max_attribute_length=MAX_ATTRIBUTE_CHARS, max_span_attribute_length=MAX_ATTRIBUTE_CHARS)
 
 
 class Tracing:
@@ -66,6 +86,8 @@ class Tracing:
         self._calls: dict[int, set[Span]] = {}
         """Open AWS-call spans by their parent's span id: a call cancelled mid-flight (a shutdown) sends neither
         after-call event, so its span is ended when its parent ends."""
+        self._unverified: dict[int, str | None] = {}
+        """Open delivery spans by span id: the pipeline each is named after once its token is verified."""
 
     # -- events -------------------------------------------------------------------------------------------------------
 
@@ -81,7 +103,7 @@ class Tracing:
             case DeliveryIdentified():
                 self._identified(event)
             case StepIdentified(step_name=step):
-                trace.get_current_span().set_attribute("callback.step_name", step)
+                self._verified(step)
             case Reported(outcome=outcome, result=result):
                 trace.get_current_span().set_attributes({"callback.outcome": outcome, "callback.report_result": result})
             case CallFailed(service=service, operation=operation, code=code):
@@ -106,17 +128,22 @@ class Tracing:
         }
         with self.tracer.start_as_current_span("callback", kind=SpanKind.CONSUMER, attributes=attributes) as span:
             self._deliveries[event.message_id] = span
+            self._unverified[span.get_span_context().span_id] = None
             try:
                 yield
             finally:
                 self._deliveries.pop(event.message_id, None)
+                self._unverified.pop(span.get_span_context().span_id, None)
                 self._end_calls_under(span, "the delivery ended while the call was out")
 
     @contextlib.contextmanager
     def _handler(self, event: HandlerCall) -> Iterator[None]:
         attributes: dict[str, AttributeValue] = {"callback.handler": event.handler, "callback.attempt": event.attempt}
         with self.tracer.start_as_current_span(
-            f"handler {event.handler}", attributes=attributes, record_exception=False, set_status_on_exception=False
+            capped(f"handler {event.handler}"),
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 yield
@@ -127,14 +154,16 @@ class Tracing:
                 # The exception's type only: its text and traceback may hold the token (the worker scrubs the
                 # text it sends SageMaker and logs; a span has no such filter).
                 span.add_event("exception", {"exception.type": type(exc).__name__})
-                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                span.set_status(Status(StatusCode.ERROR, capped(type(exc).__name__)))
                 raise
             finally:
                 self._end_calls_under(span, "the handler ended while the call was out")
 
     def _identified(self, event: DeliveryIdentified) -> None:
+        """The body parsed: its fields become attributes (capped); the span is named once the token is verified."""
         span = trace.get_current_span()
-        span.update_name(f"callback {event.pipeline}")
+        if span.get_span_context().span_id in self._unverified:
+            self._unverified[span.get_span_context().span_id] = event.pipeline
         span.set_attributes(
             {
                 "callback.pipeline_name": event.pipeline,
@@ -144,6 +173,14 @@ class Tracing:
                 "callback.link": event.link,
             }
         )
+
+    def _verified(self, step: str) -> None:
+        """SageMaker listed the token under the message's execution: its pipeline names the delivery's span."""
+        span = trace.get_current_span()
+        span.set_attribute("callback.step_name", step)
+        pipeline = self._unverified.pop(span.get_span_context().span_id, None)
+        if pipeline is not None:
+            span.update_name(capped(f"callback {pipeline}"))
 
     def _lease_call(self, renewed: tuple[str, ...], retried: tuple[str, ...]) -> None:
         for name, message_ids in (("lease renewed", renewed), ("lease renewal retried", retried)):
@@ -167,7 +204,7 @@ class Tracing:
             return  # outside a delivery (a long poll, start-up): not traced
         service = model.service_model.service_id
         span = self.tracer.start_span(
-            f"{service}.{model.name}",
+            capped(f"{service}.{model.name}"),
             kind=SpanKind.CLIENT,
             attributes={"rpc.system": "aws-api", "rpc.service": str(service), "rpc.method": model.name},
         )
@@ -187,7 +224,7 @@ class Tracing:
     def _call_failed(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
         span = self._take(context)
         if span is not None:
-            span.set_status(Status(StatusCode.ERROR, type(exception).__name__))
+            span.set_status(Status(StatusCode.ERROR, capped(type(exception).__name__)))
             span.end()
 
     def _take(self, context: dict[str, Any]) -> Span | None:
@@ -227,6 +264,6 @@ def exporter_for(name: str) -> SpanExporter:
 def tracing_for(exporter: SpanExporter, environment: Mapping[str, str] = os.environ) -> Tracing:
     """A :class:`Tracing` exporting in batches through ``exporter``; resource and sampler from the environment."""
     service = environment.get("OTEL_SERVICE_NAME") or "sagemaker-callback-worker"
-    provider = TracerProvider(resource=Resource.create({"service.name": service}))
+    provider = TracerProvider(resource=Resource.create({"service.name": service}), span_limits=span_limits())
     provider.add_span_processor(BatchSpanProcessor(exporter))
     return Tracing(provider)
