@@ -19,6 +19,7 @@ import statistics
 import timeit
 from collections.abc import Callable
 
+from callback_worker.worker.handler import JSONValue
 from callback_worker.worker.message import Continuation, parse_message
 from callback_worker.worker.signing import Keyring
 
@@ -36,7 +37,7 @@ def per_call(action: Callable[[], object], number: int) -> float:
     return statistics.median(runs) / number * 1e6
 
 
-def state_of(size: int) -> object:
+def state_of(size: int) -> JSONValue:
     return None if size == 0 else {"id": "jr_0123456789", "started": 1767225600.0, "pad": "x" * size}
 
 

@@ -48,7 +48,7 @@ from callback_worker.worker.retrying import STARTUP_BACKOFF, error_code, is_tran
 from callback_worker.worker.router import Router, restrict
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
 from callback_worker.worker.settle import Settler
-from callback_worker.worker.signing import FILE_SETTING, Keyring, keyring_for
+from callback_worker.worker.signing import FILE_SETTING, Keyring, keyring_for, process_keyring
 from callback_worker.worker.sqs import SqsQueue
 from callback_worker.worker.step_context import StepResolver
 from callback_worker.worker.stopping import Stopper
@@ -153,12 +153,7 @@ def build_worker(
     needs_steps = settings.step_context or settings.verify_tokens
     steps = StepResolver(sagemaker, describe=settings.step_context, events=events, gate=gate) if needs_steps else None
     reporter = Reporter(sagemaker, max_in_flight=connections(settings.concurrency), events=events, gate=gate)
-    keyring = keyring_for(settings)
-    if keyring is None:
-        log.warning(
-            "no signing key: continuations are checked, not authenticated, and a handed-on answer is not accepted",
-            setting=FILE_SETTING,
-        )
+    keyring = sealing_keyring(settings)
     dispatcher = build_dispatcher(
         queue=queue,
         leases=leases,
@@ -180,6 +175,20 @@ def build_worker(
     )
 
 
+def sealing_keyring(settings: Settings) -> Keyring:
+    """The keys that seal and authenticate continuations: the configured ones, else a key of this process alone."""
+    keyring = keyring_for(settings)
+    if keyring is not None:
+        return keyring
+    log.warning(
+        "no signing key: this process seals its continuations with a key of its own; a continuation another "
+        "replica or an earlier process sent runs as a fresh delivery of its token (its state, attempts and any "
+        "handed-on answer set aside)",
+        setting=FILE_SETTING,
+    )
+    return process_keyring()
+
+
 def build_dispatcher(
     *,
     queue: Queue,
@@ -195,7 +204,9 @@ def build_dispatcher(
     keyring: Keyring | None = None,
 ) -> Dispatcher:
     """The dispatcher and the parts it drives, around one replica's memory of tokens. ``leases`` must read
-    ``clocks.monotonic``; ``keyring`` seals the links sent and authenticates those received."""
+    ``clocks.monotonic``; ``keyring`` seals the links sent and authenticates those received (by default a key of
+    this dispatcher alone: it takes back only the links it sent itself)."""
+    keyring = keyring if keyring is not None else process_keyring()
     tokens = Tokens()
     settler = Settler(
         queue=queue,

@@ -140,10 +140,9 @@ def sealed_payload(fields: dict[str, Any]) -> bytes:
 def parse_message(body: str, keyring: Keyring | None = None) -> CallbackMessage:
     """Parse one SQS body. Raises :class:`MalformedMessage`, with ``token`` set when the token itself is valid.
 
-    With a ``keyring``, a continuation field is taken only when its seal checks out under one of the keys; without
-    one, it is taken as checked, but a handed-on ``answer`` never is. A continuation not taken makes the message a
-    fresh delivery of its own token (``distrusted`` says why): its handler runs from the start, in a chain of its
-    own, and nothing the field claims is reported.
+    A continuation field is taken only when its seal checks out under one of ``keyring``'s keys (without a keyring,
+    never). A continuation not taken makes the message a fresh delivery of its own token (``distrusted`` says why):
+    its handler runs from the start, in a chain of its own, and nothing the field claims is reported.
     """
     document = _load_object(body)
     fields = {key.lower(): value for key, value in document.items()}
@@ -218,15 +217,22 @@ def _admitted(fields: dict[str, Any], keyring: Keyring | None) -> tuple[Continua
     raw = fields.get(CONTINUATION_KEY.lower())
     if raw is None:
         return Continuation(), None
-    if keyring is not None:
-        problem = keyring.check(sealed_payload(fields), raw.get(SEAL_KEY) if isinstance(raw, dict) else None)
-        if problem is not None:
-            return Continuation(), f"its continuation is not the worker's: {problem}"
-        return _continuation(raw), None
-    continuation = _continuation(raw)
-    if continuation.answer is not None:
-        return Continuation(), "it hands on an answer, and with no signing key an answer cannot be authenticated"
-    return continuation, None
+    if keyring is None:
+        return Continuation(), "its continuation cannot be authenticated without a key"
+    problem = keyring.check(sealed_payload(fields), raw.get(SEAL_KEY) if isinstance(raw, dict) else None)
+    if problem is not None:
+        return Continuation(), f"its continuation is not the worker's: {problem}"
+    return _continuation(raw), None
+
+
+def claimed_continuation(body: str) -> Continuation:
+    """What a body's continuation field claims, unauthenticated and malformed parts read as absent: for showing an
+    operator what a dead letter says, never for acting on."""
+    try:
+        fields = {key.lower(): value for key, value in _load_object(body).items()}
+        return _continuation(fields.get(CONTINUATION_KEY.lower()))
+    except MalformedMessage:
+        return Continuation()
 
 
 def _status(value: object) -> Status:

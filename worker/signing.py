@@ -18,6 +18,7 @@ import functools
 import hashlib
 import hmac
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +127,12 @@ def load_keyring(path: str | None, value: str | None) -> Keyring | None:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
         raise ConfigurationError(f"invalid setting {FILE_SETTING}={path!r}: cannot read it: {reason}") from None
     return parse_keys(text, f"{FILE_SETTING}={path!r}")
+
+
+def process_keyring() -> Keyring:
+    """A key of this process alone, for a worker configured with none: it authenticates the links this process
+    wrote, and no other (another replica's, an earlier process's), which are then fresh deliveries of their tokens."""
+    return Keyring([secrets.token_bytes(MIN_KEY_BYTES)])
 
 
 def keyring_for(settings: Settings) -> Keyring | None:

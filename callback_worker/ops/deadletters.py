@@ -21,7 +21,7 @@ from callback_worker.ops.queues import Received
 from callback_worker.ops.reads import execution_steps
 from callback_worker.ops.tables import complain
 from callback_worker.worker.errors import MalformedMessage
-from callback_worker.worker.message import CallbackMessage, parse_message
+from callback_worker.worker.message import CallbackMessage, Continuation, claimed_continuation, parse_message
 from callback_worker.worker.retrying import error_code
 
 if TYPE_CHECKING:
@@ -66,20 +66,20 @@ def read_dead_letter(received: Received) -> DeadLetter:
         message = parse_message(received.body)
     except MalformedMessage as exc:
         return DeadLetter(received, exc.token, exc.pipeline_execution_arn, None, f"unreadable body: {exc.reason}")
-    return DeadLetter(
-        received, message.token, message.pipeline_execution_arn, message.status.value, body_history(message)
-    )
+    history = body_history(message, claimed_continuation(received.body))
+    return DeadLetter(received, message.token, message.pipeline_execution_arn, message.status.value, history)
 
 
-def body_history(message: CallbackMessage) -> str | None:
-    """What the worker wrote into a body it re-queued: crashed attempts and continuations; None for SageMaker's own
-    message, which says nothing about why it was not answered."""
+def body_history(message: CallbackMessage, claimed: Continuation) -> str | None:
+    """What a worker wrote into a body it re-queued, as the body claims it (only the worker's key could tell whether a
+    worker wrote it; nothing here acts on it): crashed attempts and continuations; None for SageMaker's own message,
+    which says nothing about why it was not answered."""
     notes = []
-    crashes = message.continuation.attempt - 1
+    crashes = claimed.attempt - 1
     if crashes:
         notes.append(f"the handler crashed {crashes} time(s)")
-    if message.continuation.continuations:
-        notes.append(f"the handler asked to be called again {message.continuation.continuations} time(s)")
+    if claimed.continuations:
+        notes.append(f"the handler asked to be called again {claimed.continuations} time(s)")
     if message.status.value == "Stopping":
         notes.append("the pipeline is stopping")
     return "; ".join(notes) or None

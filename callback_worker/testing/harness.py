@@ -33,6 +33,7 @@ from callback_worker.worker.memory import MemoryQueue
 from callback_worker.worker.message import parse_message
 from callback_worker.worker.report import Reporter
 from callback_worker.worker.router import Router
+from callback_worker.worker.signing import Keyring, process_keyring
 from callback_worker.worker.step_context import StepResolver
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ class CallbackHarness:
         has returned (while it waits for its next call): the worker runs ``on_stop`` and answers the step."""
         queue = _Queue(self.clock, self.visibility_timeout)
         world = _World(queue, MemorySageMaker(queue), _Recorder(threads=2))
-        dispatcher = self._dispatcher(world)
+        keyring = process_keyring()  # the worker's links, sealed and read back as a keyed deployment's are
+        dispatcher = self._dispatcher(world, keyring)
         started = self.clock()
         callback = world.sagemaker.start(arguments or {}, pipeline=pipeline, step=step)
         try:
@@ -186,7 +188,7 @@ class CallbackHarness:
             status=callback.status,
             outputs=callback.outputs,
             failure_reason=callback.failure_reason,
-            continuations=continuations(queue.sent),
+            continuations=continuations(queue.sent, keyring),
             calls=list(world.invoker.calls),
             stop_calls=list(world.invoker.stops),
             elapsed=self.clock() - started,
@@ -194,7 +196,7 @@ class CallbackHarness:
             sagemaker=world.sagemaker,
         )
 
-    def _dispatcher(self, world: _World) -> Dispatcher:
+    def _dispatcher(self, world: _World, keyring: Keyring) -> Dispatcher:
         client = cast("SageMakerClient", world.sagemaker)
         return build_dispatcher(
             queue=world.queue,
@@ -206,6 +208,7 @@ class CallbackHarness:
             steps=StepResolver(client, describe=self.step_context),
             verify=self.verify,
             clocks=Clocks(monotonic=self.clock, wall=self.clock),
+            keyring=keyring,
         )
 
     async def _deliver(
@@ -232,13 +235,13 @@ class _World:
     invoker: _Recorder
 
 
-def continuations(sent: list[str]) -> list[Continuation]:
+def continuations(sent: list[str], keyring: Keyring) -> list[Continuation]:
     """The continuations among the bodies the worker sent: a link whose handler call count or attempt grew (a link
     that only waits on, a hop of a long delay, or a handed-on answer is none)."""
     found: list[Continuation] = []
     attempt, count = 1, 0
     for body in sent:
-        link = parse_message(body).continuation
+        link = parse_message(body, keyring).continuation
         if link.answer is not None:
             continue
         if link.continuations > count or link.attempt > attempt:

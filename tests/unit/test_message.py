@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -11,7 +12,44 @@ from hypothesis import strategies as st
 
 from callback_worker.worker.errors import MalformedMessage
 from callback_worker.worker.handler import JSONValue
-from callback_worker.worker.message import CONTINUATION_KEY, CallbackMessage, Continuation, Status, parse_message
+from callback_worker.worker.message import (
+    CONTINUATION_KEY,
+    SEAL_KEY,
+    CallbackMessage,
+    Continuation,
+    Status,
+    sealed_payload,
+)
+from callback_worker.worker.message import parse_message as parse
+from callback_worker.worker.signing import Keyring
+
+#: This file tests what a genuine continuation may hold: every continuation field is sealed as the worker seals its
+#: own (tests/security/test_continuation_seals.py tests the seals themselves).
+KEYRING = Keyring([b"k" * 32])
+
+
+def sealed(text: str) -> str:
+    """``text`` with its continuation field (when it is an object) sealed under ``KEYRING``, left as written."""
+    try:
+        document = json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+    if not isinstance(document, dict):
+        return text
+    key = next((name for name in document if name.lower() == CONTINUATION_KEY.lower()), None)
+    if key is None or not isinstance(document[key], dict) or SEAL_KEY in document[key]:
+        return text
+    seal = KEYRING.sign(sealed_payload({name.lower(): value for name, value in document.items()}))
+    opening = re.search(rf'"{re.escape(key)}"\s*:\s*\{{\s*', text)
+    assert opening is not None
+    separator = "" if text[opening.end()] == "}" else ","
+    return f'{text[: opening.end()]}"{SEAL_KEY}":"{seal}"{separator}{text[opening.end() :]}'
+
+
+def parse_message(text: str) -> CallbackMessage:
+    """Parse as a worker with ``KEYRING`` does, the continuation sealed as that worker would have sealed it."""
+    return parse(sealed(text), KEYRING)
+
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-2:012345678901:pipeline/callback-pipeline/execution/7pinimwddh3a"
@@ -184,7 +222,6 @@ def test_long_bad_token_is_previewed_not_copied() -> None:
         ({"status": "Stopped"}, "'status' must be Executing or Stopping"),
         ({"status": None}, "'status'"),
         ({"status": 1}, "'status'"),
-        ({CONTINUATION_KEY: []}, "is not an object"),
         ({CONTINUATION_KEY: {"attempt": 0}}, "bad attempt"),
         ({CONTINUATION_KEY: {"attempt": True}}, "bad attempt"),
         ({CONTINUATION_KEY: {"attempt": 2.0}}, "bad attempt"),
@@ -201,6 +238,21 @@ def test_bad_content_keeps_the_token(fields: dict[str, Any], reason_part: str) -
     assert reason_part in error.reason
     arn = fields.get("pipelineExecutionArn", ARN)
     assert error.pipeline_execution_arn == (arn if isinstance(arn, str) else None)
+
+
+@pytest.mark.parametrize("value", [[], "x", 3, {}])
+def test_a_continuation_that_is_not_the_workers_makes_a_fresh_delivery(value: object) -> None:
+    message = parse(body(**{CONTINUATION_KEY: value}), KEYRING)
+    assert message.continuation == Continuation()
+    assert message.distrusted is not None
+    assert "not the worker's" in message.distrusted
+
+
+def test_without_a_key_no_continuation_is_taken() -> None:
+    text = parse_message(body()).to_body(Continuation(attempt=3, state={"job": "j-1"}), KEYRING)
+    message = parse(text)
+    assert message.continuation == Continuation()
+    assert message.distrusted == "its continuation cannot be authenticated without a key"
 
 
 @pytest.mark.parametrize("not_before", ["1e400", "9" * 400, "NaN", "Infinity", "-Infinity"])

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import callback_worker
+from callback_worker.worker.handler import CallbackContext, Fail, Retry
 from tests.unit.test_architecture import FOLDERS, ROOT, modules
 
 #: Imports every module of ours by its one name, then reports, for each file of ours loaded, the names it is loaded
@@ -49,9 +51,7 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, objec
 def test_every_module_is_loaded_under_one_name_only(probe: dict[str, dict[str, object]]) -> None:
     twice = {path: names for path, names in probe["loaded"].items() if isinstance(names, list) and len(names) > 1}
     assert twice == {}
-    assert all(
-        isinstance(names, list) and names[0].startswith("callback_worker") for names in probe["loaded"].values()
-    )
+    assert all(isinstance(names, list) and names[0].startswith("callback_worker") for names in probe["loaded"].values())
 
 
 def test_no_folder_of_ours_is_importable_under_its_bare_name(probe: dict[str, dict[str, object]]) -> None:
@@ -64,16 +64,13 @@ def test_no_folder_of_ours_is_importable_under_its_bare_name(probe: dict[str, di
 
 
 def test_the_handler_sdk_is_importable_from_the_package_itself() -> None:
-    import callback_worker
-    from callback_worker.worker.handler import CallbackContext, Fail, Retry
-
     assert (callback_worker.CallbackContext, callback_worker.Fail, callback_worker.Retry) == (
         CallbackContext,
         Fail,
         Retry,
     )
     with pytest.raises(AttributeError, match="no attribute 'Dispatcher'"):
-        _ = callback_worker.Dispatcher  # type: ignore[attr-defined]
+        _ = callback_worker.Dispatcher
 
 
 def test_importing_the_emulator_loads_nothing_of_the_daemon() -> None:
