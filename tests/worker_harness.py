@@ -14,6 +14,7 @@ from callback_worker.worker.clients import aws_clients
 from callback_worker.worker.handler import Handler
 from callback_worker.worker.worker import Worker
 from tests.emulator_fixtures import callback_step, pipeline_definition
+from tests.fakes import TEST_SIGNING_KEY
 
 if TYPE_CHECKING:
     from callback_worker.worker.tracing import Tracing
@@ -24,7 +25,13 @@ TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 
 def worker_settings(queue_url: str, **overrides: Any) -> Settings:
     """Settings for a test worker: short polls so that stopping is quick, everything else as given."""
-    values: dict[str, Any] = {"queue_url": queue_url, "handler": "echo", "wait_time": 1, "visibility_timeout": 30}
+    values: dict[str, Any] = {
+        "queue_url": queue_url,
+        "handler": "echo",
+        "wait_time": 1,
+        "visibility_timeout": 30,
+        "signing_key": TEST_SIGNING_KEY.decode(),  # shared by the workers of a test, as deploy/ ships one
+    }
     values.update(overrides)
     return Settings(**values)
 

@@ -27,6 +27,7 @@ import pytest
 from tests.e2e.faketime_support import Replica, SteppedClock, check_libfaketime, eventually
 from tests.e2e.test_cli_run import worker_env
 from tests.emulator_fixtures import create_pipeline, list_steps, one_step_definition, start_execution
+from tests.fakes import TEST_SIGNING_KEY
 from tests.plugin_factory import make_plugin
 
 if TYPE_CHECKING:
@@ -160,6 +161,7 @@ class Stage:
             wait_time="2",
             shutdown_grace="2",
             log_format="json",
+            signing_key=TEST_SIGNING_KEY.decode(),  # shared, as deploy/ ships it: each takes the other's links
         )
         env["AWS_ENDPOINT_URL_SAGEMAKER"] = self.emulator.endpoint_url
         env.update(WALL_CLOCK_REPLICA=name, WALL_CLOCK_CALLS=str(self.calls_file), WALL_CLOCK_WORK_SECONDS=str(WORK))

@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from callback_worker.offline import offline_aws_env
+from tests.fakes import TEST_SIGNING_KEY
 
 REGION = "us-east-1"
 _STARTED_EVENT = '"worker started"'
@@ -50,6 +51,8 @@ def worker_env(
             "CALLBACK_WORKER_LOG_FORMAT": "json",
             # Short polls: scenarios use visibility timeouts of a few seconds, which a poll may not outlast.
             "CALLBACK_WORKER_WAIT_TIME": "2",
+            # One key shared by every replica, as deploy/ ships it: a link one replica sent, another takes back.
+            "CALLBACK_WORKER_SIGNING_KEY": TEST_SIGNING_KEY.decode(),
         }
     )
     env.update({f"CALLBACK_WORKER_{name.upper()}": value for name, value in (settings or {}).items()})
