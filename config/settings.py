@@ -200,7 +200,7 @@ class Settings(BaseSettings):
     @field_validator("routes", mode="before")
     @classmethod
     def _decode_routes(cls, value: object) -> object:
-        return _decode_json(value)
+        return decode_json(value)
 
     @field_validator("routes")
     @classmethod
@@ -271,9 +271,10 @@ class Settings(BaseSettings):
         return value
 
 
-def _decode_json(value: object) -> object:
-    """JSON text decoded by the field's own validator, so that text that is not JSON is reported like any other bad
-    value (one line naming the variable) rather than by pydantic-settings' own decoder (a traceback)."""
+def decode_json(value: object) -> object:
+    """A ``mode="before"`` validator body: JSON text is decoded, anything else passes unchanged. Decoding in the
+    field's own validator reports text that is not JSON like any other bad value (one line naming the variable)
+    rather than by pydantic-settings' own decoder (a traceback). The handlers' settings use it too."""
     if isinstance(value, str):
         try:
             return json.loads(value)

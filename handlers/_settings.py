@@ -4,13 +4,12 @@ Every handler is built when the worker starts (the registry builds all of them, 
 start-up with a :class:`ConfigurationError` naming the variable, while a *missing* required value does not: the handler
 is then unconfigured and answers each message routed to it with a Failure naming the variable to set.
 
-JSON-valued settings (lists, objects) are decoded by the field's own validator rather than by pydantic-settings, so
+JSON-valued settings (lists, objects) are decoded by the field's own validator (``config.settings.decode_json``), so
 that a value that is not JSON is reported like any other bad value: with the variable's name.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import ValidationError
@@ -56,16 +55,6 @@ def load_settings(cls: type[S]) -> S:
         name = cls.env_name(field) if field else f"{cls.model_config.get('env_prefix', '')}*"
         shown = "" if field in cls.secret_fields else f"={_short(error.get('input'))}"
         raise ConfigurationError(f"invalid setting {name}{shown}: {error['msg']}") from None
-
-
-def decode_json(value: object) -> object:
-    """A ``mode="before"`` validator body: JSON text is decoded, anything else passes unchanged."""
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"not valid JSON ({exc.msg} at character {exc.pos})") from None
-    return value
 
 
 def split_commas(value: object) -> object:

@@ -18,8 +18,9 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from callback_worker.config.settings import decode_json
 from callback_worker.handlers._context import argument_environment, context_document, object_outputs, step_arguments
-from callback_worker.handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
+from callback_worker.handlers._settings import HandlerSettings, load_settings, split_commas
 from callback_worker.worker.handler import CallbackContext, Fail, JSONValue, OutputValue
 from callback_worker.worker.tracecontext import trace_headers
 

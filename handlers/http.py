@@ -17,10 +17,11 @@ from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 from yarl import URL
 
+from callback_worker.config.settings import decode_json
 from callback_worker.handlers._addresses import Address, is_public
 from callback_worker.handlers._context import context_document, object_outputs, preview, run_key
 from callback_worker.handlers._paths import AmbiguousPath, decoded_path
-from callback_worker.handlers._settings import HandlerSettings, decode_json, load_settings, split_commas
+from callback_worker.handlers._settings import HandlerSettings, load_settings, split_commas
 from callback_worker.worker.errors import WorkerError
 from callback_worker.worker.handler import CallbackContext, Fail, OutputValue
 from callback_worker.worker.logs import get_logger, mask_token_like
