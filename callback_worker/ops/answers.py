@@ -75,7 +75,7 @@ def resolve_token(target: StepTarget, client: Any) -> str:
         return target.token
     what = f"callback step named {target.step!r}" if target.token is None else "callback step with this token"
     for step in listed_steps(client, arn):
-        token = step.get("Metadata", {}).get("Callback", {}).get("CallbackToken")
+        token = ((step.get("Metadata") or {}).get("Callback") or {}).get("CallbackToken")
         if not token or not _is_target(target, step.get("StepName"), token):
             continue
         status = step.get("StepStatus")

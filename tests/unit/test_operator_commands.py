@@ -13,9 +13,10 @@ from botocore.exceptions import ClientError, EndpointConnectionError, NoRegionEr
 
 import callback_worker.cli
 from callback_worker.ops import ExitCode, add_commands, main
+from callback_worker.ops.answers import StepTarget, resolve_token
 from callback_worker.ops.aws import guarded, sagemaker_client, sqs_client
 from callback_worker.ops.commands import EXIT_CODES_HELP
-from callback_worker.ops.errors import OperatorError, UsageError
+from callback_worker.ops.errors import NotFoundError, OperatorError, UsageError
 
 TOKEN = "26vcYbeWsZ"
 ARN = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/train/execution/7pinimwddh3a"
@@ -194,3 +195,27 @@ def test_the_console_script_routes_the_operator_commands() -> None:
     assert args.command.__name__ == "_succeed"
     for command in ("run", "handlers", "emulate", "demo", "describe", "steps", "pending", "fail", "send-test-message"):
         assert command in callback_worker.cli.build_parser().format_help()
+
+
+class ListedSteps:
+    """A SageMaker client as far as ``resolve_token`` reads it: one page of ListPipelineExecutionSteps, parsed as
+    botocore parses it (a JSON ``null`` stays ``None``)."""
+
+    def __init__(self, steps: list[dict[str, object]]) -> None:
+        self.steps = steps
+
+    def get_paginator(self, operation: str) -> ListedSteps:
+        assert operation == "list_pipeline_execution_steps"
+        return self
+
+    def paginate(self, **_: object) -> list[dict[str, object]]:
+        return [{"PipelineExecutionSteps": self.steps}]
+
+
+@pytest.mark.parametrize("metadata", [None, {"Callback": None}, {}])
+def test_a_step_listed_without_callback_metadata_is_passed_over(metadata: object) -> None:
+    waiting = {"StepName": "Gate", "StepStatus": "Executing", "Metadata": {"Callback": {"CallbackToken": TOKEN}}}
+    client = ListedSteps([{"StepName": "Gate", "StepStatus": "Executing", "Metadata": metadata}, waiting])
+    assert resolve_token(StepTarget(execution_arn=ARN, step="Gate"), client) == TOKEN
+    with pytest.raises(NotFoundError, match="lists no callback step named 'Gate'"):
+        resolve_token(StepTarget(execution_arn=ARN, step="Gate"), ListedSteps([client.steps[0]]))
