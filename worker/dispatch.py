@@ -85,9 +85,9 @@ class Dispatcher:
         settler: Settler,
         stopper: Stopper,
         verifier: Verifier,
+        keyring: Keyring,
         clocks: Clocks = SYSTEM_CLOCKS,
         events: Events = NO_EVENTS,
-        keyring: Keyring | None = None,
     ) -> None:
         """Built by :func:`worker.app.build_dispatcher`; ``tokens`` is the one memory the parts share; ``keyring``
         authenticates continuations (the requeuer's, which seals them)."""

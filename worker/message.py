@@ -219,15 +219,19 @@ def _admitted(fields: dict[str, Any], keyring: Keyring | None) -> tuple[Continua
         return Continuation(), None
     if keyring is None:
         return Continuation(), "its continuation cannot be authenticated without a key"
-    problem = keyring.check(sealed_payload(fields), raw.get(SEAL_KEY) if isinstance(raw, dict) else None)
+    try:
+        payload = sealed_payload(fields)
+    except (ValueError, RecursionError):  # parsed, but nested too deeply to write out again (or to continue)
+        raise MalformedMessage("the body is nested too deeply to check its continuation") from None
+    problem = keyring.check(payload, raw.get(SEAL_KEY) if isinstance(raw, dict) else None)
     if problem is not None:
         return Continuation(), f"its continuation is not the worker's: {problem}"
     return _continuation(raw), None
 
 
 def claimed_continuation(body: str) -> Continuation:
-    """What a body's continuation field claims, unauthenticated and malformed parts read as absent: for showing an
-    operator what a dead letter says, never for acting on."""
+    """What a body's continuation field claims, without checking its seal (none when the field is absent or any
+    member of it is malformed): for showing an operator what a dead letter says, never for acting on."""
     try:
         fields = {key.lower(): value for key, value in _load_object(body).items()}
         return _continuation(fields.get(CONTINUATION_KEY.lower()))

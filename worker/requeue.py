@@ -29,12 +29,12 @@ _SEND = "SendMessage"
 class Requeuer:
     """Sends the next link of a chain."""
 
-    def __init__(self, queue: Queue, wall: Callable[[], float], keyring: Keyring | None = None) -> None:
+    def __init__(self, queue: Queue, wall: Callable[[], float], keyring: Keyring) -> None:
         self.queue = queue
         self.wall = wall
         """Only for the informational ``notBefore`` that links of earlier versions were timed by."""
         self.keyring = keyring
-        """Seals every link sent (:mod:`worker.signing`); None: links go unsealed."""
+        """Seals every link sent (:mod:`worker.signing`)."""
         self.sent = 0
 
     async def send(self, message: CallbackMessage, continuation: Continuation) -> str | None:

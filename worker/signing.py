@@ -136,14 +136,17 @@ def process_keyring() -> Keyring:
 
 
 def keyring_for(settings: Settings) -> Keyring | None:
-    """The keyring the worker's settings configure."""
+    """The keyring the worker's settings configure, read once per process: the seals and ``run_key`` use the keys
+    read at start-up, whatever happens to the file afterwards (a Kubernetes Secret is updated in place), until the
+    next start."""
     value = settings.signing_key.get_secret_value() if settings.signing_key is not None else None
-    return load_keyring(settings.signing_key_file, value)
+    return _cached_keyring(settings.signing_key_file, value)
 
 
 def environment_keyring() -> Keyring | None:
-    """The keyring the process environment configures (read once per distinct setting): for code that has no
-    :class:`Settings` at hand, such as the built-in handlers' ``run_key``."""
+    """The keyring the process environment configures, the one :func:`keyring_for` read at the daemon's start-up
+    (read once per distinct setting): for code that has no :class:`Settings` at hand, such as the built-in
+    handlers' ``run_key``."""
     return _cached_keyring(os.environ.get(FILE_SETTING) or None, os.environ.get(VALUE_SETTING) or None)
 
 

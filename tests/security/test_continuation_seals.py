@@ -15,7 +15,7 @@ run ``callback-worker run`` as a subprocess.
 from __future__ import annotations
 
 import hashlib
-import inspect
+import hmac
 import json
 import os
 import subprocess
@@ -25,11 +25,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
+from structlog.testing import capture_logs
 
+from callback_worker.config.settings import Settings
 from callback_worker.handlers._context import run_key
-from callback_worker.worker.app import build_dispatcher
+from callback_worker.worker.app import build_dispatcher, sealing_keyring
 from callback_worker.worker.clock import Clocks
 from callback_worker.worker.dispatch import Dispatcher, RetryPolicy
+from callback_worker.worker.errors import MalformedMessage
 from callback_worker.worker.events import Events, Tally
 from callback_worker.worker.handler import Handler, Retry
 from callback_worker.worker.invoke import Invoker
@@ -38,7 +41,7 @@ from callback_worker.worker.message import CONTINUATION_KEY, Continuation, parse
 from callback_worker.worker.report import Reporter
 from callback_worker.worker.retrying import BackoffPolicy
 from callback_worker.worker.router import Router
-from callback_worker.worker.signing import Keyring
+from callback_worker.worker.signing import Keyring, keyring_for
 from callback_worker.worker.step_context import StepResolver
 from tests.fakes import FakeSageMaker, MemoryQueue, Ticks
 from tests.unit.test_dispatch_flow import Clock, Returns
@@ -62,33 +65,36 @@ FORGED_FIELDS: dict[str, Any] = {
 
 
 class World:
-    """One replica on an in-memory queue and SageMaker, its dispatcher built with ``keyring`` when the daemon takes
-    one (so that on a daemon without keys the tests fail on their own assertions)."""
+    """One replica on an in-memory queue and SageMaker, its dispatcher built with ``keyring`` (None: as a daemon
+    configured with no key builds it)."""
 
     def __init__(self, handlers: Mapping[str, Handler], keyring: Keyring | None) -> None:
-        clock = Clock()
-        self.queue = MemoryQueue(clock, visibility_timeout=30)
+        self.clock = Clock()
+        self.queue = MemoryQueue(self.clock, visibility_timeout=30)
         self.sagemaker = FakeSageMaker(self.queue, Ticks())
         self.tally = Tally()
+        self.invoker = Invoker(threads=2)
+        self.handlers = handlers
+        self.dispatcher = self.restart(keyring)
+
+    def restart(self, keyring: Keyring | None) -> Dispatcher:
+        """A new process of the replica on the same queue and SageMaker: a dispatcher built afresh."""
         events = Events((self.tally,))
         client = cast("SageMakerClient", self.sagemaker)
-        self.invoker = Invoker(threads=2)
-        options: dict[str, Any] = {"keyring": keyring} if keyring is not None else {}
-        if "keyring" not in inspect.signature(build_dispatcher).parameters:
-            options = {}
         self.dispatcher: Dispatcher = build_dispatcher(
             queue=self.queue,
-            leases=LeaseKeeper(self.queue, self.queue.visibility_timeout, clock, events=events),
+            leases=LeaseKeeper(self.queue, self.queue.visibility_timeout, self.clock, events=events),
             reporter=Reporter(client, backoff=BackoffPolicy(0.0, 0.0), events=events),
-            router=Router(dict(handlers), None, "handler", {}),
+            router=Router(dict(self.handlers), None, "handler", {}),
             invoker=self.invoker,
             retry=RetryPolicy(max_attempts=3, backoff=0.0),
             steps=StepResolver(client, describe=False, events=events),
             verify=True,
-            clocks=Clocks(monotonic=clock, wall=clock),
+            clocks=Clocks(monotonic=self.clock, wall=self.clock),
             events=events,
-            **options,
+            keyring=keyring,
         )
+        return self.dispatcher
 
     def start_with(self, continuation: dict[str, Any]) -> str:
         """Start a step, and replace SageMaker's message with one carrying ``continuation`` (what a queue writer
@@ -167,6 +173,69 @@ async def test_a_link_the_worker_sealed_carries_its_state_on(make_world: Any) ->
     await world.deliver()
     assert [context.state for context in handler.contexts] == [None, {"job": "j-1"}]
     assert world.tally["unauthenticated"] == 0
+
+
+# --- no key configured: a key of this process alone ------------------------------------------------------------
+
+
+async def test_without_a_key_a_process_takes_back_its_own_links(make_world: Any) -> None:
+    handler = Returns(Retry(delay=0, state={"job": "j-1"}))
+    world = make_world({"h": handler}, None)
+    arn = world.sagemaker.start_execution()
+    world.sagemaker.start_step(arn, {"handler": "h"})
+    await world.deliver()
+    await world.deliver()
+    assert [(context.state, context.attempt) for context in handler.contexts] == [(None, 1), ({"job": "j-1"}, 1)]
+    assert world.tally["unauthenticated"] == 0
+
+
+async def test_without_a_key_a_restarted_process_runs_its_predecessors_link_afresh(make_world: Any) -> None:
+    handler = Returns(Retry(delay=0, state={"job": "j-1"}))
+    world = make_world({"h": handler}, None)
+    arn = world.sagemaker.start_execution()
+    token = world.sagemaker.start_step(arn, {"handler": "h"})
+    await world.deliver()
+    world.restart(None)  # a new process: a new key of its own
+    handler.result = {"done": "yes"}
+    await world.deliver()
+    assert [context.state for context in handler.contexts] == [None, None]
+    assert world.tally["unauthenticated"] == 1
+    assert world.sagemaker.steps[token].status == "Succeeded"
+
+
+def test_a_worker_configured_with_no_key_warns_and_seals_with_a_key_of_its_own() -> None:
+    settings = Settings(queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/callbacks", handler="echo")
+    with capture_logs() as logs:
+        first, second = sealing_keyring(settings), sealing_keyring(settings)
+    assert first.signer.id != second.signer.id
+    warnings = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert [entry["setting"] for entry in warnings] == ["CALLBACK_WORKER_SIGNING_KEY_FILE"] * 2
+    assert "key of its own" in warnings[0]["event"]
+
+
+EXECUTION = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/p/execution/abcdef123456"
+
+
+@pytest.mark.parametrize("where", ["arguments", "state"])
+def test_a_body_nested_just_within_the_parser_is_malformed_never_an_escape(where: str) -> None:
+    """A body json.loads accepts but json.dumps cannot write out again (nested a few levels less than the parser's
+    limit) is malformed for its own token; it never escapes as RecursionError."""
+    outcomes: dict[str, set[str | None]] = {}
+    for depth in range(800, 1000):
+        nested = "[" * depth + "]" * depth
+        state = nested if where == "state" else "null"
+        arguments = f'{{"n": {nested}}}' if where == "arguments" else "{}"
+        text = (
+            f'{{"token": "AbCdE12345", "pipelineExecutionArn": "{EXECUTION}", "arguments": {arguments}, '
+            f'"{CONTINUATION_KEY}": {{"attempt": 1, "state": {state}}}}}'
+        )
+        try:
+            parse_message(text, KEYRING)
+        except MalformedMessage as exc:
+            outcomes.setdefault("malformed", set()).add(exc.token)
+        else:
+            outcomes.setdefault("parsed", set())
+    assert outcomes["malformed"] == {"AbCdE12345"}
 
 
 # --- the seal itself ----------------------------------------------------------------------------------------------
@@ -327,3 +396,16 @@ def test_both_key_settings_at_once_are_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "set it or CALLBACK_WORKER_SIGNING_KEY_FILE, not both" in result.stderr
     assert KEY.decode() not in result.stderr
+
+
+def test_run_key_keeps_the_key_read_at_start_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Kubernetes Secret is updated in place: the file may change while the daemon runs. The seals and ``run_key``
+    both keep the keys read at start-up (until the next start), so replicas never derive different job names."""
+    keys = tmp_path / "keys"
+    keys.write_text("a" * 32 + "\n")
+    monkeypatch.setenv("CALLBACK_WORKER_SIGNING_KEY_FILE", str(keys))
+    started = keyring_for(Settings(queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/q", handler="echo"))
+    assert started is not None
+    keys.write_text("b" * 32 + "\n" + "a" * 32 + "\n")  # a rotation's second step, while the process runs
+    expected = hmac.new(started.derive("run key"), b"AbCdE12345", hashlib.sha256).hexdigest()[:32]
+    assert run_key("AbCdE12345") == expected

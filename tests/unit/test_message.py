@@ -248,7 +248,7 @@ def test_a_continuation_that_is_not_the_workers_makes_a_fresh_delivery(value: ob
     assert "not the worker's" in message.distrusted
 
 
-def test_without_a_key_no_continuation_is_taken() -> None:
+def test_parsed_without_a_keyring_no_continuation_is_taken() -> None:
     text = parse_message(body()).to_body(Continuation(attempt=3, state={"job": "j-1"}), KEYRING)
     message = parse(text)
     assert message.continuation == Continuation()
