@@ -6,7 +6,8 @@ and ``/admin`` to a servlet container (``;`` starts path parameters), ``/hooks/.
 behind a proxy that decodes ``%2F``. So a path is refused outright when any of its segments
 
 - holds an encoded ``.``, ``/``, ``\\``, ``;`` or ``%`` (``%2E``, ``%2F``, ``%5C``, ``%3B``, ``%25``, either case),
-- is ``.`` or ``..``,
+- is ``.`` or ``..``, or once decoded is made only of dots and spaces (``..%20``, ``...``, ``. .``: Windows and IIS
+  trim trailing dots and spaces from a segment, and read those as ``..``),
 - holds, once decoded, ``;``, ``\\``, ``%`` (a second round of decoding would change it), or a control character,
 - has percent-encoded bytes that are not UTF-8 (overlong forms of ``.`` and ``/`` among them), or characters that
   Unicode compatibility normalisation (NFKC, which some servers apply) changes, such as a full-width full stop;
@@ -48,6 +49,8 @@ def _segment(raw: str) -> str:
         text = unquote(raw, errors="strict")
     except UnicodeDecodeError:
         raise AmbiguousPath(f"percent-encoded bytes that are not UTF-8 in the segment {shown}") from None
+    if text and not text.strip(". "):
+        raise AmbiguousPath(f"a segment of only dots and spaces {shown}")
     found = _DECODED.search(text)
     if found is not None:
         raise AmbiguousPath(f"{found.group()!r} in the segment {shown}")

@@ -113,6 +113,10 @@ def test_the_cookie_setting_is_a_switch(monkeypatch: pytest.MonkeyPatch) -> None
         ("/hooks/../admin", "a '..' segment"),
         ("/hooks/../hooks/x", "a '..' segment"),  # back inside, but a proxy may not resolve it the same way
         ("/hooks/./x", "a '.' segment"),
+        ("/hooks/..%20/admin", "a segment of only dots and spaces '..%20'"),  # Windows and IIS trim it to '..'
+        ("/hooks/.../admin", "a segment of only dots and spaces '...'"),
+        ("/hooks/.%20./admin", "a segment of only dots and spaces '.%20.'"),
+        ("/hooks/%20/admin", "a segment of only dots and spaces '%20'"),
         ("/hooks/%C0%AE%C0%AE/admin", "percent-encoded bytes that are not UTF-8 in the segment '%C0%AE%C0%AE'"),
         (
             "/hooks/%EF%BC%8E%EF%BC%8E/admin",  # full-width '..'
@@ -142,6 +146,7 @@ async def test_a_path_servers_may_read_differently_is_refused_before_anything_is
         ("/hooks/caf%C3%A9", "/hooks/caf%C3%A9"),
         ("/hooks/caf\u00e9", "/hooks/caf%C3%A9"),
         ("/hooks/a%20b", "/hooks/a%20b"),
+        ("/hooks/v1.2/..x", "/hooks/v1.2/..x"),  # dots, but not only dots and spaces
     ],
 )
 async def test_a_plain_path_under_the_prefix_is_sent_with_the_secret_headers(
@@ -164,7 +169,9 @@ async def test_a_decoded_path_outside_the_prefix_is_refused(receiver: tuple[Rece
     assert [path for path, _ in recorder.requests] == ["/h%C3%A9/x"]
 
 
-@pytest.mark.parametrize("prefix", ["https://h.example/hooks/..;/", "https://h.example/a/../hooks/"])
+@pytest.mark.parametrize(
+    "prefix", ["https://h.example/hooks/..;/", "https://h.example/a/../hooks/", "https://h.example/a/..%20/hooks/"]
+)
 def test_an_ambiguous_prefix_stops_start_up(monkeypatch: pytest.MonkeyPatch, prefix: str) -> None:
     monkeypatch.setenv(f"{PREFIX}ALLOW_URL_ARGUMENT", "true")
     monkeypatch.setenv(f"{PREFIX}HEADERS", HEADERS)
