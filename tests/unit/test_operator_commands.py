@@ -214,7 +214,11 @@ class ListedSteps:
 
 @pytest.mark.parametrize("metadata", [None, {"Callback": None}, {}])
 def test_a_step_listed_without_callback_metadata_is_passed_over(metadata: object) -> None:
-    waiting = {"StepName": "Gate", "StepStatus": "Executing", "Metadata": {"Callback": {"CallbackToken": TOKEN}}}
+    waiting: dict[str, object] = {
+        "StepName": "Gate",
+        "StepStatus": "Executing",
+        "Metadata": {"Callback": {"CallbackToken": TOKEN}},
+    }
     client = ListedSteps([{"StepName": "Gate", "StepStatus": "Executing", "Metadata": metadata}, waiting])
     assert resolve_token(StepTarget(execution_arn=ARN, step="Gate"), client) == TOKEN
     with pytest.raises(NotFoundError, match="lists no callback step named 'Gate'"):
