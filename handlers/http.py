@@ -10,6 +10,7 @@ import ipaddress
 import json
 import re
 import socket
+from contextlib import AbstractContextManager, nullcontext
 from typing import Annotated
 
 import aiohttp
@@ -21,6 +22,7 @@ from callback_worker.config.settings import decode_json
 from callback_worker.handlers._addresses import Address, is_public
 from callback_worker.handlers._context import context_document, object_outputs, preview, run_key
 from callback_worker.handlers._paths import AmbiguousPath, decoded_path
+from callback_worker.handlers._pinning import PinnedResolver, approved
 from callback_worker.handlers._settings import HandlerSettings, load_settings, split_commas
 from callback_worker.worker.errors import WorkerError
 from callback_worker.worker.handler import CallbackContext, Fail, OutputValue
@@ -162,8 +164,9 @@ class HttpHandler:
     ``%``, and the other forms :mod:`handlers._paths` lists. Besides matching a prefix, every address its host resolves
     to must be public — loopback, link-local, private and other non-public addresses are refused, and so are the IPv6
     forms that carry one (IPv4-mapped, IPv4-compatible, NAT64, 6to4; :mod:`handlers._addresses`) — unless the matching
-    prefix names that address itself (``http://10.0.0.5:8080/``; a host name does not count). It gets ``HEADERS`` only
-    when it has ``URL``'s origin. URLs in failure reasons and logs never show user-info or query.
+    prefix names that address itself (``http://10.0.0.5:8080/``; a host name does not count). The request connects to
+    the addresses so checked, never to a second look-up of the host (:mod:`handlers._pinning`). It gets ``HEADERS``
+    only when it has ``URL``'s origin. URLs in failure reasons and logs never show user-info or query.
 
     Request: ``POST`` with the context document as JSON — ``{"arguments", "pipelineName", "pipelineExecutionArn",
     "executionId", "attempt"}`` (plus ``token`` with ``SEND_TOKEN``); ``http_url`` (when allowed) is not passed on.
@@ -203,15 +206,16 @@ class HttpHandler:
         if session is not None:
             await session.close()
 
-    async def endpoint(self, context: CallbackContext) -> URL:
-        """The endpoint for this step: its ``http_url`` argument when allowed (and admitted), else the setting."""
+    async def endpoint(self, context: CallbackContext) -> tuple[URL, AbstractContextManager[None]]:
+        """The endpoint for this step: its ``http_url`` argument when allowed (and admitted), else the setting; and
+        the block to send in, which connects a step's URL to the addresses its check approved (no second look-up)."""
         chosen = context.arguments.get(URL_ARGUMENT)
         if chosen is None or not self.settings.allow_url_argument:
-            return URL(str(self.settings.require("url")))
+            return URL(str(self.settings.require("url"))), nullcontext()
         url = _parse_argument(chosen)
         prefix = self._prefix_of(url, _path_of(str(chosen), url))  # a str: _parse_argument checked it
-        await _check_addresses(url, prefix)
-        return url
+        addresses = await _check_addresses(url, prefix)
+        return url, approved(url.raw_host or "", addresses)
 
     def _prefix_of(self, url: URL, path: str) -> URL:
         """The allowed prefix ``url`` (whose decoded path is ``path``) is under, compared segment by decoded segment."""
@@ -241,14 +245,15 @@ class HttpHandler:
         }
 
     async def __call__(self, context: CallbackContext) -> dict[str, OutputValue]:
-        url = await self.endpoint(context)
+        url, pinned = await self.endpoint(context)
         body = context_document(context, include_token=self.settings.send_token, exclude=self._overrides())
         headers = self._headers(url, context)
         session = self._get_session()
         try:
-            async with session.post(url, data=json.dumps(body), headers=headers, allow_redirects=False) as response:
-                content = await _read(response, self.settings.max_response)
-                return _answer(shown_url(url), response, content)
+            with pinned:
+                async with session.post(url, data=json.dumps(body), headers=headers, allow_redirects=False) as res:
+                    content = await _read(res, self.settings.max_response)
+                    return _answer(shown_url(url), res, content)
         except TimeoutError:
             raise HttpCallError(
                 f"POST {shown_url(url)} got no answer within {self.settings.timeout:g} s "
@@ -260,8 +265,9 @@ class HttpHandler:
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             jar = aiohttp.CookieJar() if self.settings.cookies else aiohttp.DummyCookieJar()
+            connector = aiohttp.TCPConnector(resolver=PinnedResolver(), use_dns_cache=False)  # see _pinning
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.settings.timeout), cookie_jar=jar
+                connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.timeout), cookie_jar=jar
             )
         return self._session
 
@@ -309,16 +315,20 @@ def _refused(url: URL | str, why: str) -> Fail:
     return Fail(f"the step argument {URL_ARGUMENT!r} ({shown}) {why}")
 
 
-async def _check_addresses(url: URL, prefix: URL) -> None:
-    """Every address ``url``'s host stands for must be public, or be the host the prefix names."""
+async def _check_addresses(url: URL, prefix: URL) -> list[Address]:
+    """The addresses ``url``'s host stands for, every one public or the host the prefix names (else refused)."""
     named = _address(prefix.raw_host or "")
-    for address in await _resolve(url):
+    addresses = await _resolve(url)
+    if not addresses:
+        raise HttpCallError(f"POST {shown_url(url)} failed: {url.raw_host!r} resolves to no address")
+    for address in addresses:
         if address != named and not is_public(address):
             raise _refused(
                 url,
                 f"leads to {address}, which is not a public address; "
                 f"name the address in {HttpSettings.env_name('allowed_urls')} to allow it",
             )
+    return addresses
 
 
 async def _resolve(url: URL) -> list[Address]:

@@ -18,6 +18,8 @@ an IPv6 form carrying an IPv4 address by that address. Real aiohttp servers on 1
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 from ipaddress import ip_address
 from typing import Any
@@ -206,3 +208,55 @@ async def test_an_ipv6_form_of_a_non_public_ipv4_address_is_refused(
     fake_resolver(monkeypatch, address)
     with pytest.raises(Fail, match=f"leads to {ip_address(address)}, which is not a public address"):
         await call(handler, "https://hooks.example.invalid:9/b")
+
+
+# -- DNS rebinding ----------------------------------------------------------------------------------------------------
+
+#: Stands for a public address: a loopback address the test lets the address check pass (all of 127/8 is loopback).
+STAND_IN_PUBLIC = ip_address("127.0.0.2")
+
+
+@pytest.fixture
+async def rebinding(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Receiver, Receiver, list[str], int]]:
+    """An internal receiver on 127.0.0.1 and a "public" one on 127.0.0.2, on one port, and a DNS whose owner answers
+    the first look-up with the public address and every later one with the internal address."""
+    monkeypatch.setattr("callback_worker.handlers.http.is_public", lambda address: address == STAND_IN_PUBLIC)
+    internal, public = Receiver(), Receiver()
+    asked: list[str] = []
+
+    async def getaddrinfo(host: str, port: int | None, **_: Any) -> list[tuple[Any, ...]]:
+        asked.append(host)
+        address = str(STAND_IN_PUBLIC) if len(asked) == 1 else "127.0.0.1"
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port))]
+
+    runners = []
+    port = 0
+    for receiver, host in ((internal, "127.0.0.1"), (public, str(STAND_IN_PUBLIC))):
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", receiver.handle)
+        runner = web.AppRunner(app, shutdown_timeout=0.1)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        port = runner.addresses[0][1]
+        runners.append(runner)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", getaddrinfo)
+    try:
+        yield internal, public, asked, port
+    finally:
+        for runner in runners:
+            await runner.cleanup()
+
+
+async def test_the_request_goes_to_the_address_the_check_approved_not_to_a_second_look_up(
+    rebinding: tuple[Receiver, Receiver, list[str], int], make_handler: Any
+) -> None:
+    internal, public, asked, port = rebinding
+    hooks = f"http://hooks.rebind.test:{port}"
+    handler = make_handler("https://configured.example.invalid/hook", f"{hooks}/")
+    assert await call(handler, f"{hooks}/a") == {"done": True}
+    assert asked == ["hooks.rebind.test"], "the host is looked up once, by the check"
+    [(path, headers)] = public.requests
+    assert (path, headers["Host"]) == ("/a", f"hooks.rebind.test:{port}")
+    with pytest.raises(Fail, match=r"leads to 127\.0\.0\.1, which is not a public address"):
+        await call(handler, f"{hooks}/b")  # the next step's check sees the new answer
+    assert internal.requests == []
