@@ -21,8 +21,8 @@ from typing import Any, Literal, Self
 import aiohttp
 from aiohttp import web
 
-Kind = Literal["error", "lost_reply", "slow", "entry_error"]
-KINDS: frozenset[str] = frozenset({"error", "lost_reply", "slow", "entry_error"})
+Kind = Literal["error", "lost_reply", "slow", "entry_error", "reset"]
+KINDS: frozenset[str] = frozenset({"error", "lost_reply", "slow", "entry_error", "reset"})
 SERVER_FAULTS = frozenset({"InternalError", "ServiceUnavailable"})
 REQUEST_SKIP = frozenset({"host", "content-length", "transfer-encoding"})
 REPLY_SKIP = frozenset({"content-length", "transfer-encoding", "content-encoding", "connection", "date", "server"})
@@ -40,6 +40,7 @@ class Rule:
     - ``"slow"``: wait ``delay`` seconds, then forward.
     - ``"entry_error"`` (batch calls): forward only the entries not selected by ``entries`` (Ids; None: all) and
       report the selected ones in ``Failed`` with ``code`` and ``SenderFault`` (``sender_fault``, default false).
+    - ``"reset"``: drop the connection without answering (recorded with status 0); nothing is forwarded.
 
     ``matched`` and ``fired`` count the matching calls seen and the calls failed so far.
     """
@@ -157,6 +158,11 @@ class FaultProxy:
             body = {}
         body = body if isinstance(body, dict) else {}
         rule = self._take(operation, body)
+        if rule is not None and rule.kind == "reset":
+            self.calls.append(Call(operation, body, 0, rule.kind, arrived))
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)  # never sent: the connection is gone
         reply = await self._apply(rule, request, raw, body)
         self.calls.append(Call(operation, body, reply.status, rule.kind if rule else None, arrived))
         return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
