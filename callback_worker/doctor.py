@@ -3,9 +3,11 @@
 In order: the settings; the AWS region, the endpoints, the credentials (found where, and as whom: STS
 ``GetCallerIdentity``); the queue (reachable, exists, its attributes against the settings); SageMaker (reachable, and
 the permissions token verification, step look-ups and reports need, told apart by harmless calls about a made-up
-execution and a made-up token: ``ResourceNotFound`` means allowed); every handler (loaded, or its error — a broken
-plugin hides none of the others); ``CALLBACK_WORKER_*`` variables that name no setting. Exit 1 when a finding is one
-``run`` would stop on (``FAIL``), else 0. The checks themselves are :mod:`callback_worker.worker.preflight`'s.
+execution and a made-up token: ``ResourceNotFound`` means allowed; :mod:`callback_worker.worker.probes`); every
+handler (loaded, or its error — a broken plugin hides none of the others); ``CALLBACK_WORKER_*`` variables that name
+no setting. Exit 1 when a finding is one ``run`` would stop on (``FAIL``), else 0. The checks themselves are
+:mod:`callback_worker.worker.preflight`'s, made once each: where ``run`` would try again within its start-up window,
+``doctor`` reports what it sees now.
 """
 
 from __future__ import annotations
@@ -30,20 +32,16 @@ from callback_worker.worker.preflight import (
     Endpoint,
     Finding,
     Level,
-    Probe,
     credentials_problem,
     endpoint_of,
-    executions_resource,
-    lookup_probe,
-    no_answer,
-    probe_arn,
-    queue_findings,
     queue_problem,
     region_finding,
     region_source,
-    run_probe,
 )
+from callback_worker.worker.probes import Probe, executions_resource, lookup_probe, probe_arn, run_probe
+from callback_worker.worker.queue_advice import queue_findings
 from callback_worker.worker.registry import discover, load_each
+from callback_worker.worker.taxonomy import StartupFault, startup_fault
 
 #: A made-up callback token (SageMaker's are ten random letters and digits): the report probes answer it.
 PROBE_TOKEN = "Preflight0"  # noqa: S105 - not a secret: a token no step has
@@ -145,7 +143,7 @@ async def identity_finding(sts: Any) -> tuple[Finding, str | None]:
     except Exception as exc:  # noqa: BLE001 - every error is a finding
         if (found := credentials_problem(exc)) is not None:
             return found, None
-        why = "no answer" if no_answer(exc) else f"{type(exc).__name__}: {exc}"
+        why = "no answer" if startup_fault(exc) is StartupFault.NO_ANSWER else f"{type(exc).__name__}: {exc}"
         return Finding(
             Level.NOTE, "identity", f"cannot tell who ({why} at {sts_at}); set AWS_ENDPOINT_URL_STS to ask elsewhere"
         ), None
@@ -162,8 +160,7 @@ async def queue_check(settings: Settings, sqs: Any, sqs_at: Endpoint) -> tuple[l
         async with asyncio.timeout(CALL_TIMEOUT):
             response = await sqs.get_queue_attributes(QueueUrl=settings.queue_url, AttributeNames=["All"])
     except Exception as exc:  # noqa: BLE001 - every error is a finding
-        problem = queue_problem(exc, settings.queue_url, sqs_at)
-        return [problem or Finding(Level.WARN, "queue", f"not readable now ({type(exc).__name__}: {exc})")], {}
+        return [queue_problem(exc, settings.queue_url, sqs_at)], {}
     attributes = {str(key): str(value) for key, value in response.get("Attributes", {}).items()}
     reached = Finding(Level.OK, "queue", f"{settings.queue_url} exists and answers")
     return [reached, *queue_findings(attributes, settings)], attributes

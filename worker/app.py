@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Iterator, Mapping
 from contextlib import AsyncExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from callback_worker.config.settings import Settings, env_name
+from callback_worker.config.settings import Settings
 from callback_worker.worker.clients import aws_clients, connections
 from callback_worker.worker.clock import SYSTEM_CLOCKS, Clocks
 from callback_worker.worker.confirm import Confirmer
@@ -27,24 +27,21 @@ from callback_worker.worker.invoke import Invoker
 from callback_worker.worker.lease import LeaseKeeper
 from callback_worker.worker.logs import get_logger
 from callback_worker.worker.preflight import (
-    CALL_TIMEOUT,
+    STARTUP_WINDOW,
     Endpoint,
     Finding,
     Level,
     endpoint_of,
-    lookup_probe,
-    parse_redrive,
-    probe_arn,
-    queue_findings,
+    patiently,
     queue_problem,
     region_finding,
-    run_probe,
 )
+from callback_worker.worker.probes import lookup_probe, probe_arn, run_probe
 from callback_worker.worker.queue import Queue
+from callback_worker.worker.queue_advice import parse_redrive, queue_findings
 from callback_worker.worker.ratelimit import RateLimiter
 from callback_worker.worker.report import Reporter
 from callback_worker.worker.requeue import Requeuer
-from callback_worker.worker.retrying import STARTUP_BACKOFF, error_code, is_transient
 from callback_worker.worker.router import Router, restrict
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
 from callback_worker.worker.settle import Settler
@@ -55,7 +52,7 @@ from callback_worker.worker.stopping import Stopper
 from callback_worker.worker.tokens import Tokens
 from callback_worker.worker.verify import Verifier
 from callback_worker.worker.watch import StepWatch
-from callback_worker.worker.worker import FATAL_RECEIVE_CODES, Parts, Worker, stop_on_signals
+from callback_worker.worker.worker import Parts, Worker, stop_on_signals
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -66,44 +63,35 @@ if TYPE_CHECKING:
 log = get_logger("worker.app")
 T = TypeVar("T")
 
-#: How long start-up keeps trying to reach the queue before giving up.
-STARTUP_ATTEMPTS = 8
+
+async def check_queue(queue: Queue, sqs: Endpoint, window: float = STARTUP_WINDOW) -> dict[str, Any]:
+    """The queue's attributes, reached at the endpoint ``sqs``; ConfigurationError naming the fix when start-up stops
+    (at once on what waiting cannot fix, else after ``window`` seconds: :func:`worker.preflight.patiently`)."""
+    try:
+        return await patiently(queue.attributes, sqs, "SQS GetQueueAttributes", window)
+    except Exception as exc:
+        problem = queue_problem(exc, queue.url, sqs)
+        raise ConfigurationError(f"{problem.subject}: {problem.text}") from exc
 
 
-async def check_queue(queue: Queue, sqs: Endpoint | None = None) -> dict[str, Any]:
-    """The queue's attributes. ConfigurationError at once for what waiting cannot fix (with ``sqs``, the endpoint the
-    queue is reached at: no credentials, no answer, no such queue, denied; :mod:`worker.preflight`), after a few
-    tries for an outage."""
-    backoff = STARTUP_BACKOFF.start()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            async with asyncio.timeout(CALL_TIMEOUT):
-                return await queue.attributes()
-        except Exception as exc:
-            code = error_code(exc)
-            problem = queue_problem(exc, queue.url, sqs) if sqs is not None else None
-            if problem is not None:
-                raise ConfigurationError(f"{problem.subject}: {problem.text}") from exc
-            if code in FATAL_RECEIVE_CODES or not is_transient(exc) or attempt >= STARTUP_ATTEMPTS:
-                raise ConfigurationError(
-                    f"{env_name('queue_url')}={queue.url!r} cannot be used: {code}: {exc}"
-                ) from exc
-            log.warning("queue not reachable yet; retrying", error=f"{code}: {exc}")
-            await backoff.sleep()
-
-
-async def preflight(settings: Settings, queue: Queue, sqs: SQSClient, sagemaker: SageMakerClient) -> dict[str, Any]:
+async def preflight(
+    settings: Settings,
+    queue: Queue,
+    sqs: SQSClient,
+    sagemaker: SageMakerClient,
+    *,
+    window: float = STARTUP_WINDOW,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
     """The start-up checks of :mod:`worker.preflight`: the queue's attributes, or ConfigurationError naming the first
-    mistake that cannot work; the other findings are logged."""
-    sqs_endpoint, sagemaker_endpoint = endpoint_of(sqs, "SQS"), endpoint_of(sagemaker, "SAGEMAKER")
-    _stop_on([finding for finding in [region_finding(settings.queue_url, sqs_endpoint)] if finding])
-    attributes = await check_queue(queue, sqs_endpoint)
+    mistake that cannot work; the other findings are logged. ``environ`` tells which endpoints are overridden."""
+    sqs_endpoint, sagemaker_endpoint = endpoint_of(sqs, "SQS", environ), endpoint_of(sagemaker, "SAGEMAKER", environ)
+    _stop_on([finding for finding in [region_finding(settings.queue_url, sqs_endpoint, environ)] if finding])
+    attributes = await check_queue(queue, sqs_endpoint, window)
     arn = probe_arn(attributes.get("QueueArn"), sagemaker_endpoint.region)
     findings = [
         *queue_findings(attributes, settings),
-        await run_probe(lookup_probe(sagemaker, settings, arn), sagemaker_endpoint),
+        await run_probe(lookup_probe(sagemaker, settings, arn), sagemaker_endpoint, window),
     ]
     _stop_on(findings)
     for finding in findings:

@@ -1,70 +1,49 @@
-"""Start-up checks: the mistakes that waiting cannot fix, each told in one line with its fix before the first receive.
+"""Start-up checks: where the clients go, and what an error before the first receive means — one line with its fix.
 
 After start-up every AWS error the daemon meets is transient (:mod:`worker.taxonomy`): it holds someone's answers, so
-it keeps them and tries again. Before the first receive it holds nothing, so a mistake of configuration — no
-credentials, credentials the service refuses, an endpoint where nobody answers, a queue URL of another region, a queue
-that does not exist, a FIFO queue, SageMaker refusing the look-ups that token verification needs — is told at once
-rather than retried as if it were an outage. An outage at start-up (throttling, a 5xx) is still waited out, a few
-times. ``callback-worker run`` stops (exit 2, one line) on the first :attr:`Level.FAIL` finding and logs the others;
-``callback-worker doctor`` makes the same checks and more, and lists every finding.
+it keeps them and tries again. Before the first receive it holds nothing, but a correctly configured worker must not
+crash-loop on one blip either. So a start-up call (the queue's attributes here, SageMaker's probes in
+:mod:`worker.probes`) is judged by :func:`keeps_trying`, on the classes of :func:`worker.taxonomy.startup_fault`:
 
-Telling "denied" from "not found" needs no real resource: SageMaker authorises a call before it looks the resource
-up, so a look-up of a made-up execution (:data:`PROBE_PIPELINE`) answers ``AccessDenied`` without the permission and
-``ResourceNotFound`` with it.
+* no credentials found or readable, a queue that does not exist — stop at once: waiting cannot fix them;
+* on AWS's own endpoints, anything else — no answer (a connection reset, a timeout, a DNS blip), access denied or
+  refused credentials (an IAM change may still be propagating), throttling, a 5xx, an answer nobody foresaw — is
+  tried again with backoff, each wait logged in one line, within :data:`STARTUP_WINDOW`; then start-up stops;
+* with the service's endpoint overridden (``AWS_ENDPOINT_URL`` or ``AWS_ENDPOINT_URL_<SERVICE>``: a local or test
+  setup, where a refused connection is a wrong port), only throttling and a 5xx are waited out: the rest stops at once.
+
+``callback-worker run`` stops (exit 2, one line) on the first :attr:`Level.FAIL` finding and logs the others;
+``callback-worker doctor`` makes the same checks once each, without the window, and lists every finding. What the
+queue's attributes mean is :mod:`worker.queue_advice`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from botocore.exceptions import (
-    ClientError,
-    CredentialRetrievalError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-)
+from botocore.exceptions import ClientError, NoCredentialsError
 
-from callback_worker.config.settings import Settings, env_name
-from callback_worker.worker.taxonomy import error_code, is_outage
+from callback_worker.config.settings import env_name
+from callback_worker.worker.logs import get_logger
+from callback_worker.worker.retrying import STARTUP_BACKOFF
+from callback_worker.worker.taxonomy import StartupFault, error_code, startup_fault
 
-#: Seconds one start-up call may take, connection and botocore's own retries included: an endpoint that does not
-#: answer stops start-up within this, instead of being retried as if it were an outage.
+log = get_logger("worker.preflight")
+T = TypeVar("T")
+
+#: Seconds one start-up call may take, connection and botocore's own retries included.
 CALL_TIMEOUT = 10.0
-#: The pipeline of the made-up execution the SageMaker look-up asks about (no such pipeline need exist). A policy that
-#: allows only named pipelines can allow this one too, for the check.
-PROBE_PIPELINE = "callback-worker-preflight"
-PROBE_EXECUTION = "000000000000"
-#: An account for ARNs when neither the queue nor STS tells one.
-UNKNOWN_ACCOUNT = "000000000000"
-
-NO_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
-DENIED = frozenset({"AccessDenied", "AccessDeniedException"})
-#: The service does not accept the credentials themselves (unknown key, wrong secret, expired session).
-CREDENTIALS_REFUSED = frozenset(
-    {
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-        "SignatureDoesNotMatch",
-        "InvalidSignatureException",
-        "IncompleteSignature",
-        "InvalidAccessKeyId",
-        "MissingAuthenticationToken",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "RequestExpired",
-        "AuthFailure",
-    }
-)
-_CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
+#: Seconds start-up keeps trying a call that may yet succeed (on AWS's own endpoints) before it stops with exit 2.
+STARTUP_WINDOW = 60.0
+#: The variable prefix that overrides an AWS endpoint: a local or test setup.
+OVERRIDE = "AWS_ENDPOINT_URL"
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
 _QUEUE_HOST = re.compile(rf"(?:^|\.)sqs(?:-fips)?\.(?P<region>{_REGION})\.|^(?P<legacy>{_REGION})\.queue\.amazonaws\.")
 
@@ -110,17 +89,22 @@ class Endpoint:
     def __str__(self) -> str:
         return f"{self.url} ({self.source})"
 
+    @property
+    def overridden(self) -> bool:
+        """Set by ``AWS_ENDPOINT_URL[_<SERVICE>]``: a local or test setup rather than AWS's own endpoint."""
+        return self.source.startswith(OVERRIDE)
+
     def fix(self) -> str:
         """Where to look when nobody answers at this endpoint."""
-        if self.source.startswith("AWS_ENDPOINT_URL"):
+        if self.overridden:
             return f"check {self.source}"
         return "check the network: a VPC endpoint or a NAT route to the service, or HTTPS_PROXY"
 
 
 def endpoint_of(client: Any, variable: str, environ: Mapping[str, str] = os.environ) -> Endpoint:
     """The endpoint of an aiobotocore client; ``variable`` is the service's part of ``AWS_ENDPOINT_URL_<VARIABLE>``."""
-    own = f"AWS_ENDPOINT_URL_{variable}"
-    source = own if environ.get(own) else "AWS_ENDPOINT_URL" if environ.get("AWS_ENDPOINT_URL") else ""
+    own = f"{OVERRIDE}_{variable}"
+    source = own if environ.get(own) else OVERRIDE if environ.get(OVERRIDE) else ""
     region = str(client.meta.region_name)
     service = str(client.meta.service_model.service_id)
     return Endpoint(service, str(client.meta.endpoint_url), source or f"the default for {region}", region)
@@ -143,7 +127,7 @@ def queue_region(url: str) -> str | None:
     return (found.group("region") or found.group("legacy")) if found else None
 
 
-def region_finding(queue_url: str, sqs: Endpoint) -> Finding | None:
+def region_finding(queue_url: str, sqs: Endpoint, environ: Mapping[str, str] = os.environ) -> Finding | None:
     """FAIL when the queue URL names another region than the clients use: SQS would say the queue does not exist."""
     region = queue_region(queue_url)
     if region is None or region == sqs.region:
@@ -152,207 +136,91 @@ def region_finding(queue_url: str, sqs: Endpoint) -> Finding | None:
         Level.FAIL,
         "region",
         f"{env_name('queue_url')} is a queue in {region}, but the AWS clients use {sqs.region} "
-        f"(from {region_source()}); set AWS_REGION={region}",
+        f"(from {region_source(environ)}); set AWS_REGION={region}",
     )
+
+
+def keeps_trying(fault: StartupFault, endpoint: Endpoint) -> bool:
+    """Whether start-up tries a call again after ``fault`` (within the window): see the module's docstring."""
+    if fault.final:
+        return False
+    if endpoint.overridden:
+        return fault is StartupFault.OUTAGE
+    return True
+
+
+async def patiently(
+    call: Callable[[], Awaitable[T]],
+    endpoint: Endpoint,
+    what: str,
+    window: float = STARTUP_WINDOW,
+) -> T:
+    """``call``'s result, tried again with backoff while :func:`keeps_trying` says so and ``window`` seconds (of the
+    event loop's monotonic clock) last; each wait is logged in one line. Raises the last error when start-up should
+    stop."""
+    clock = asyncio.get_running_loop().time
+    backoff = STARTUP_BACKOFF.start()
+    deadline = clock() + window
+    while True:
+        try:
+            async with asyncio.timeout(CALL_TIMEOUT):
+                return await call()
+        except Exception as exc:
+            delay = backoff.next_delay()
+            if not keeps_trying(startup_fault(exc), endpoint) or clock() + delay > deadline:
+                raise
+            log.warning(
+                f"{what}: {error_code(exc)} at {endpoint}; trying again in {delay:.1f} s "
+                f"(start-up waits up to {window:.0f} s)"
+            )
+            await asyncio.sleep(delay)
 
 
 def credentials_problem(exc: BaseException) -> Finding | None:
     """FAIL when no credentials could be found or read, or the service refused them; None for any other error."""
+    fault = startup_fault(exc)
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
-    if isinstance(exc, _CREDENTIAL_ERRORS):
+    if fault is StartupFault.NO_CREDENTIALS:
         return Finding(Level.FAIL, "credentials", f"cannot be read: {exc}; fix the credentials chain's settings")
-    code = error_code(exc)
-    if code in CREDENTIALS_REFUSED:
+    if fault is StartupFault.CREDENTIALS_REFUSED:
         return Finding(
             Level.FAIL,
             "credentials",
-            f"refused ({code}: {_message(exc)}); use valid credentials (a fresh session token, the right secret)",
+            f"refused ({error_code(exc)}: {message(exc)}); use valid credentials (a fresh session token, the right "
+            "secret)",
         )
     return None
 
 
-def no_answer(exc: BaseException) -> bool:
-    """True when the call got no answer at all (refused or timed-out connection, unknown host): not an outage's 5xx."""
-    return not isinstance(exc, ClientError) and is_outage(exc)
-
-
-def queue_problem(exc: BaseException, queue_url: str, sqs: Endpoint) -> Finding | None:
-    """FAIL with its fix for a ``GetQueueAttributes`` error that waiting will not fix; None for an outage."""
-    code = error_code(exc)
-    setting = env_name("queue_url")
+def queue_problem(exc: BaseException, queue_url: str, sqs: Endpoint) -> Finding:
+    """The FAIL, with its fix, of a ``GetQueueAttributes`` error start-up stopped on."""
+    fault, code = startup_fault(exc), error_code(exc)
     if found := credentials_problem(exc):
         return found
-    if no_answer(exc):
-        return Finding(Level.FAIL, "SQS", f"no answer at {sqs}: {_message(exc)}; {sqs.fix()}")
-    if code in NO_QUEUE:
+    if fault is StartupFault.NO_ANSWER:
+        return Finding(Level.FAIL, "SQS", f"no answer at {sqs}: {message(exc)}; {sqs.fix()}")
+    if fault is StartupFault.NO_QUEUE:
         return Finding(
             Level.FAIL,
             "queue",
-            f"{queue_url} does not exist in {sqs.region} at {sqs.url}; check {setting}, and AWS_REGION "
-            "(a queue lives in one region)",
+            f"{queue_url} does not exist in {sqs.region} at {sqs.url}; check {env_name('queue_url')}, and "
+            "AWS_REGION (a queue lives in one region)",
         )
-    if code in DENIED:
+    if fault is StartupFault.DENIED:
         return Finding(
             Level.FAIL,
             "queue",
             f"SQS denied GetQueueAttributes on {queue_url} ({code}); grant the worker's role sqs:ReceiveMessage, "
             "DeleteMessage, ChangeMessageVisibility, GetQueueAttributes and SendMessage on it",
         )
-    if is_outage(exc):
-        return None
-    return Finding(Level.FAIL, "queue", f"{setting}={queue_url!r} cannot be used: {code}: {_message(exc)}")
+    if fault is StartupFault.OUTAGE:
+        return Finding(Level.FAIL, "SQS", f"{code} at {sqs} throughout start-up: {message(exc)}; start again later")
+    return Finding(Level.FAIL, "queue", f"{env_name('queue_url')}={queue_url!r} cannot be used: {code}: {message(exc)}")
 
 
-def queue_findings(attributes: Mapping[str, str], settings: Settings) -> list[Finding]:
-    """What the queue's attributes mean for the worker, one finding each."""
-    findings = [_fifo(attributes), _redrive(attributes), _visibility(attributes, settings), _encryption(attributes)]
-    delay = int(attributes.get("DelaySeconds", "0") or 0)
-    if delay:
-        findings.append(Finding(Level.NOTE, "queue", f"DelaySeconds={delay}: each callback waits that long first"))
-    return [finding for finding in findings if finding is not None]
-
-
-def _fifo(attributes: Mapping[str, str]) -> Finding | None:
-    if attributes.get("FifoQueue", "false").lower() != "true":
-        return None
-    return Finding(
-        Level.FAIL,
-        "queue",
-        "a FIFO queue cannot take callback messages (SageMaker sends no MessageGroupId; continuations use "
-        f"DelaySeconds); point {env_name('queue_url')} at a standard queue",
-    )
-
-
-def _redrive(attributes: Mapping[str, str]) -> Finding:
-    policy = parse_redrive(attributes)
-    if policy is None:
-        return Finding(
-            Level.WARN,
-            "queue",
-            "no redrive policy: a message no worker can read is received forever; give the queue a dead-letter "
-            "queue (RedrivePolicy with maxReceiveCount)",
-        )
-    count, target = policy.get("maxReceiveCount"), policy.get("deadLetterTargetArn")
-    return Finding(Level.OK, "queue", f"redrive policy: after {count} receives to {target}")
-
-
-def parse_redrive(attributes: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The queue's redrive policy, or None when it has none (or one that is not a JSON object)."""
-    try:
-        policy = json.loads(attributes.get("RedrivePolicy") or "null")
-    except ValueError:
-        return None
-    return policy if isinstance(policy, dict) else None
-
-
-def _visibility(attributes: Mapping[str, str], settings: Settings) -> Finding:
-    queue = attributes.get("VisibilityTimeout", "?")
-    setting = f"{env_name('visibility_timeout')}={settings.visibility_timeout}"
-    if queue == str(settings.visibility_timeout):
-        return Finding(Level.OK, "queue", f"VisibilityTimeout {queue} s, as {setting}")
-    return Finding(
-        Level.NOTE,
-        "queue",
-        f"VisibilityTimeout is {queue} s; the worker asks for {setting} s on each receive (the queue's own value "
-        "applies only to other consumers); set both alike to avoid the confusion",
-    )
-
-
-def _encryption(attributes: Mapping[str, str]) -> Finding | None:
-    key = attributes.get("KmsMasterKeyId")
-    if key:
-        return Finding(
-            Level.NOTE,
-            "queue",
-            f"encrypted with KMS key {key}: the worker's role needs kms:Decrypt and kms:GenerateDataKey on it, and "
-            "the key policy must allow the role (deploy/iam/kms-policy.json)",
-        )
-    if attributes.get("SqsManagedSseEnabled", "false").lower() == "true":
-        return Finding(Level.OK, "queue", "encrypted by SQS (SSE-SQS): no key permissions needed")
-    return None
-
-
-def probe_arn(queue_arn: str | None, region: str, account: str | None = None) -> str:
-    """A made-up execution ARN in the queue's partition and account (or ``account``), in ``region``."""
-    parts = (queue_arn or "").split(":")
-    partition = parts[1] if len(parts) > 4 else "aws"  # arn:PARTITION:sqs:REGION:ACCOUNT:NAME
-    owner = account or (parts[4] if len(parts) > 4 and parts[4] else UNKNOWN_ACCOUNT)
-    return f"arn:{partition}:sagemaker:{region}:{owner}:pipeline/{PROBE_PIPELINE}/execution/{PROBE_EXECUTION}"
-
-
-@dataclass(frozen=True, slots=True)
-class Probe:
-    """A harmless SageMaker call about something made up: which permission it tells, and who needs it."""
-
-    operation: str
-    call: Callable[[], Awaitable[object]]
-    needed_by: str
-    required: bool
-    resource: str
-
-
-async def run_probe(probe: Probe, sagemaker: Endpoint) -> Finding:
-    """The finding of one probe: allowed (``ResourceNotFound``), denied, unreachable, or undecided."""
-    try:
-        async with asyncio.timeout(CALL_TIMEOUT):
-            await probe.call()
-    except Exception as exc:  # noqa: BLE001 - every error is a finding
-        return probe_finding(probe, exc, sagemaker)
-    return Finding(Level.OK, "SageMaker", f"{probe.operation} allowed ({probe.needed_by})")
-
-
-def probe_finding(probe: Probe, exc: BaseException, sagemaker: Endpoint) -> Finding:
-    """What a probe's error says: only ``ResourceNotFound`` proves the call is allowed."""
-    code = error_code(exc)
-    failing = Level.FAIL if probe.required else Level.WARN
-    if code == "ResourceNotFound":
-        return Finding(Level.OK, "SageMaker", f"{probe.operation} allowed ({probe.needed_by})")
-    if (found := credentials_problem(exc)) is not None:
-        return Finding(failing, found.subject, found.text)
-    if code in DENIED:
-        return Finding(
-            failing,
-            "SageMaker",
-            f"denied {probe.operation} ({code}), which {probe.needed_by} needs; grant sagemaker:{probe.operation} "
-            f"on {probe.resource}",
-        )
-    if no_answer(exc):
-        return Finding(
-            failing,
-            "SageMaker",
-            f"no answer at {sagemaker}, which {probe.needed_by} needs: {_message(exc)}; {sagemaker.fix()}",
-        )
-    if is_outage(exc):
-        return Finding(Level.WARN, "SageMaker", f"{probe.operation}: {code} (an outage; the worker waits it out)")
-    return Finding(
-        Level.NOTE, "SageMaker", f"{probe.operation}: {code}: {_message(exc)}; cannot tell whether it is allowed"
-    )
-
-
-def lookup_probe(sagemaker: Any, settings: Settings, arn: str) -> Probe:
-    """``ListPipelineExecutionSteps`` of a made-up execution: required while tokens are verified or steps looked up."""
-    needed_by = _lookup_settings(settings) or "no setting here (only handlers' own look-ups)"
-    return Probe(
-        "ListPipelineExecutionSteps",
-        lambda: sagemaker.list_pipeline_execution_steps(PipelineExecutionArn=arn, MaxResults=1),
-        needed_by,
-        required=bool(_lookup_settings(settings)),
-        resource=executions_resource(arn),
-    )
-
-
-def _lookup_settings(settings: Settings) -> str:
-    on = [name for name in ("verify_tokens", "step_context") if getattr(settings, name)]
-    return " and ".join(f"{env_name(name)}=true" for name in on)
-
-
-def executions_resource(arn: str) -> str:
-    """The execution ARNs of every pipeline in ``arn``'s account and region."""
-    return arn.split(":pipeline/", maxsplit=1)[0] + ":pipeline/*/execution/*"
-
-
-def _message(exc: BaseException) -> str:
+def message(exc: BaseException) -> str:
+    """An error's own message (an AWS error's ``Message``), else its text or its class's name."""
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Message", "")) or str(exc)
     return str(exc) or type(exc).__name__

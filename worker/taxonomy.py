@@ -21,6 +21,11 @@ The table is conservative on purpose. A general-purpose client (botocore's retry
 a daemon that holds someone's decided answer must not: what is not positively known to be final is transient.
 ``tests/faultmatrix`` generates every error botocore's service models list for these operations and checks the
 daemon against this promise.
+
+Start-up (:mod:`worker.preflight`) reads the same errors through :func:`startup_fault`, with the codes below: before
+the first receive the daemon holds nothing, so only what is positively a mistake (no credentials at all, no such
+queue) stops it at once; the rest is retried within a bounded window, as the preflight's docstring says. While
+running, the poller logs :data:`MISCONFIGURATION_CODES` as a likely mistake, and retries them like any other.
 """
 
 from __future__ import annotations
@@ -32,9 +37,13 @@ import aiohttp
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     HTTPClientError,
+    NoCredentialsError,
     ParamValidationError,
+    PartialCredentialsError,
+    ProfileNotFound,
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
@@ -184,3 +193,71 @@ def is_throttling(exc: BaseException) -> bool:
 def is_outage(exc: BaseException) -> bool:
     """True for throttling, a 5xx or no answer at all: errors worth retrying unchanged by any client."""
     return _transient_class(error_code(exc), exc) in (ErrorClass.THROTTLED, ErrorClass.UNAVAILABLE)
+
+
+# -- start-up ---------------------------------------------------------------------------------------------------------
+
+#: Errors by which SQS says the queue URL names no queue it has (in this region, at this endpoint).
+NO_QUEUE_CODES = frozenset(
+    {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue", "InvalidAddress"}
+)
+#: Errors by which a service says the credentials' identity may not make the call (or an IAM change has not
+#: propagated yet).
+DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+#: Errors by which a service refuses the credentials themselves (unknown key, wrong secret, expired session, or a
+#: key too new to have propagated).
+CREDENTIALS_REFUSED_CODES = frozenset(
+    {
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "InvalidAccessKeyId",
+        "MissingAuthenticationToken",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "RequestExpired",
+        "AuthFailure",
+    }
+)
+#: Receive errors that most likely mean a wrong queue URL or missing permissions (still retried while running).
+MISCONFIGURATION_CODES = NO_QUEUE_CODES | DENIED_CODES | CREDENTIALS_REFUSED_CODES
+#: Client-side failures to find or read any credentials: no call was made.
+CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
+
+
+class StartupFault(StrEnum):
+    """What an error of a start-up call says; only :attr:`final` ones are certain to be a mistake."""
+
+    NO_CREDENTIALS = "no_credentials"
+    NO_QUEUE = "no_queue"
+    CREDENTIALS_REFUSED = "credentials_refused"
+    DENIED = "denied"
+    NO_ANSWER = "no_answer"
+    OUTAGE = "outage"
+    UNKNOWN = "unknown"
+
+    @property
+    def final(self) -> bool:
+        """Certain to be a mistake of configuration: waiting cannot fix it."""
+        return self in (StartupFault.NO_CREDENTIALS, StartupFault.NO_QUEUE)
+
+
+_STARTUP_BY_CODE = {
+    **dict.fromkeys(NO_QUEUE_CODES, StartupFault.NO_QUEUE),
+    **dict.fromkeys(CREDENTIALS_REFUSED_CODES, StartupFault.CREDENTIALS_REFUSED),
+    **dict.fromkeys(DENIED_CODES, StartupFault.DENIED),
+}
+
+
+def startup_fault(exc: BaseException) -> StartupFault:
+    """The class of an error a start-up call (a queue's attributes, a SageMaker probe) raised."""
+    if isinstance(exc, CREDENTIAL_ERRORS):
+        return StartupFault.NO_CREDENTIALS
+    by_code = _STARTUP_BY_CODE.get(error_code(exc))
+    if by_code is not None:
+        return by_code
+    if not is_outage(exc):
+        return StartupFault.UNKNOWN
+    return StartupFault.OUTAGE if isinstance(exc, ClientError) else StartupFault.NO_ANSWER

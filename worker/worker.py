@@ -36,22 +36,10 @@ from callback_worker.worker.looplag import LoopLag
 from callback_worker.worker.queue import Queue, ReceivedMessage, settle
 from callback_worker.worker.retrying import RECEIVE_BACKOFF, error_code, is_transient
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
+from callback_worker.worker.taxonomy import MISCONFIGURATION_CODES
 from callback_worker.worker.watch import StepWatch
 
 log = get_logger("worker.worker")
-
-#: Receive errors that no amount of waiting will fix: the queue URL or the permissions are wrong.
-FATAL_RECEIVE_CODES = frozenset(
-    {
-        "AWS.SimpleQueueService.NonExistentQueue",
-        "QueueDoesNotExist",
-        "AccessDenied",
-        "AccessDeniedException",
-        "InvalidAddress",
-        "InvalidClientTokenId",
-        "UnrecognizedClientException",
-    }
-)
 
 
 #: The delivery task the current task works for (set in each delivery's context, inherited by the tasks it starts).
@@ -225,7 +213,7 @@ class Worker:
     def _receive_failed(self, exc: Exception, index: int) -> None:
         code = error_code(exc)
         self.health.sqs_reachable = False
-        if code in FATAL_RECEIVE_CODES:
+        if code in MISCONFIGURATION_CODES:
             log.error("cannot receive from the queue; check the queue URL and permissions", error=code, poller=index)
         elif is_transient(exc):
             log.warning("receive failed; backing off", error=f"{code}: {exc}", poller=index)

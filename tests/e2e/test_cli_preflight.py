@@ -1,8 +1,11 @@
 """``callback-worker run`` stops at start-up, exit 2 with one line naming the fix, on what cannot work: a JSON setting
 that is not JSON, no credentials, an SQS endpoint where nobody answers, a queue URL of another region, a queue the
 region does not have, SageMaker unreachable or denied while tokens are verified. Real servers on 127.0.0.1 (moto, the
-emulator), a closed port for "nobody answers", a fault proxy in front of the emulator for "denied". With
-verification off, SageMaker down at start-up is only a warning: the daemon starts and waits SageMaker out."""
+emulator), a closed port for "nobody answers", a fault proxy in front of the emulator for "denied". Every endpoint
+here is overridden (``AWS_ENDPOINT_URL_*``: a local setup), so a refused connection or a denial stops start-up at
+once; on AWS's own endpoints they are tried again within the start-up window first
+(tests/integration/test_start_up_window.py). With verification off, SageMaker down at start-up is only a warning: the
+daemon starts and waits SageMaker out."""
 
 from __future__ import annotations
 
@@ -93,7 +96,8 @@ async def test_sagemaker_denying_the_look_ups_while_tokens_are_verified_stops_st
     assert [line for line in stderr.strip().splitlines() if not line.startswith("{")] == [
         "callback-worker: SageMaker: denied ListPipelineExecutionSteps (AccessDeniedException), which "
         "CALLBACK_WORKER_VERIFY_TOKENS=true needs; grant sagemaker:ListPipelineExecutionSteps on "
-        "arn:aws:sagemaker:us-east-1:123456789012:pipeline/*/execution/*"
+        "arn:aws:sagemaker:us-east-1:123456789012:pipeline/*/execution/* (a role limited to named pipelines must "
+        "also allow pipeline/callback-worker-preflight, the made-up one the check asks about)"
     ]
 
 

@@ -16,6 +16,11 @@ from tests.faultproxy import FaultProxy, Rule
 from tests.plugin_factory import make_plugin
 
 GREETER = "async def greet(context):\n    return {}\n"
+#: What a denial adds for roles limited to named pipelines.
+NAMED = (
+    " (a role limited to named pipelines must also allow pipeline/callback-worker-preflight, the made-up one the "
+    "check asks about)"
+)
 
 
 def redriven_queue(sqs_client: Any, name: str) -> str:
@@ -86,10 +91,10 @@ async def test_denials_are_told_from_not_found(
     resource = "arn:aws:sagemaker:us-east-1:123456789012:pipeline/*/execution/*"
     assert (
         "FAIL  SageMaker: denied ListPipelineExecutionSteps (AccessDeniedException), which "
-        f"CALLBACK_WORKER_VERIFY_TOKENS=true needs; grant sagemaker:ListPipelineExecutionSteps on {resource}"
+        f"CALLBACK_WORKER_VERIFY_TOKENS=true needs; grant sagemaker:ListPipelineExecutionSteps on {resource}{NAMED}"
     ) in lines
     assert (
         "warn  SageMaker: denied SendPipelineExecutionStepSuccess (AccessDeniedException), which answering steps "
-        f"needs; grant sagemaker:SendPipelineExecutionStepSuccess on {resource}"
+        f"needs; grant sagemaker:SendPipelineExecutionStepSuccess on {resource}{NAMED}"
     ) in lines
     assert "ok    SageMaker: SendPipelineExecutionStepFailure allowed (answering steps)" in lines

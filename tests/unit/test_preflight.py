@@ -1,5 +1,6 @@
-"""The start-up checks' own logic (``worker/preflight.py``): queue URLs and regions, the queue's attributes against the
-settings, what a SageMaker probe's error says."""
+"""The start-up checks' own logic (``worker/preflight.py``, ``queue_advice.py``, ``probes.py``): queue URLs and
+regions, which start-up errors are tried again and for how long, the queue's attributes against the settings, what a
+SageMaker probe's error says."""
 
 from __future__ import annotations
 
@@ -13,14 +14,15 @@ from callback_worker.worker.preflight import (
     Endpoint,
     Finding,
     Level,
-    Probe,
-    probe_arn,
-    probe_finding,
-    queue_findings,
+    keeps_trying,
+    patiently,
     queue_problem,
     queue_region,
     region_finding,
 )
+from callback_worker.worker.probes import Probe, probe_arn, probe_finding, run_probe
+from callback_worker.worker.queue_advice import queue_findings
+from callback_worker.worker.taxonomy import StartupFault
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 SQS = Endpoint("SQS", "https://sqs.us-east-1.amazonaws.com", "the default for us-east-1", "us-east-1")
@@ -54,7 +56,8 @@ def test_the_region_a_queue_url_names(url: str, region: str | None) -> None:
     assert queue_region(url) == region
 
 
-def test_a_queue_url_of_another_region_is_one_line_naming_the_fix() -> None:
+def test_a_queue_url_of_another_region_is_one_line_naming_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
     finding = region_finding("https://sqs.eu-west-1.amazonaws.com/123456789012/q", SQS)
     assert finding == Finding(
         Level.FAIL,
@@ -64,12 +67,20 @@ def test_a_queue_url_of_another_region_is_one_line_naming_the_fix() -> None:
     )
     assert region_finding(QUEUE, SQS) is None
     assert region_finding("http://127.0.0.1:9/123456789012/q", SQS) is None
+    monkeypatch.delenv("AWS_REGION")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    from_default = region_finding("https://sqs.eu-west-1.amazonaws.com/123456789012/q", SQS)
+    assert from_default is not None
+    assert "(from AWS_DEFAULT_REGION)" in from_default.text
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    from_profile = region_finding("https://sqs.eu-west-1.amazonaws.com/123456789012/q", SQS)
+    assert from_profile is not None
+    assert "(from the AWS profile)" in from_profile.text
 
 
-def test_queue_errors_that_waiting_cannot_fix_are_findings_and_outages_are_not() -> None:
+def test_each_queue_error_start_up_stops_on_is_one_line_naming_the_fix() -> None:
     def text(exc: Exception) -> str:
         found = queue_problem(exc, QUEUE, SQS)
-        assert found is not None
         assert found.level is Level.FAIL
         return f"{found.subject}: {found.text}"
 
@@ -78,8 +89,76 @@ def test_queue_errors_that_waiting_cannot_fix_are_findings_and_outages_are_not()
     assert text(EndpointConnectionError(endpoint_url="https://x")).startswith("SQS: no answer at https://sqs.us")
     assert "does not exist in us-east-1" in text(client_error("AWS.SimpleQueueService.NonExistentQueue"))
     assert "grant the worker's role sqs:ReceiveMessage" in text(client_error("AccessDenied"))
-    assert queue_problem(client_error("ServiceUnavailable", 503), QUEUE, SQS) is None
-    assert queue_problem(client_error("ThrottlingException"), QUEUE, SQS) is None
+    assert text(client_error("ServiceUnavailable", 503)).startswith("SQS: ServiceUnavailable at https://sqs.us")
+    assert text(client_error("ThrottlingException")).endswith("throughout start-up: m; start again later")
+    assert text(client_error("InvalidAttributeName")).startswith("queue: CALLBACK_WORKER_QUEUE_URL=")
+
+
+LOCAL = Endpoint("SQS", "http://127.0.0.1:4566", "AWS_ENDPOINT_URL_SQS", "us-east-1")
+
+
+@pytest.mark.parametrize("fault", list(StartupFault))
+def test_on_aws_endpoints_start_up_tries_again_unless_the_fault_is_certain_to_be_a_mistake(
+    fault: StartupFault,
+) -> None:
+    """One rule for SQS and SageMaker: a connection reset, access denied (IAM still propagating), an unknown answer
+    are tried again within the window on AWS's own endpoints; with an endpoint override only an outage is."""
+    assert keeps_trying(fault, SQS) is (fault not in (StartupFault.NO_CREDENTIALS, StartupFault.NO_QUEUE))
+    assert keeps_trying(fault, LOCAL) is (fault is StartupFault.OUTAGE)
+
+
+def test_an_endpoint_is_overridden_when_a_variable_set_it() -> None:
+    assert LOCAL.overridden
+    assert Endpoint("SQS", "http://x", "AWS_ENDPOINT_URL", "us-east-1").overridden
+    assert not SQS.overridden
+
+
+class Flaky:
+    """Raises each of ``errors`` on successive calls, then answers."""
+
+    def __init__(self, *errors: Exception) -> None:
+        self.errors = list(errors)
+        self.calls = 0
+
+    async def __call__(self) -> str:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return "answered"
+
+
+async def test_one_connection_reset_on_aws_s_endpoint_is_waited_out_and_stops_at_once_with_an_override() -> None:
+    reset = Flaky(ConnectionResetError("reset by peer"))
+    assert await patiently(reset, SQS, "SQS GetQueueAttributes") == "answered"
+    assert reset.calls == 2
+    local = Flaky(ConnectionResetError("reset by peer"))
+    with pytest.raises(ConnectionResetError):
+        await patiently(local, LOCAL, "SQS GetQueueAttributes")
+    assert local.calls == 1
+
+
+async def test_start_up_stops_once_the_window_is_over() -> None:
+    denied = Flaky(*[client_error("AccessDenied") for _ in range(100)])
+    with pytest.raises(ClientError):
+        await patiently(denied, SQS, "SQS GetQueueAttributes", window=0.0)
+    assert denied.calls == 1
+    missing = Flaky(client_error("AWS.SimpleQueueService.NonExistentQueue"))
+    with pytest.raises(ClientError):
+        await patiently(missing, SQS, "SQS GetQueueAttributes")
+    assert missing.calls == 1
+
+
+async def test_one_access_denied_from_a_required_probe_on_aws_s_endpoint_is_waited_out() -> None:
+    """A pipeline-scoped policy being rolled out (or any IAM change) denies for a while: no crash-loop."""
+    answers = Flaky(client_error("AccessDeniedException"), client_error("ResourceNotFound"))
+    probe = Probe("ListPipelineExecutionSteps", answers, "X=true", required=True, resource="arn:r")
+    aws = Endpoint("SageMaker", "https://api.sagemaker.us-east-1.amazonaws.com", "the default", "us-east-1")
+    assert (await run_probe(probe, aws, window=60.0)).level is Level.OK
+    assert answers.calls == 2
+    once = Flaky(client_error("AccessDeniedException"), client_error("ResourceNotFound"))
+    optional = Probe("ListPipelineExecutionSteps", once, "X=true", required=False, resource="arn:r")
+    assert (await run_probe(optional, aws, window=60.0)).level is Level.WARN  # nothing needs it: asked once
+    assert once.calls == 1
 
 
 def test_queue_attributes_against_the_settings() -> None:
@@ -109,14 +188,24 @@ def test_a_probe_tells_allowed_denied_unreachable_and_outage_apart() -> None:
     assert (level, text) == (
         Level.FAIL,
         "denied ListPipelineExecutionSteps (AccessDeniedException), which X=true needs; grant "
-        "sagemaker:ListPipelineExecutionSteps on arn:r",
+        "sagemaker:ListPipelineExecutionSteps on arn:r (a role limited to named pipelines must also allow "
+        "pipeline/callback-worker-preflight, the made-up one the check asks about)",
     )
+    assert "verif" not in text.lower()
     assert verdict(client_error("AccessDeniedException"), required=False)[0] is Level.WARN
     level, text = verdict(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
     assert level is Level.FAIL
     assert text.startswith("no answer at http://127.0.0.1:9 (AWS_ENDPOINT_URL_SAGEMAKER), which X=true needs")
-    assert verdict(client_error("InternalFailure", 500))[0] is Level.WARN
-    assert verdict(client_error("ValidationException"))[0] is Level.NOTE
+    assert verdict(client_error("InternalFailure", 500)) == (
+        Level.FAIL,
+        "ListPipelineExecutionSteps: InternalFailure at http://127.0.0.1:9 (AWS_ENDPOINT_URL_SAGEMAKER), which X=true "
+        "needs: m; an outage; start again later",
+    )
+    assert verdict(client_error("InternalFailure", 500), required=False)[0] is Level.WARN
+    level, text = verdict(client_error("ValidationException"))
+    assert level is Level.FAIL  # one rule with SQS: an answer nobody foresaw stops start-up when a setting needs it
+    assert "cannot tell whether it is allowed" in text
+    assert verdict(client_error("ValidationException"), required=False)[0] is Level.WARN
 
 
 def test_the_probe_arn_is_in_the_queue_s_partition_and_account() -> None:
