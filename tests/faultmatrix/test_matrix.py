@@ -7,8 +7,9 @@ confirmation, the old link's delete), one raising Fail, and one working 40 s (le
 the fault on first pages, and on later pages only (each execution then lists 105 finished steps before its callback
 step, which is on the second page). ``DescribePipelineExecution`` cells run with step context on (``describe=True``);
 ``ChangeMessageVisibility`` is only called to release leases at shutdown, so its cells shut the replica down at 5 s
-(cancelling the slow handler) and go on with a new one; ``GetQueueAttributes`` is the start-up check, restarted every
-10 s while it refuses to start.
+(cancelling the slow handler) and go on with a new one; ``GetQueueAttributes`` is the start-up check as ``run`` makes
+it on AWS's own endpoints (``worker.app.check_queue``, its window included), restarted every 10 s while it refuses to
+start: it may refuse only for a fault that is certain to be a mistake (no such queue).
 
 What each fault must lead to is :data:`EXPECTED`, written out by hand from the promise and the error table
 (``worker/taxonomy.py``): everything not in it is transient, and the run must end as if there had been no fault.
@@ -43,6 +44,8 @@ import pytest
 import structlog
 
 from callback_worker.worker.app import check_queue
+from callback_worker.worker.preflight import Endpoint
+from callback_worker.worker.taxonomy import startup_fault
 from tests.fakes import Answer, CallbackStep
 from tests.faultmatrix import catalogue
 from tests.faultmatrix.catalogue import Cell
@@ -178,6 +181,10 @@ CASES = cases(chosen(ALL_CELLS))
 MATRIX = {"mode": "full" if FULL else "sample", "cases": len(CASES), "of": len(cases(ALL_CELLS))}
 
 
+#: SQS's own endpoint, as a worker on AWS reaches it (no ``AWS_ENDPOINT_URL*`` override).
+AWS_SQS = Endpoint("SQS", "https://sqs.us-east-1.amazonaws.com", "the default for us-east-1", "us-east-1")
+
+
 async def scenario(world: World, cell: Cell, where: str) -> None:
     world.use(
         Injector(
@@ -191,7 +198,7 @@ async def scenario(world: World, cell: Cell, where: str) -> None:
     )
     world.start_steps()
     if cell.operation == "GetQueueAttributes":
-        await world.start_up(lambda: check_queue(world.queue))
+        await world.start_up(lambda: check_queue(world.queue, AWS_SQS))
     replica = world.new_replica()
     if cell.operation == "ChangeMessageVisibility":
         await world.drive(replica, stop_after=5.0)
@@ -355,7 +362,21 @@ def judge(world: World, cell: Cell, expect: Expect, logs: Sequence[Mapping[str, 
     problems += check_handler(world, expect, hit)
     problems += check_deletes_and_rest(world, expect, hit)
     problems += check_logs(cell, expect, logs)
+    problems += check_start_up(world, cell)
     return problems
+
+
+def check_start_up(world: World, cell: Cell) -> list[str]:
+    """A start-up fault that may pass is waited out within the window (no exit, no crash-loop); one certain to be a
+    mistake stops start-up."""
+    if cell.operation != "GetQueueAttributes":
+        return []
+    final = startup_fault(cell.exception()).final
+    if final and not world.startup_refusals:
+        return ["start-up went on past a fault certain to be a mistake"]
+    if not final and world.startup_refusals:
+        return [f"start-up refused {world.startup_refusals} time(s) on a fault that may pass"]
+    return []
 
 
 def explain(case: Case, expect: Expect, world: World, problems: list[str], logs: Sequence[Mapping[str, Any]]) -> str:
