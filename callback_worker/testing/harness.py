@@ -145,7 +145,7 @@ class CallbackHarness:
         verify: bool = True,
         step_context: bool = False,
         clock: VirtualClock | None = None,
-        visibility_timeout: int = 30,
+        visibility_timeout: int | None = None,
     ) -> None:
         self.handler = handler
         self.name = name
@@ -156,7 +156,9 @@ class CallbackHarness:
         self.verify = verify
         self.step_context = step_context
         self.clock = clock or VirtualClock()
-        self.visibility_timeout = visibility_timeout
+        self.visibility_timeout = (
+            visibility_timeout if visibility_timeout is not None else _default("visibility_timeout")
+        )
 
     def run_sync(self, arguments: Mapping[str, JSONValue] | None = None, **options: Any) -> CallbackResult:
         """:meth:`run` from synchronous code (a plain pytest test)."""

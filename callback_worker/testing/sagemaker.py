@@ -4,7 +4,8 @@ worker makes — ``SendPipelineExecutionStepSuccess``/``Failure``, ``ListPipelin
 
 It keeps SageMaker's rules where the worker relies on them: the first answer to a waiting step (``Executing`` or
 ``Stopping``) applies — an ``Executing`` step becomes ``Succeeded`` or ``Failed``, a ``Stopping`` one ``Stopped``; the
-same request again (same ``ClientRequestToken``) is a replay and succeeds; any other answer to an answered step is
+same request again (the same call with the same parameters, ``ClientRequestToken`` included) is a replay and
+succeeds; any other answer to an answered step is
 ``ConflictException``; an unknown token or execution is ``ResourceNotFound``. Starting a step and stopping an
 execution put the messages SageMaker would send on the queue. Errors are botocore ``ClientError`` s, as the real
 client raises them. It never fails on its own.
@@ -89,8 +90,11 @@ class MemorySageMaker:
         return callback
 
     def stop(self, execution_arn: str) -> None:
-        """``StopPipelineExecution``: each waiting callback step turns Stopping and gets its Stopping message."""
+        """``StopPipelineExecution``: each waiting callback step turns Stopping and gets its Stopping message. An
+        execution that is not running is refused with ``ValueError``, as the service refuses it."""
         execution = self.executions[execution_arn]
+        if execution.status != "Executing":
+            raise ValueError(f"execution {execution_arn} is {execution.status}, not Executing: it cannot be stopped")
         execution.status = "Stopping"
         for step in execution.steps:
             if step.status == "Executing":

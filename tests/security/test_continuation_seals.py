@@ -75,13 +75,13 @@ class World:
         self.tally = Tally()
         self.invoker = Invoker(threads=2)
         self.handlers = handlers
-        self.dispatcher = self.restart(keyring)
+        self.dispatcher: Dispatcher = self.restart(keyring)
 
     def restart(self, keyring: Keyring | None) -> Dispatcher:
         """A new process of the replica on the same queue and SageMaker: a dispatcher built afresh."""
         events = Events((self.tally,))
         client = cast("SageMakerClient", self.sagemaker)
-        self.dispatcher: Dispatcher = build_dispatcher(
+        self.dispatcher = build_dispatcher(
             queue=self.queue,
             leases=LeaseKeeper(self.queue, self.queue.visibility_timeout, self.clock, events=events),
             reporter=Reporter(client, backoff=BackoffPolicy(0.0, 0.0), events=events),
