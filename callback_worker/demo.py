@@ -257,6 +257,10 @@ async def _create_queues() -> str:
         dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]))["Attributes"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn["QueueArn"], "maxReceiveCount": "5"})
         queue = await sqs.create_queue(QueueName="demo-callbacks", Attributes={"RedrivePolicy": redrive})
+        allowed = json.dumps(
+            {"redrivePermission": "byQueue", "sourceQueueArns": [dlq_arn["QueueArn"].removesuffix("-dlq")]}
+        )
+        await sqs.set_queue_attributes(QueueUrl=dlq["QueueUrl"], Attributes={"RedriveAllowPolicy": allowed})
         return queue["QueueUrl"]
 
 

@@ -93,12 +93,15 @@ def _isolate(environ: MutableMapping[str, str]) -> None:
 
 
 def create_queues(name: str) -> str:
-    """The queue (created, or found) with a dead-letter queue and a redrive policy; its URL."""
+    """The queue (created, or found) with a redrive policy to a dead-letter queue that only it may name; its URL."""
     sqs = _sqs()
     dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)})
-    return sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+    allowed = json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [dlq_arn.removesuffix("-dlq")]})
+    sqs.set_queue_attributes(QueueUrl=dlq_url, Attributes={"RedriveAllowPolicy": allowed})
+    return queue_url
 
 
 async def _serve(args: argparse.Namespace, settings: Settings, handlers: Mapping[str, Handler], sqs_url: str) -> None:

@@ -6,10 +6,12 @@ the init script is syntax-checked with ``bash -n``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +125,44 @@ def test_worker_queue_url_is_the_one_localstack_creates() -> None:
     url = compose_env()["CALLBACK_WORKER_QUEUE_URL"]
     name = compose_env("localstack")["CALLBACK_QUEUE_NAME"]
     assert url == f"http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/{name}"
+
+
+FAKE_AWSLOCAL = """#!{python}
+import json, os, sys
+args = sys.argv[1:]
+files = [open(arg.removeprefix("file://")).read() for arg in args if arg.startswith("file://")]
+with open(os.environ["AWSLOCAL_LOG"], "a") as log:
+    log.write(json.dumps({{"args": args, "files": files}}) + "\\n")
+if args[1] == "get-queue-url":
+    print("http://localhost.localstack.cloud:4566/000000000000/" + args[args.index("--queue-name") + 1])
+elif args[1] == "get-queue-attributes":
+    print("arn:aws:sqs:us-east-1:000000000000:" + args[args.index("--queue-url") + 1].rsplit("/", 1)[1])
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
+def test_init_script_lets_only_the_callback_queue_name_its_dead_letter_queue(tmp_path: Path) -> None:
+    """Run against a stand-in ``awslocal`` that records each call: without a redrive allow policy on the DLQ, any
+    queue of the account could name it as its dead-letter queue and have SQS move bodies of its choosing in."""
+    fake = tmp_path / "awslocal"
+    fake.write_text(FAKE_AWSLOCAL.format(python=sys.executable))
+    fake.chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "AWSLOCAL_LOG": str(log)}
+    for script in init_scripts():
+        log.unlink(missing_ok=True)
+        subprocess.run(["bash", str(script)], env=env, check=True, capture_output=True, timeout=60)
+        calls = [json.loads(line) for line in log.read_text().splitlines()]
+        attributes: dict[str, dict[str, str]] = {}
+        for call in calls:
+            args, files = call["args"], call["files"]
+            if args[1] in {"create-queue", "set-queue-attributes"} and files:
+                name = args[args.index("--queue-name") + 1] if "--queue-name" in args else args[3].rsplit("/", 1)[1]
+                attributes.setdefault(name, {}).update(json.loads(files[0]))
+        arn = "arn:aws:sqs:us-east-1:000000000000:"
+        allowed = json.loads(attributes["callbacks-dlq"]["RedriveAllowPolicy"])
+        assert allowed == {"redrivePermission": "byQueue", "sourceQueueArns": [f"{arn}callbacks"]}
+        redrive = json.loads(attributes["callbacks"]["RedrivePolicy"])
+        assert redrive == {"deadLetterTargetArn": f"{arn}callbacks-dlq", "maxReceiveCount": "5"}
+        created = [call["args"][3] for call in calls if call["args"][1] == "create-queue"]
+        assert created == ["callbacks", "callbacks-dlq"], "the allow policy names a queue that exists"

@@ -6,12 +6,14 @@ execution role only sends; KEDA's role only reads the queue depth; the operators
 (``dlq redrive``, ``send-test-message``) and is the one principal the policy does not fence, so that it can still
 administer the queue (this policy included) with its own identity policy; every other principal of the account, and
 every request without TLS, is denied everything — whatever its identity policy grants. The dead-letter queue: only the
-operators' role, and nobody sends to it (SQS moves the dead letters itself).
+operators' role, and nobody sends to it (SQS moves the dead letters itself, from the one queue its redrive allow
+policy names).
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -225,3 +227,17 @@ def test_the_evaluator_sees_a_policy_that_fences_only_sending() -> None:
     unreadable = {**only_send["Statement"][0], "Condition": {"StringLike": {"aws:SourceVpce": "vpce-*"}}}
     with pytest.raises(AssertionError, match="does not read StringLike"):
         applies(unreadable, Request(STRANGER, "sqs:SendMessage"))
+
+
+def test_the_readme_lets_only_the_queue_name_the_dead_letter_queue() -> None:
+    """SQS moves a source queue's dead letters into whichever queue its redrive policy names, as no principal, so the
+    DLQ policy cannot stop it; the DLQ's redrive allow policy is what keeps every other queue of the account from
+    naming it (and moving bodies of its choosing in). The README creates the DLQ with it, after the queue it names."""
+    text = (DEPLOY / "README.md").read_text()
+    source = queue_arn(kubernetes_env()["CALLBACK_WORKER_QUEUE_URL"])
+    dlq_name = dead_letter_queue().rsplit(":", 1)[1]
+    (written,) = re.findall(r'"RedriveAllowPolicy": "((?:[^"\\]|\\.)*)"', text)
+    assert json.loads(written.replace('\\"', '"')) == {"redrivePermission": "byQueue", "sourceQueueArns": [source]}
+    command = text[text.rindex("aws sqs ", 0, text.index('"RedriveAllowPolicy"')) :]
+    assert command.startswith(f"aws sqs create-queue --queue-name {dlq_name} "), "set when the DLQ is created"
+    assert text.index(f"create-queue --queue-name {source.rsplit(':', 1)[1]} ") < text.index(command)
