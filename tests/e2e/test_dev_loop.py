@@ -24,9 +24,11 @@ READY = "Ctrl-C stops the worker"
 class DevLoop:
     """A running ``callback-worker dev``; its stdout read line by line on a thread."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], program: list[str] | None = None) -> None:
+        """``program`` runs the console script (default: this interpreter's ``-m callback_worker.cli``)."""
+        program = program or [sys.executable, "-m", "callback_worker.cli"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "callback_worker.cli", "dev", "--sqs-port", "0", "--sagemaker-port", "0"],
+            [*program, "dev", "--sqs-port", "0", "--sagemaker-port", "0"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -67,6 +69,17 @@ class DevLoop:
         end = next(i for i, line in enumerate(self.printed) if i > start and line == last)
         return "\n".join(self.printed[start : end + 1])
 
+    def close(self) -> None:
+        """Kill the loop if it still runs; join the readers and close the pipes."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+        for reader in self.readers:
+            reader.join(timeout=30)
+        for pipe in (self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+
     def stop(self) -> tuple[int, str, str]:
         """SIGINT, as Ctrl-C sends it; the exit code, everything printed, and stderr."""
         self.process.send_signal(signal.SIGINT)
@@ -97,14 +110,7 @@ def dev_loop(tmp_path: Path) -> Iterator[DevLoop]:
     try:
         yield loop
     finally:
-        if loop.process.poll() is None:
-            loop.process.kill()
-            loop.process.wait(timeout=30)
-        for reader in loop.readers:
-            reader.join(timeout=30)
-        for pipe in (loop.process.stdout, loop.process.stderr):
-            if pipe is not None:
-                pipe.close()
+        loop.close()
 
 
 def user_env(exports: dict[str, str]) -> dict[str, str]:

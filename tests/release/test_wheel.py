@@ -17,9 +17,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import boto3
 import pytest
 
 import callback_worker
+from tests.e2e.test_dev_loop import DevLoop, wait_for_step
+from tests.plugin_factory import make_plugin
 
 pytestmark = pytest.mark.slow
 
@@ -122,3 +125,47 @@ def test_the_demo_runs_from_the_installed_wheel(release: Release, tmp_path: Path
 
     assert "What SageMaker saw" in result.stdout
     assert "UNEXPECTED" not in result.stdout
+
+
+#: A user's own handler, as its own distribution would install it: the SDK from the one import package.
+USER_HANDLER = """
+from callback_worker import CallbackContext
+
+
+def approve(context: CallbackContext) -> dict[str, str]:
+    return {"approvedBy": str(context.arguments["who"]), "pipeline": context.pipeline_name}
+"""
+
+
+def test_a_users_own_handler_answers_a_pipeline_on_the_dev_loop(release: Release, tmp_path: Path) -> None:
+    """The first hour end to end: from the installed wheel, the user's own plugin answers a pipeline execution on
+    ``callback-worker dev``, with token verification on, started by ``send-test-message`` from another shell."""
+    (site,) = (release.venv / "lib").glob("python*/site-packages")
+    make_plugin(site, "my-approvals", {"approve": "approve"}, USER_HANDLER, module="my_approvals")
+    program = [str(release.venv / "bin" / "callback-worker")]
+    env = clean_env() | {"CALLBACK_WORKER_HANDLERS": "approve", "CALLBACK_WORKER_WAIT_TIME": "1"}
+    loop = DevLoop(env, program)
+    try:
+        loop.wait_ready()
+        exports = loop.exports()
+        sent = subprocess.run(
+            [*program, "send-test-message", "--queue-url", exports["QUEUE_URL"],
+             "--argument", "handler=approve", "--argument", "who=alice"],
+            cwd=tmp_path, env=clean_env() | exports, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert (sent.returncode, sent.stderr) == (0, ""), sent.stderr
+        arn = sent.stdout.splitlines()[0].removeprefix("started execution ")
+        sagemaker = boto3.client(
+            "sagemaker",
+            endpoint_url=exports["AWS_ENDPOINT_URL_SAGEMAKER"],
+            region_name=exports.get("AWS_REGION", "us-east-1"),
+            aws_access_key_id=exports["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=exports["AWS_SECRET_ACCESS_KEY"],
+        )
+        step = wait_for_step(sagemaker, arn)
+        outputs = {item["Name"]: item["Value"] for item in step["Metadata"]["Callback"]["OutputParameters"]}  # type: ignore[index]
+        assert (step["StepStatus"], outputs["approvedBy"]) == ("Succeeded", "alice"), step
+        code, _, err = loop.stop()
+        assert code == 0, err
+    finally:
+        loop.close()
