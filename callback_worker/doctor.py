@@ -25,13 +25,14 @@ from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import UnknownSetting, known_names, open_namespaces, unknown_settings
 from callback_worker.worker.clients import client_config, region_from_environment, sagemaker_config, user_agent
-from callback_worker.worker.errors import PluginError
+from callback_worker.worker.errors import ConfigurationError, PluginError
 from callback_worker.worker.preflight import (
     CALL_TIMEOUT,
     NO_CREDENTIALS,
     Endpoint,
     Finding,
     Level,
+    config_problem,
     credentials_problem,
     endpoint_of,
     queue_problem,
@@ -41,7 +42,7 @@ from callback_worker.worker.preflight import (
 from callback_worker.worker.probes import Probe, executions_resource, lookup_probe, probe_arn, run_probe
 from callback_worker.worker.queue_advice import queue_findings
 from callback_worker.worker.registry import discover, load_each
-from callback_worker.worker.taxonomy import StartupFault, startup_fault
+from callback_worker.worker.taxonomy import CONFIG_ERRORS, StartupFault, startup_fault
 
 #: A made-up callback token (SageMaker's are ten random letters and digits): the report probes answer it.
 PROBE_TOKEN = "Preflight0"  # noqa: S105 - not a secret: a token no step has
@@ -87,6 +88,8 @@ async def aws_findings(settings: Settings | None) -> list[Finding]:
             return await _with_clients(session, settings, sqs, sagemaker, sts)
     except NoRegionError:
         return [Finding(Level.FAIL, "region", "none set; set AWS_REGION (or AWS_DEFAULT_REGION)")]
+    except CONFIG_ERRORS as exc:  # no call can be made: one line, as `run` says it
+        raise ConfigurationError(config_problem(exc)) from None
 
 
 @asynccontextmanager

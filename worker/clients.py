@@ -14,6 +14,8 @@ from aiobotocore.session import AioSession, get_session
 from botocore.exceptions import NoRegionError
 
 from callback_worker.worker.errors import ConfigurationError
+from callback_worker.worker.preflight import config_problem
+from callback_worker.worker.taxonomy import CONFIG_ERRORS
 
 if TYPE_CHECKING:
     from types_aiobotocore_sagemaker import SageMakerClient
@@ -82,14 +84,16 @@ def region_from_environment() -> str | None:
 async def aws_clients(concurrency: int) -> AsyncIterator[tuple[SQSClient, SageMakerClient]]:
     """SQS and SageMaker clients configured from the standard AWS environment."""
     session = get_session()
-    config = client_config(concurrency, user_agent(session))
     region = region_from_environment()
     async with AsyncExitStack() as stack:
         try:
+            config = client_config(concurrency, user_agent(session))
             sqs = await stack.enter_async_context(session.create_client("sqs", region_name=region, config=config))
             sagemaker = await stack.enter_async_context(
                 session.create_client("sagemaker", region_name=region, config=sagemaker_config(config))
             )
         except NoRegionError:
             raise ConfigurationError("no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)") from None
+        except CONFIG_ERRORS as exc:
+            raise ConfigurationError(config_problem(exc)) from None
         yield sqs, sagemaker

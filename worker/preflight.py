@@ -28,12 +28,12 @@ from enum import StrEnum
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, NoCredentialsError, ProfileNotFound
 
 from callback_worker.config.settings import env_name
 from callback_worker.worker.logs import get_logger
 from callback_worker.worker.retrying import STARTUP_BACKOFF
-from callback_worker.worker.taxonomy import StartupFault, error_code, startup_fault
+from callback_worker.worker.taxonomy import CONFIG_ERRORS, StartupFault, error_code, startup_fault
 
 log = get_logger("worker.preflight")
 T = TypeVar("T")
@@ -181,6 +181,9 @@ def credentials_problem(exc: BaseException) -> Finding | None:
     fault = startup_fault(exc)
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
+    if isinstance(exc, CONFIG_ERRORS):
+        subject, _, text = config_problem(exc).partition(": ")
+        return Finding(Level.FAIL, subject, text)
     if fault is StartupFault.NO_CREDENTIALS:
         return Finding(Level.FAIL, "credentials", f"cannot be read: {exc}; fix the credentials chain's settings")
     if fault is StartupFault.CREDENTIALS_REFUSED:
@@ -191,6 +194,18 @@ def credentials_problem(exc: BaseException) -> Finding | None:
             "secret)",
         )
     return None
+
+
+def config_problem(exc: BaseException) -> str:
+    """The one line, with its fix, of an error botocore raised reading its own configuration (:data:`CONFIG_ERRORS`):
+    an ``AWS_PROFILE`` no file has, a config file that cannot be read."""
+    if isinstance(exc, ProfileNotFound):
+        profile = exc.kwargs.get("profile", "")
+        return (
+            f"credentials: profile {profile!r} not found; set AWS_PROFILE to a profile of ~/.aws/config (or "
+            "~/.aws/credentials), or unset it"
+        )
+    return f"AWS configuration: {exc}; fix the file (AWS_CONFIG_FILE, else ~/.aws/config) or its variables"
 
 
 def queue_problem(exc: BaseException, queue_url: str, sqs: Endpoint) -> Finding:

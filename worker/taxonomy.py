@@ -36,10 +36,13 @@ from enum import StrEnum
 import aiohttp
 from botocore.exceptions import (
     ClientError,
+    ConfigNotFound,
+    ConfigParseError,
     ConnectionClosedError,
     CredentialRetrievalError,
     EndpointConnectionError,
     HTTPClientError,
+    InvalidConfigError,
     NoCredentialsError,
     ParamValidationError,
     PartialCredentialsError,
@@ -133,6 +136,7 @@ INVALID_CONTENT: dict[str, dict[str, str]] = {
 #: Client-side failures that mean the request did not get an answer: the network or the endpoint is down.
 _NO_ANSWER: tuple[type[BaseException], ...] = (
     HTTPClientError,
+    InvalidConfigError,
     BotocoreConnectionError,
     EndpointConnectionError,
     ConnectionClosedError,
@@ -225,6 +229,8 @@ CREDENTIALS_REFUSED_CODES = frozenset(
 MISCONFIGURATION_CODES = NO_QUEUE_CODES | DENIED_CODES | CREDENTIALS_REFUSED_CODES
 #: Client-side failures to find or read any credentials: no call was made.
 CREDENTIAL_ERRORS = (NoCredentialsError, PartialCredentialsError, CredentialRetrievalError, ProfileNotFound)
+#: botocore's failures to read its own configuration (the profile, the config file), raised before any call.
+CONFIG_ERRORS = (ProfileNotFound, ConfigParseError, ConfigNotFound, InvalidConfigError)
 
 
 class StartupFault(StrEnum):

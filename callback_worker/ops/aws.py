@@ -15,7 +15,9 @@ from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 from callback_worker.ops.errors import ExitCode, OperatorError
 from callback_worker.ops.tables import complain
 from callback_worker.worker.logs import redact_token
+from callback_worker.worker.preflight import config_problem
 from callback_worker.worker.retrying import error_code
+from callback_worker.worker.taxonomy import CONFIG_ERRORS
 
 if TYPE_CHECKING:
     from types_boto3_sagemaker import SageMakerClient
@@ -64,14 +66,20 @@ def guarded(command: Command) -> Command:
         except ClientError as exc:
             code = error_code(exc)
             return _fail(EXIT_CODES.get(code, ExitCode.ERROR), _client_error_text(code, exc), token)
-        except NoRegionError:
-            return _fail(ExitCode.ERROR, "NoRegionError: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)", token)
         except BotoCoreError as exc:
-            return _fail(ExitCode.ERROR, f"{type(exc).__name__}: {exc}", token)
+            return _fail(*_botocore_problem(exc), token)
         except KeyboardInterrupt:
             return _fail(ExitCode.INTERRUPTED, "interrupted", token)
 
     return run
+
+
+def _botocore_problem(exc: BotoCoreError) -> tuple[ExitCode, str]:
+    if isinstance(exc, CONFIG_ERRORS):  # before any call: the profile or the config file
+        return ExitCode.USAGE, config_problem(exc)
+    if isinstance(exc, NoRegionError):
+        return ExitCode.ERROR, "NoRegionError: no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION)"
+    return ExitCode.ERROR, f"{type(exc).__name__}: {exc}"
 
 
 def _client_error_text(code: str, exc: ClientError) -> str:

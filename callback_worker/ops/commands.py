@@ -12,7 +12,7 @@ from collections.abc import Sequence
 EXIT_CODES_HELP = """exit codes:
   0  done
   1  AWS or other error
-  2  usage: bad arguments or input (nothing sent), or ValidationException
+  2  usage: bad arguments or input (nothing sent), a missing AWS profile, or ValidationException
   3  not found (ResourceNotFound, no redrive policy), or dlq answer kept a message
   4  already answered (ConflictException)
   130  interrupted (Ctrl-C)"""

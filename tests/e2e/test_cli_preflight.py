@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from callback_worker.emulator import ThreadedEmulatorServer
 from callback_worker.offline import CLOSED_ENDPOINT
 from tests.e2e.test_cli_run import run_cli, worker_env
@@ -144,3 +146,16 @@ async def run_async(env: dict[str, str]) -> tuple[int, str, str]:
             process.kill()
             await process.wait()
     return int(process.returncode or 0), stdout.decode(), stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["doctor"], ["pending"], ["send-test-message", "--queue-url", "http://127.0.0.1:9/q"]]
+)
+def test_a_profile_no_file_has_is_one_line_naming_the_fix(tmp_path: Path, command: list[str]) -> None:
+    env = worker_env(tmp_path, queue_url="http://127.0.0.1:9/q")
+    env.update(AWS_PROFILE="nosuch", AWS_CONFIG_FILE=str(tmp_path / "config"))
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"))
+    assert only_line(run_cli(env, *command)) == (
+        "callback-worker: credentials: profile 'nosuch' not found; set AWS_PROFILE to a profile of ~/.aws/config "
+        "(or ~/.aws/credentials), or unset it"
+    )
