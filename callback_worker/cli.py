@@ -25,6 +25,12 @@ from callback_worker.worker.logs import configure_logging, get_logger
 from callback_worker.worker.registry import discover, load_each, load_handlers
 from callback_worker.worker.signing import keyring_for
 
+#: How to install the packages of ``demo`` and ``dev``: the ``demo`` extra, from the package index or a wheel file.
+DEMO_EXTRA = (
+    'the `demo` extra: pip install "sagemaker-callback-worker[demo]" (from a wheel file: '
+    "pip install \"<wheel file>[demo]\"; from the source: pip install -e '.[demo]')"
+)
+
 #: Commands that need packages the daemon does without (its container image has neither): the packages, and what
 #: to install instead. A command whose packages are missing says so in one line and exits 2.
 OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -34,11 +40,11 @@ OPTIONAL_COMMANDS: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "demo": (
         ("callback_worker.emulator", "moto"),
-        "the project from its source with the `demo` extra: pip install -e '.[demo]'",
+        DEMO_EXTRA,
     ),
     "dev": (
         ("callback_worker.emulator", "moto"),
-        "the project from its source with the `demo` extra: pip install -e '.[demo]'",
+        DEMO_EXTRA,
     ),
 }
 
@@ -166,8 +172,9 @@ def _check_allowlist(settings: Settings) -> None:
 
 
 def settings_help() -> str:
-    """``run --help``'s list of the worker's settings, each with its default (README.md, Settings, has them in full)."""
-    lines = ["settings (environment variables; README.md, section Settings, has each in full):"]
+    """``run --help``'s list of the worker's settings, each with its default; it names no file, which an installed
+    wheel does not have."""
+    lines = ["settings (environment variables, each with its default; the project's documentation explains each):"]
     for name, field in Settings.model_fields.items():
         default = "required" if field.is_required() else _shown(field.get_default(call_default_factory=True))
         lines.append(f"  {env_name(name):<36} {default}")

@@ -24,3 +24,11 @@ def test_emulate_takes_the_emulator_options() -> None:
     args = callback_worker.cli.build_parser().parse_args(["emulate", "--port", "4567", "--throttle-rate", "0.5"])
 
     assert (args.port, args.throttle_rate) == (4567, 0.5)
+
+
+def test_run_help_names_no_file_an_installed_wheel_lacks() -> None:
+    text = callback_worker.cli.settings_help()
+
+    assert "README" not in text
+    assert text.splitlines()[0].startswith("settings (environment variables, each with its default")
+    assert "Check them all with: callback-worker doctor" in text

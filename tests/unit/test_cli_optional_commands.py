@@ -22,7 +22,8 @@ def without_emulator_and_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     ("argv", "missing", "instead"),
     [
         (["emulate", "--port", "4599"], "emulator not installed", "the image's `emulator` target"),
-        (["demo"], "emulator, moto not installed", "pip install -e '.[demo]'"),
+        (["demo"], "emulator, moto not installed", 'pip install "sagemaker-callback-worker[demo]" (from a wheel'),
+        (["dev"], "emulator, moto not installed", 'from a wheel file: pip install "<wheel file>[demo]"'),
     ],
 )
 def test_a_command_without_its_packages_says_so_in_one_line_and_exits_2(
