@@ -303,6 +303,10 @@ def load_settings() -> Settings:
         name = env_name(str(error["loc"][0])) if error["loc"] else ENV_PREFIX + "*"
         if error["type"] == "missing":
             raise SettingsError(f"missing setting {name}: {_describe(str(error['loc'][0]))}") from None
+        if len(error["loc"]) > 1:  # one entry of a JSON object or list: name it rather than show its value alone
+            part = "route" if error["loc"][0] == "routes" else "entry"
+            entry = f"{part} {error['loc'][1]!r}: {error['msg']} (got {error.get('input')!r})"
+            raise SettingsError(f"invalid setting {name}: {entry}") from None
         raise SettingsError(f"invalid setting {name}={error.get('input')!r}: {error['msg']}") from None
 
 

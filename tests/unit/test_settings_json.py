@@ -34,3 +34,13 @@ def test_a_json_setting_that_is_not_json_is_one_line_naming_it(name: str, monkey
 
 def test_routes_are_a_json_setting() -> None:
     assert "routes" in json_settings()
+
+
+def test_a_route_whose_handler_is_no_string_names_the_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(env_name("queue_url"), QUEUE)
+    monkeypatch.setenv(env_name("routes"), '{"p/s": 5}')
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == (
+        "invalid setting CALLBACK_WORKER_ROUTES: route 'p/s': Input should be a valid string (got 5)"
+    )
