@@ -41,6 +41,8 @@ MAX_RECEIVE_COUNT = 5
 #: Variables of the user's AWS environment that could lead a client elsewhere than the local servers.
 CLEARED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN")
 CREDENTIAL = "dev"
+#: The long poll's seconds unless the user sets CALLBACK_WORKER_WAIT_TIME: Ctrl-C waits for the receive under way.
+DEV_WAIT_TIME = "1"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +66,7 @@ def run_dev(args: argparse.Namespace) -> int:
     """Serve the local loop until SIGINT or SIGTERM; 0 after a clean drain."""
     for sig in (signal.SIGTERM, signal.SIGINT):  # until the worker's loop takes them over: nothing in flight yet
         signal.signal(sig, _exit_cleanly)
-    _isolate(os.environ)
+    isolate(os.environ)
     os.environ.setdefault(env_name("log_format"), "console")  # a person reads these logs, unless told otherwise
     with ExitStack() as stack:
         try:
@@ -72,6 +74,7 @@ def run_dev(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise _taken("--sqs-port", args.sqs_port, exc) from None
         os.environ["AWS_ENDPOINT_URL_SQS"] = sqs_url
+        os.environ["AWS_ENDPOINT_URL_STS"] = sqs_url  # moto serves GetCallerIdentity too: doctor's identity check
         queue_url = create_queues(args.queue_name)
         os.environ[env_name("queue_url")] = queue_url
         settings = load_settings()
@@ -85,10 +88,12 @@ def run_dev(args: argparse.Namespace) -> int:
     return 0
 
 
-def _isolate(environ: MutableMapping[str, str]) -> None:
-    """Dummy credentials and every endpoint local: the worker and the emulator never reach AWS from here."""
+def isolate(environ: MutableMapping[str, str]) -> None:
+    """Dummy credentials and every endpoint local: the worker and the emulator never reach AWS from here. A short
+    long poll, unless the user chose one, so that Ctrl-C stops the loop within a second or two."""
     for name in CLEARED:
         environ.pop(name, None)
+    environ.setdefault(env_name("wait_time"), DEV_WAIT_TIME)
     environ.update(offline_aws_env(region=environ.get("AWS_REGION") or "us-east-1", credential=CREDENTIAL))
 
 

@@ -56,6 +56,7 @@ def guide(
     exports = {
         "AWS_ENDPOINT_URL_SQS": sqs_url,
         "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker_url,
+        "AWS_ENDPOINT_URL_STS": sqs_url,  # moto's server answers STS too: doctor asks it who the credentials are
         "AWS_ACCESS_KEY_ID": credential,
         "AWS_SECRET_ACCESS_KEY": credential,
         "AWS_REGION": region,

@@ -17,6 +17,8 @@ from pathlib import Path
 import boto3
 import pytest
 
+from callback_worker.dev import isolate
+
 REPO = Path(__file__).resolve().parents[2]
 READY = "Ctrl-C stops the worker"
 
@@ -176,6 +178,29 @@ def test_the_printed_pipeline_snippet_runs_as_pasted(dev_loop: DevLoop) -> None:
     assert started.startswith("started arn:aws:sagemaker:us-east-1:123456789012:pipeline/my-callback-pipeline/")
     assert answered == "Succeeded [{'Name': 'greeting', 'Value': 'hello'}]"
     assert dev_loop.stop()[0] == 0
+
+
+def test_doctor_with_the_printed_variables_asks_sts_locally_and_finds_no_problem(dev_loop: DevLoop) -> None:
+    dev_loop.wait_ready()
+    exports = dev_loop.exports()
+    assert exports["AWS_ENDPOINT_URL_STS"] == exports["AWS_ENDPOINT_URL_SQS"]
+    env = user_env(exports) | {"CALLBACK_WORKER_QUEUE_URL": exports["QUEUE_URL"]}
+    result = subprocess.run(
+        [sys.executable, "-m", "callback_worker.cli", "doctor"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout
+    assert "ok    identity: arn:aws:sts::123456789012:user/moto (account 123456789012)" in result.stdout.splitlines()
+    assert dev_loop.stop()[0] == 0
+
+
+def test_dev_polls_briefly_unless_told_otherwise() -> None:
+    """Ctrl-C waits for the receive under way: dev's default long poll is short, and the user's own is kept."""
+    chosen: dict[str, str] = {}
+    isolate(chosen)
+    mine = {"CALLBACK_WORKER_WAIT_TIME": "15"}
+    isolate(mine)
+    assert (chosen["CALLBACK_WORKER_WAIT_TIME"], mine["CALLBACK_WORKER_WAIT_TIME"]) == ("1", "15")
 
 
 def test_a_taken_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
