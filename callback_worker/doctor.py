@@ -113,18 +113,32 @@ async def _with_clients(
         Finding(Level.OK, "region", f"{sqs_at.region} (from {region_source()})"),
         Finding(Level.OK, "SQS", f"endpoint {sqs_at}"),
         Finding(Level.OK, "SageMaker", f"endpoint {sagemaker_at}"),
+        await _credentials(session),
     ]
-    credentials, account = await _credentials(session), None
-    findings.append(credentials)
-    if credentials.level is not Level.FAIL:
-        identity, account = await identity_finding(sts)
-        findings.append(identity)
+    if findings[-1].level is Level.FAIL:  # every call below needs them: said once, and no call made
+        region = region_finding(settings.queue_url, sqs_at) if settings is not None else None
+        return findings + ([region] if region else [])
+    identity, account = await identity_finding(sts)
     attributes: dict[str, str] = {}
+    checked: list[Finding] = []
     if settings is not None:
-        found, attributes = await queue_check(settings, sqs, sqs_at)
-        findings += found
-    findings += await sagemaker_findings(settings, sagemaker, sagemaker_at, attributes.get("QueueArn"), account)
-    return findings
+        checked, attributes = await queue_check(settings, sqs, sqs_at)
+    checked += await sagemaker_findings(settings, sagemaker, sagemaker_at, attributes.get("QueueArn"), account)
+    return [*findings, judged_identity(identity, checked), *checked]
+
+
+def judged_identity(identity: Finding, checked: Sequence[Finding]) -> Finding:
+    """STS refusing the credentials is a note when SQS and SageMaker took them: the worker itself never calls STS
+    (a local setup's STS, or none, may know nothing of its credentials)."""
+    took = {finding.subject for finding in checked if finding.level is Level.OK}
+    if identity.level is not Level.FAIL or not {"queue", "SageMaker"} <= took:
+        return identity
+    return Finding(
+        Level.NOTE,
+        "identity",
+        f"STS {identity.text.split(';')[0]}, but SQS and SageMaker accepted the credentials (the worker never calls "
+        "STS); set AWS_ENDPOINT_URL_STS to ask elsewhere",
+    )
 
 
 async def _credentials(session: AioSession) -> Finding:

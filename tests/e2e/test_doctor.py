@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from callback_worker.emulator import ThreadedEmulatorServer
+from callback_worker.worker.preflight import NO_CREDENTIALS
 from tests.e2e.test_cli_run import BROKEN, worker_env
 from tests.faultproxy import FaultProxy, Rule
 from tests.plugin_factory import make_plugin
@@ -98,3 +102,53 @@ async def test_denials_are_told_from_not_found(
         f"needs; grant sagemaker:SendPipelineExecutionStepSuccess on {resource}{NAMED}"
     ) in lines
     assert "ok    SageMaker: SendPipelineExecutionStepFailure allowed (answering steps)" in lines
+
+
+async def test_without_credentials_doctor_says_so_once_and_makes_no_call_that_needs_them(
+    tmp_path: Path, sqs_client: Any, moto_server: str, threaded_emulator: ThreadedEmulatorServer
+) -> None:
+    queue_url = redriven_queue(sqs_client, "doctor-anonymous")
+    env = env_for(tmp_path, queue_url, moto_server, threaded_emulator.endpoint_url)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        env.pop(name, None)
+    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull, AWS_EC2_METADATA_DISABLED="true")
+    code, lines = await doctor(env)
+    assert code == 1
+    assert [line for line in lines if "credentials:" in line] == [NO_CREDENTIALS.line()]
+    assert not any(line.startswith(("ok    queue", "ok    SageMaker: List", "warn")) for line in lines), lines
+    assert lines[-1] == "1 problem(s) `run` would stop on; 0 warning(s)"
+
+
+STS_REFUSAL = (
+    '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error><Type>Sender</Type>'
+    "<Code>InvalidClientTokenId</Code><Message>The security token included in the request is invalid.</Message>"
+    "</Error><RequestId>0</RequestId></ErrorResponse>"
+)
+
+
+async def test_an_sts_refusal_is_a_note_when_sqs_and_sagemaker_take_the_credentials(
+    tmp_path: Path, sqs_client: Any, moto_server: str, threaded_emulator: ThreadedEmulatorServer
+) -> None:
+    """A local setup whose STS knows nothing of its credentials (real AWS STS with dummy ones, say): the worker never
+    calls STS, so `run` would start, and doctor says so."""
+
+    async def refuse(_: web.Request) -> web.Response:
+        return web.Response(status=403, text=STS_REFUSAL, content_type="text/xml")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        env = env_for(tmp_path, redriven_queue(sqs_client, "doctor-sts"), moto_server, threaded_emulator.endpoint_url)
+        env["AWS_ENDPOINT_URL_STS"] = f"http://127.0.0.1:{port}"
+        code, lines = await doctor(env)
+    finally:
+        await runner.cleanup()
+    assert code == 0, "\n".join(lines)
+    [identity] = [line for line in lines if line.startswith("note  identity: ")]
+    assert identity.startswith("note  identity: STS refused (InvalidClientTokenId: The security token included")
+    assert "but SQS and SageMaker accepted the credentials (the worker never calls STS)" in identity
