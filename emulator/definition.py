@@ -12,9 +12,11 @@ generates::
                 "OutputParameters": [{"OutputName": "n", "OutputType": "Integer"}]}]}
 
 ``MlflowConfig`` (written by SDK v3, ``null`` unless ``Pipeline(mlflow_config=...)``) is ``null`` or
-``{"MlflowResourceArn": ..., "MlflowExperimentName": ...}`` (values may be expressions of parameters and
-execution variables); an execution reports it as ``MLflowConfig`` in ``DescribePipelineExecution``, the
-experiment name replaced by ``StartPipelineExecution``'s ``MlflowExperimentName`` when given.
+``{"MlflowResourceArn": ..., "MlflowExperimentName": ...}``: ``MlflowResourceArn`` is required (an empty object
+is refused), ``MlflowExperimentName`` may be left out or ``null`` (SDK v3's evaluation pipelines write the ARN
+alone); values are strings or expressions of parameters and execution variables. An execution reports it as
+``MLflowConfig`` in ``DescribePipelineExecution``, the experiment name replaced by ``StartPipelineExecution``'s
+``MlflowExperimentName`` when given.
 ``Version`` may be left out (the schema does not require it); when present it is ``2020-12-01``.
 ``Metadata`` maps names (``[A-Za-z0-9-_]{1,128}``) to strings of at most 1024 characters. Steps are
 described in :mod:`emulator.steps`; parameters in :mod:`emulator.parameters`. Every ``Get`` must resolve
@@ -149,6 +151,11 @@ def _parse_mlflow(node: JSONValue) -> Expr | None:
         return None
     config = as_object(node, "MlflowConfig")
     check_keys(config, _MLFLOW_KEYS, "MlflowConfig")
+    if config.get("MlflowResourceArn") is None:
+        raise DefinitionError(
+            "MlflowConfig: MlflowResourceArn is required (the MLflow tracking server or app; MlflowExperimentName is "
+            "optional); for no MLflow tracking, MlflowConfig is null"
+        )
     for key, value in config.items():
         if value is not None and not isinstance(value, (str, dict)):
             raise DefinitionError(f"MlflowConfig.{key}: must be a string")

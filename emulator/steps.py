@@ -8,7 +8,8 @@
 - ``Fail``: ``Arguments: {"ErrorMessage": value}`` (a string, ``Std:Join``, ``Get``...).
 - ``ForEach`` (SDK v3): ``Arguments: {"IterableItems": value, "MaxConcurrency": 1-50, "Selector": {"Pick":
   "MaxBy"|"MinBy", "Field": {"Get": "IterationOutput.<body step>.<member>"}}, "ForEachBody": [step, ...]}``. The
-  items are a list (of values or expressions) or an expression resolving to a JSON list text; the body steps
+  items are an expression resolving to a JSON list (text) at run time, the only form the service takes, or, beyond
+  it, a literal list of 1 to 100 values or expressions; the body steps
   (no Condition, Fail or ForEach) run once per item as child steps ``<body step>-<index>`` and may read
   ``{"Get": "ForEach.CurrentItem"}`` (or ``ForEach.CurrentItem.<field>``, ``ForEach.CurrentItem['<field>']``)
   and their body siblings' outputs; what the body reads from other steps makes the ForEach step depend on them.
@@ -231,13 +232,7 @@ _SELECTOR_FIELD = re.compile(r"IterationOutput\.([A-Za-z0-9\-_]+)\.(.+)")
 def _for_each(item: dict[str, JSONValue], common: StepSpec, where: str, stubs: bool) -> StepSpec:
     arguments = as_object(item.get("Arguments"), f"{where}, Arguments")
     check_keys(arguments, _FOR_EACH_KEYS, f"{where}, Arguments")
-    items = arguments.get("IterableItems")
-    literal = not isinstance(items, dict | list)
-    if literal or (isinstance(items, list) and not 1 <= len(items) <= _MAX_LITERAL_ITEMS):
-        raise DefinitionError(
-            f"{where}, Arguments.IterableItems: must be a property reference resolving to a JSON list, or a list "
-            "of 1 to 100 items; a literal value cannot resolve to a list"
-        )
+    items = _iterable_items(arguments.get("IterableItems"), f"{where}, Arguments.IterableItems")
     concurrency = arguments.get("MaxConcurrency")
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or not 1 <= concurrency <= 50:
         raise DefinitionError(f"{where}, Arguments.MaxConcurrency: must be an integer from 1 to 50")
@@ -255,6 +250,23 @@ def _for_each(item: dict[str, JSONValue], common: StepSpec, where: str, stubs: b
     return replace(
         common, kind=StepKind.FOR_EACH, arguments=compile_value(items, f"{where}, IterableItems"), for_each=spec
     )
+
+
+def _iterable_items(items: JSONValue, where: str) -> JSONValue:
+    """``IterableItems`` as the service takes it — a property reference (``{"Get": ...}``, ``Std:Join``...) that
+    resolves to a JSON list at run time — or, beyond the service, a literal list of 1 to 100 items."""
+    if isinstance(items, list) and not 1 <= len(items) <= _MAX_LITERAL_ITEMS:
+        raise DefinitionError(
+            f"{where}: a literal list must hold 1 to {_MAX_LITERAL_ITEMS} items, not {len(items)} (the service takes "
+            "only a property reference, such as a parameter or a step's output, resolving to a JSON list at run time; "
+            "a literal list is the emulator's shorthand)"
+        )
+    if not isinstance(items, dict | list):
+        raise DefinitionError(
+            f"{where}: must be a property reference, such as a parameter or a step's output, resolving to a JSON list "
+            f"at run time, as the service requires; a literal value cannot resolve to a list (got {items!r})"
+        )
+    return items
 
 
 def _selector(node: JSONValue, where: str, body: set[str]) -> tuple[str, str, str] | None:

@@ -58,6 +58,15 @@ async def test_mlflow_config_null_or_set_is_accepted_and_reported_on_the_executi
     assert describe_execution(renamed, "123456789012")["MLflowConfig"]["MlflowExperimentName"] == "other"
 
 
+@pytest.mark.parametrize("experiment", [{}, {"MlflowExperimentName": None}])
+async def test_mlflow_config_may_name_the_resource_alone(harness: Harness, experiment: dict[str, None]) -> None:
+    config = {"MlflowResourceArn": MLFLOW["MlflowResourceArn"], **experiment}
+    execution = await start(harness, harness.create([callback("A")], MlflowConfig=config))
+    assert describe_execution(execution, "123456789012")["MLflowConfig"] == {
+        "MlflowResourceArn": MLFLOW["MlflowResourceArn"]
+    }
+
+
 async def test_mlflow_config_members_may_read_parameters(harness: Harness) -> None:
     config = {"MlflowResourceArn": "arn:x", "MlflowExperimentName": {"Get": "Parameters.Stage"}}
     parameters = [{"Name": "Stage", "Type": "String", "DefaultValue": "dev"}]
@@ -72,9 +81,12 @@ async def test_mlflow_config_members_may_read_parameters(harness: Harness) -> No
         ({"MlflowConfig": {"TrackingUri": "x"}}, "MlflowConfig: unknown keys ['TrackingUri']"),
         ({"MlflowConfig": "arn"}, "MlflowConfig: must be a JSON object"),
         (
-            {"MlflowConfig": {"MlflowExperimentName": {"Get": "Steps.A.OutputParameters['x']"}}},
+            {"MlflowConfig": {**MLFLOW, "MlflowExperimentName": {"Get": "Steps.A.OutputParameters['x']"}}},
             "can read only parameters",
         ),
+        ({"MlflowConfig": {}}, "MlflowConfig: MlflowResourceArn is required"),
+        ({"MlflowConfig": {"MlflowExperimentName": "e"}}, "MlflowConfig: MlflowResourceArn is required"),
+        ({"MlflowConfig": {**MLFLOW, "MlflowResourceArn": None}}, "for no MLflow tracking, MlflowConfig is null"),
     ],
 )
 async def test_unknown_keys_and_bad_mlflow_configs_are_still_refused(
@@ -278,7 +290,17 @@ async def test_items_that_are_not_a_list_fail_the_for_each_step(harness: Harness
     ("step", "message"),
     [
         (for_each([{"Name": "F", "Type": "Fail", "Arguments": {}}], ["a"]), "a Fail step cannot be in a ForEach body"),
-        (for_each([SCORE], "a,b"), "a literal value cannot resolve to a list"),
+        (
+            for_each([SCORE], "a,b"),
+            "must be a property reference, such as a parameter or a step's output, resolving to a JSON list at run "
+            "time, as the service requires; a literal value cannot resolve to a list (got 'a,b')",
+        ),
+        (
+            for_each([SCORE], []),
+            "Arguments.IterableItems: a literal list must hold 1 to 100 items, not 0 (the service takes only a "
+            "property reference",
+        ),
+        (for_each([SCORE], ["a"] * 101), "a literal list must hold 1 to 100 items, not 101"),
         (for_each([SCORE], ["a"], concurrency=51), "MaxConcurrency: must be an integer from 1 to 50"),
         (callback("A", Arguments={"x": {"Get": "ForEach.CurrentItem"}}), "can be read only by a ForEach body step"),
         (for_each([SCORE], ["a"], Selector={"Pick": "MaxBy", "Field": {"Get": "IterationOutput.Other.x"}}), "Selector"),
