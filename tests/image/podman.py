@@ -31,7 +31,7 @@ LIMITS = ["--ulimit", "nofile=20000:20000", "--ulimit", "nproc=1024:1024"]
 STAND_IN_PACKAGES = "python3,python3-venv,ca-certificates"
 STAND_IN_SUITE = "bookworm"
 #: What the build needs beyond the lock: the project's build backend (pyproject.toml's build-system).
-BUILD_REQUIREMENTS = ("setuptools>=69",)
+BUILD_REQUIREMENTS = ("setuptools>=77",)
 #: manylinux wheels run on any glibc at least as new as their tag; pip lists no older tags by itself.
 OLDEST_MANYLINUX = 17
 LEGACY_MANYLINUX = ("manylinux2014", "manylinux2010", "manylinux1")

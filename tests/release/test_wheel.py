@@ -73,6 +73,13 @@ def test_twine_check_passes_the_wheel_and_the_sdist(release: Release) -> None:
     assert result.stdout.count("PASSED") == 2, result.stdout
 
 
+def test_the_wheel_carries_the_license_it_declares(release: Release) -> None:
+    with zipfile.ZipFile(release.wheel) as wheel:
+        [license_file] = [name for name in wheel.namelist() if name.endswith(".dist-info/licenses/LICENSE")]
+        assert wheel.read(license_file) == (REPO / "LICENSE").read_bytes()
+        assert b"Apache License\n                           Version 2.0, January 2004" in wheel.read(license_file)
+
+
 def test_the_wheel_holds_one_import_package(release: Release) -> None:
     with zipfile.ZipFile(release.wheel) as wheel:
         names = wheel.namelist()
