@@ -20,9 +20,9 @@ from callback_worker.config.unknown import known_names, open_namespaces, unknown
 from callback_worker.dev import add_arguments as dev_arguments
 from callback_worker.dev import run_dev
 from callback_worker.ops import add_commands as add_operator_commands
-from callback_worker.worker.errors import ConfigurationError, PluginError
+from callback_worker.worker.errors import ConfigurationError, DuplicateHandlerName, PluginError
 from callback_worker.worker.logs import configure_logging, get_logger
-from callback_worker.worker.registry import discover, load_each, load_handlers
+from callback_worker.worker.registry import HandlerSource, discover, load_each, load_handlers
 from callback_worker.worker.signing import keyring_for
 
 #: How to install the packages of ``demo`` and ``dev``: the ``demo`` extra, from the package index or a wheel file.
@@ -200,17 +200,23 @@ def _doctor(_: argparse.Namespace) -> int:
 
 
 def _handlers(_: argparse.Namespace) -> int:
-    """Every discovered handler; a broken one with its error, and exit 2: one broken plugin hides none of the others."""
+    """Every registered handler; a broken one with its error, a name claimed twice with both registrations marked
+    DUPLICATE, and exit 2: one broken plugin hides none of the others."""
     results = load_each()
     width = max((len(source.name) for source, _ in results), default=4)
-    broken = [source.name for source, result in results if isinstance(result, PluginError)]
+    broken = sorted({source.name for source, result in results if isinstance(result, PluginError)})
     for source, result in results:
-        shown = f"FAILED TO LOAD: {result}" if isinstance(result, PluginError) else source.describe()
-        print(f"{source.name:<{width}}  {shown}")  # noqa: T201 - command output
+        print(f"{source.name:<{width}}  {_listed(source, result)}")  # noqa: T201 - command output
     if broken:
-        print(f"callback-worker: {len(broken)} handler(s) failed to load: {', '.join(broken)}", file=sys.stderr)  # noqa: T201
+        print(f"callback-worker: {len(broken)} handler(s) cannot be used: {', '.join(broken)}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def _listed(source: HandlerSource, result: object) -> str:
+    if isinstance(result, DuplicateHandlerName):
+        return f"DUPLICATE: {result}"
+    return f"FAILED TO LOAD: {result}" if isinstance(result, PluginError) else source.describe()
 
 
 def _add_emulator(parser: argparse.ArgumentParser) -> None:

@@ -25,7 +25,7 @@ from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import UnknownSetting, known_names, open_namespaces, unknown_settings
 from callback_worker.worker.clients import client_config, region_from_environment, sagemaker_config, user_agent
-from callback_worker.worker.errors import ConfigurationError, PluginError
+from callback_worker.worker.errors import ConfigurationError
 from callback_worker.worker.preflight import (
     CALL_TIMEOUT,
     NO_CREDENTIALS,
@@ -41,7 +41,7 @@ from callback_worker.worker.preflight import (
 )
 from callback_worker.worker.probes import Probe, executions_resource, lookup_probe, probe_arn, run_probe
 from callback_worker.worker.queue_advice import queue_findings
-from callback_worker.worker.registry import discover, load_each
+from callback_worker.worker.registry import load_each, registrations
 from callback_worker.worker.taxonomy import CONFIG_ERRORS, StartupFault, startup_fault
 
 #: A made-up callback token (SageMaker's are ten random letters and digits): the report probes answer it.
@@ -237,10 +237,7 @@ def report_probes(sagemaker: Any, arn: str) -> list[Probe]:
 
 def handler_findings(settings: Settings | None) -> list[Finding]:
     """One finding per discovered handler (loaded, or why not), then any handler the settings name but nobody has."""
-    try:
-        results = load_each()
-    except PluginError as exc:  # two plugins with one name: nothing can be listed
-        return [Finding(Level.FAIL, "handlers", str(exc))]
+    results = load_each()  # a name claimed twice: both registrations, each naming the other
     findings = [
         Finding(Level.FAIL, f"handler {source.name}", str(result))
         if isinstance(result, Exception)
@@ -248,7 +245,7 @@ def handler_findings(settings: Settings | None) -> list[Finding]:
         for source, result in results
     ]
     if settings is not None:
-        findings += missing_handlers(settings, [source.name for source in discover()])
+        findings += missing_handlers(settings, sorted({source.name for source, _ in results}))
     return findings
 
 
@@ -270,8 +267,5 @@ def missing_handlers(settings: Settings, installed: Sequence[str]) -> list[Findi
 
 def _unknown() -> list[UnknownSetting]:
     known = known_names()
-    try:
-        namespaces = open_namespaces((source.name for source in discover()), known)
-    except PluginError:  # reported among the handlers
-        return []
+    namespaces = open_namespaces((source.name for source in registrations()), known)
     return list(unknown_settings(os.environ, known, namespaces))

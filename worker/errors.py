@@ -28,6 +28,10 @@ class PluginError(WorkerError):
     """A handler plugin could not be loaded, or two plugins claim one name."""
 
 
+class DuplicateHandlerName(PluginError):
+    """Two entry points claim one handler name: neither is used (which one a message meant cannot be known)."""
+
+
 class MalformedMessage(WorkerError):
     """An SQS body that is not a usable callback message.
 

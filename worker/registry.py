@@ -2,7 +2,8 @@
 
 Discovery reads entry points without importing them, sorts them, then loads each inside its own ``try`` so that a
 broken plugin stops start-up with its name and distribution. Two entry points with one name are fatal: silently
-keeping one of them would route messages to whichever happened to be found first.
+keeping one of them would route messages to whichever happened to be found first (``handlers`` and ``doctor`` list
+both, marked).
 
 Choosing a handler for a message is :mod:`worker.router`.
 """
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from callback_worker.worker.errors import PluginError
+from callback_worker.worker.errors import DuplicateHandlerName, PluginError
 from callback_worker.worker.handler import Handler
 
 ENTRY_POINT_GROUP = "callback_worker.handlers"
@@ -43,19 +44,31 @@ class LoadedHandler:
 
 def discover(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None) -> list[HandlerSource]:
     """The group's entry points, sorted by name, without importing them. Duplicate names raise PluginError."""
-    wanted = set(allow) if allow is not None else None
     found: dict[str, HandlerSource] = {}
-    for entry_point in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
-        if wanted is not None and entry_point.name not in wanted:
-            continue
-        source = _source(entry_point)
-        if source.name in found and found[source.name] != source:
-            first = found[source.name]
-            raise PluginError(
-                f"handler name {source.name!r} is registered twice: {first.describe()} and {source.describe()}"
-            )
+    for source in registrations(group, allow):
+        if source.name in found:
+            raise _duplicate(found[source.name], source)
         found[source.name] = source
     return list(found.values())
+
+
+def registrations(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None) -> list[HandlerSource]:
+    """Every registration of the group, sorted by name, a name claimed twice included (one distribution seen twice
+    on the path is one registration); nothing is imported."""
+    wanted = set(allow) if allow is not None else None
+    found: list[HandlerSource] = []
+    for entry_point in sorted(entry_points(group=group), key=lambda ep: (ep.name, ep.value)):
+        source = _source(entry_point)
+        if (wanted is None or source.name in wanted) and source not in found:
+            found.append(source)
+    return found
+
+
+def _duplicate(source: HandlerSource, other: HandlerSource) -> DuplicateHandlerName:
+    return DuplicateHandlerName(
+        f"handler name {source.name!r} is registered twice: {source.describe()} and {other.describe()}; "
+        "uninstall one of them (or rename its entry point)"
+    )
 
 
 def load_handlers(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None) -> dict[str, LoadedHandler]:
@@ -69,10 +82,16 @@ def load_handlers(group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = 
 def load_each(
     group: str = ENTRY_POINT_GROUP, allow: Iterable[str] | None = None
 ) -> list[tuple[HandlerSource, LoadedHandler | PluginError]]:
-    """Every discovered handler, built, or with the error that kept it from loading: one broken plugin hides none of
-    the others (``callback-worker handlers`` and ``doctor`` list them all). Duplicate names still raise."""
+    """Every registration, built, or with the error that keeps it from use: one broken plugin hides none of the
+    others (``callback-worker handlers`` and ``doctor`` list them all). Both registrations of a name claimed twice are
+    listed with a :class:`DuplicateHandlerName` naming the other, and neither is imported."""
+    sources = registrations(group, allow)
     results: list[tuple[HandlerSource, LoadedHandler | PluginError]] = []
-    for source in discover(group, allow):
+    for source in sources:
+        others = [other for other in sources if other.name == source.name and other != source]
+        if others:
+            results.append((source, _duplicate(source, others[0])))
+            continue
         try:
             results.append((source, LoadedHandler(_build(source), source)))
         except PluginError as exc:
