@@ -213,8 +213,8 @@ def queue_problem(exc: BaseException, queue_url: str, sqs: Endpoint) -> Finding:
     fault, code = startup_fault(exc), error_code(exc)
     if found := credentials_problem(exc):
         return found
-    if fault is StartupFault.NO_ANSWER:
-        return Finding(Level.FAIL, "SQS", f"no answer at {sqs}: {message(exc)}; {sqs.fix()}")
+    if fault in (StartupFault.NO_ANSWER, StartupFault.NOT_AWS):
+        return Finding(Level.FAIL, "SQS", f"{unanswered(fault, exc, sqs, 'an SQS')}; {sqs.fix()}")
     if fault is StartupFault.NO_QUEUE:
         return Finding(
             Level.FAIL,
@@ -232,6 +232,15 @@ def queue_problem(exc: BaseException, queue_url: str, sqs: Endpoint) -> Finding:
     if fault is StartupFault.OUTAGE:
         return Finding(Level.FAIL, "SQS", f"{code} at {sqs} throughout start-up: {message(exc)}; start again later")
     return Finding(Level.FAIL, "queue", f"{env_name('queue_url')}={queue_url!r} cannot be used: {code}: {message(exc)}")
+
+
+def unanswered(fault: StartupFault, exc: BaseException, endpoint: Endpoint, service: str, needed_by: str = "") -> str:
+    """What a call that got no answer of the service's (``NO_ANSWER`` or ``NOT_AWS``) says about its endpoint, and
+    what needs it."""
+    needs = f", which {needed_by} needs" if needed_by else ""
+    if fault is StartupFault.NOT_AWS:
+        return f"{endpoint} is not {service} endpoint (HTTP {error_code(exc)}, no AWS error in the answer){needs}"
+    return f"no answer at {endpoint}{needs}: {message(exc)}"
 
 
 def message(exc: BaseException) -> str:

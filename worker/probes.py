@@ -15,7 +15,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from callback_worker.config.settings import Settings, env_name
-from callback_worker.worker.preflight import Endpoint, Finding, Level, credentials_problem, message, patiently
+from callback_worker.worker.preflight import (
+    Endpoint,
+    Finding,
+    Level,
+    credentials_problem,
+    message,
+    patiently,
+    unanswered,
+)
 from callback_worker.worker.taxonomy import StartupFault, error_code, startup_fault
 
 #: The pipeline of the made-up execution the SageMaker look-up asks about (no such pipeline need exist). A policy that
@@ -82,12 +90,9 @@ def probe_finding(probe: Probe, exc: BaseException, sagemaker: Endpoint) -> Find
             f"on {probe.resource} (a role limited to named pipelines must also allow pipeline/{PROBE_PIPELINE}, "
             "the made-up one the check asks about)",
         )
-    if fault is StartupFault.NO_ANSWER:
-        return Finding(
-            failing,
-            "SageMaker",
-            f"no answer at {sagemaker}, which {probe.needed_by} needs: {message(exc)}; {sagemaker.fix()}",
-        )
+    if fault in (StartupFault.NO_ANSWER, StartupFault.NOT_AWS):
+        what = unanswered(fault, exc, sagemaker, "a SageMaker", probe.needed_by)
+        return Finding(failing, "SageMaker", f"{what}; {sagemaker.fix()}")
     then = "start again later" if probe.required else "the worker waits it out"
     what = "an outage" if fault is StartupFault.OUTAGE else "cannot tell whether it is allowed"
     return Finding(

@@ -241,6 +241,7 @@ class StartupFault(StrEnum):
     CREDENTIALS_REFUSED = "credentials_refused"
     DENIED = "denied"
     NO_ANSWER = "no_answer"
+    NOT_AWS = "not_aws"
     OUTAGE = "outage"
     UNKNOWN = "unknown"
 
@@ -257,10 +258,21 @@ _STARTUP_BY_CODE = {
 }
 
 
+def not_an_aws_answer(exc: BaseException) -> bool:
+    """Whether an error is an HTTP answer with no AWS error in it: botocore names the error by the bare status (a web
+    server's 404 page, another program's 500) and no request id came back — the endpoint is not the service's."""
+    if not isinstance(exc, ClientError):
+        return False
+    headers = {name.lower() for name in exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})}
+    return error_code(exc).isdigit() and not headers & {"x-amzn-requestid", "x-amz-request-id"}
+
+
 def startup_fault(exc: BaseException) -> StartupFault:
     """The class of an error a start-up call (a queue's attributes, a SageMaker probe) raised."""
     if isinstance(exc, CREDENTIAL_ERRORS):
         return StartupFault.NO_CREDENTIALS
+    if not_an_aws_answer(exc):
+        return StartupFault.NOT_AWS
     by_code = _STARTUP_BY_CODE.get(error_code(exc))
     if by_code is not None:
         return by_code

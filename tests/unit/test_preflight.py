@@ -22,7 +22,7 @@ from callback_worker.worker.preflight import (
 )
 from callback_worker.worker.probes import Probe, probe_arn, probe_finding, run_probe
 from callback_worker.worker.queue_advice import queue_findings
-from callback_worker.worker.taxonomy import StartupFault
+from callback_worker.worker.taxonomy import StartupFault, startup_fault
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
 SQS = Endpoint("SQS", "https://sqs.us-east-1.amazonaws.com", "the default for us-east-1", "us-east-1")
@@ -217,3 +217,22 @@ def test_the_probe_arn_is_in_the_queue_s_partition_and_account() -> None:
 
 async def _never() -> None:
     raise AssertionError("not called")
+
+
+def http_error(status: int, code: str, headers: dict[str, str]) -> ClientError:
+    response: Any = {"Error": {"Code": code, "Message": "..."}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    response["ResponseMetadata"]["HTTPHeaders"] = headers
+    return ClientError(response, "ListPipelineExecutionSteps")
+
+
+@pytest.mark.parametrize(
+    ("error", "fault"),
+    [
+        (http_error(404, "404", {"content-type": "text/html"}), StartupFault.NOT_AWS),
+        (http_error(500, "500", {"server": "Werkzeug"}), StartupFault.NOT_AWS),
+        (http_error(500, "InternalFailure", {"x-amzn-requestid": "r-1"}), StartupFault.OUTAGE),
+        (http_error(503, "503", {"x-amzn-RequestId": "r-1"}), StartupFault.OUTAGE),
+    ],
+)
+def test_an_answer_with_no_aws_error_in_it_is_not_the_service(error: ClientError, fault: StartupFault) -> None:
+    assert startup_fault(error) is fault
