@@ -44,7 +44,7 @@ COPY requirements.lock ./
 RUN --mount=type=bind,from=wheelhouse,target=/wheelhouse \
     if [ -n "$(ls -A /wheelhouse)" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheelhouse; fi \
     && /opt/pip/bin/pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes -r requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY config ./config
 COPY worker ./worker
 COPY handlers ./handlers

@@ -44,6 +44,8 @@ CALL_TIMEOUT = 10.0
 STARTUP_WINDOW = 60.0
 #: The variable prefix that overrides an AWS endpoint: a local or test setup.
 OVERRIDE = "AWS_ENDPOINT_URL"
+#: The domains of AWS's own endpoints (public, VPC interface and FIPS ones alike, China, the dual-stack api.aws).
+AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
 _QUEUE_HOST = re.compile(rf"(?:^|\.)sqs(?:-fips)?\.(?P<region>{_REGION})\.|^(?P<legacy>{_REGION})\.queue\.amazonaws\.")
 
@@ -91,14 +93,20 @@ class Endpoint:
 
     @property
     def overridden(self) -> bool:
-        """Set by ``AWS_ENDPOINT_URL[_<SERVICE>]``: a local or test setup rather than AWS's own endpoint."""
-        return self.source.startswith(OVERRIDE)
+        """Set by ``AWS_ENDPOINT_URL[_<SERVICE>]`` to a host outside AWS's domains: a local or test setup (LocalStack,
+        moto, the emulator). A VPC or FIPS endpoint set that way is AWS's own, and waited for as AWS is."""
+        return self.source.startswith(OVERRIDE) and not _is_aws_host(self.url)
 
     def fix(self) -> str:
         """Where to look when nobody answers at this endpoint."""
         if self.overridden:
             return f"check {self.source}"
         return "check the network: a VPC endpoint or a NAT route to the service, or HTTPS_PROXY"
+
+
+def _is_aws_host(url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower()
+    return host.endswith(AWS_DOMAINS)
 
 
 def endpoint_of(client: Any, variable: str, environ: Mapping[str, str] = os.environ) -> Endpoint:

@@ -260,16 +260,20 @@ _STARTUP_BY_CODE = {
 
 def not_an_aws_answer(exc: BaseException) -> bool:
     """Whether an error is an HTTP answer with no AWS error in it: botocore names the error by the bare status (a web
-    server's 404 page, another program's 500) and no request id came back — the endpoint is not the service's."""
+    server's 404 page) and no request id came back — the endpoint is not the service's. Never a 5xx or a 429: AWS's
+    own load balancers and gateways answer those without an AWS error during an outage."""
     if not isinstance(exc, ClientError):
         return False
     headers = {name.lower() for name in exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})}
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if status >= 500 or status == 429:  # a gateway's or load balancer's page during an outage carries no AWS error
+        return False
     return error_code(exc).isdigit() and not headers & {"x-amzn-requestid", "x-amz-request-id"}
 
 
 def startup_fault(exc: BaseException) -> StartupFault:
     """The class of an error a start-up call (a queue's attributes, a SageMaker probe) raised."""
-    if isinstance(exc, CREDENTIAL_ERRORS):
+    if isinstance(exc, (*CREDENTIAL_ERRORS, *CONFIG_ERRORS)):  # botocore's own settings: no call was made
         return StartupFault.NO_CREDENTIALS
     if not_an_aws_answer(exc):
         return StartupFault.NOT_AWS

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -132,6 +133,14 @@ def test_dockerignore_admits_exactly_what_the_dockerfile_copies() -> None:
     assert sources <= allowed, f"COPY sources excluded by .dockerignore: {sorted(sources - allowed)}"
     for source in sources:
         assert (REPO / source).exists(), f"COPY {source}: no such file in the repository"
+
+
+def test_the_build_stage_copies_every_file_the_distribution_names() -> None:
+    """pyproject's readme and license files must be in the build context, or the image's distribution lacks them."""
+    every_stage = parse_dockerfile(DOCKERFILE.read_text())
+    copied = {source for item in every_stage if item.keyword == "COPY" for source in item.arguments.split()[:-1]}
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert {project["readme"], *project["license-files"]} <= copied
 
 
 # ---- the hashed lock of the runtime dependencies ---------------------------------------------------------------

@@ -7,7 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+from botocore.exceptions import (
+    ClientError,
+    ConfigParseError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ProfileNotFound,
+)
 
 from callback_worker.config.settings import Settings, env_name
 from callback_worker.worker.preflight import (
@@ -229,10 +235,32 @@ def http_error(status: int, code: str, headers: dict[str, str]) -> ClientError:
     ("error", "fault"),
     [
         (http_error(404, "404", {"content-type": "text/html"}), StartupFault.NOT_AWS),
-        (http_error(500, "500", {"server": "Werkzeug"}), StartupFault.NOT_AWS),
+        (http_error(405, "405", {"server": "Werkzeug"}), StartupFault.NOT_AWS),
+        (http_error(500, "500", {"server": "Werkzeug"}), StartupFault.OUTAGE),
+        (http_error(502, "502", {"content-type": "text/html"}), StartupFault.OUTAGE),
         (http_error(500, "InternalFailure", {"x-amzn-requestid": "r-1"}), StartupFault.OUTAGE),
         (http_error(503, "503", {"x-amzn-RequestId": "r-1"}), StartupFault.OUTAGE),
     ],
 )
 def test_an_answer_with_no_aws_error_in_it_is_not_the_service(error: ClientError, fault: StartupFault) -> None:
     assert startup_fault(error) is fault
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:4566", True),
+        ("http://localstack:4566", True),
+        ("https://vpce-0a1b2c3d.sqs.us-east-1.vpce.amazonaws.com", False),
+        ("https://sqs-fips.us-east-1.amazonaws.com", False),
+        ("https://sqs.cn-north-1.amazonaws.com.cn", False),
+    ],
+)
+def test_an_endpoint_variable_naming_aws_s_own_host_is_waited_for_as_aws_is(url: str, local: bool) -> None:
+    """A VPC interface or FIPS endpoint set through AWS_ENDPOINT_URL_SQS is production: start-up keeps its window."""
+    assert Endpoint("SQS", url, "AWS_ENDPOINT_URL_SQS", "us-east-1").overridden is local
+
+
+def test_botocore_s_own_configuration_errors_stop_start_up_at_once() -> None:
+    for error in (ProfileNotFound(profile="nosuch"), ConfigParseError(path="~/.aws/config")):
+        assert startup_fault(error) is StartupFault.NO_CREDENTIALS
