@@ -237,7 +237,8 @@ def report_probes(sagemaker: Any, arn: str) -> list[Probe]:
 
 def handler_findings(settings: Settings | None) -> list[Finding]:
     """One finding per discovered handler (loaded, or why not), then any handler the settings name but nobody has."""
-    results = load_each()  # a name claimed twice: both registrations, each naming the other
+    allow = settings.handlers if settings is not None else None  # as `run`: nothing outside the allowlist is imported
+    results = load_each(allow=allow)  # a name claimed twice: both registrations, each naming the other
     findings = [
         Finding(Level.FAIL, f"handler {source.name}", str(result))
         if isinstance(result, Exception)

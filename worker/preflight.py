@@ -44,6 +44,8 @@ CALL_TIMEOUT = 10.0
 STARTUP_WINDOW = 60.0
 #: The variable prefix that overrides an AWS endpoint: a local or test setup.
 OVERRIDE = "AWS_ENDPOINT_URL"
+#: The variables botocore takes the profile from, in its order.
+PROFILE_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 #: The domains of AWS's own endpoints (public, VPC interface and FIPS ones alike, China, the dual-stack api.aws).
 AWS_DOMAINS = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
 _REGION = r"[a-z]{2}(?:-[a-z]+)+-\d+"
@@ -209,8 +211,9 @@ def config_problem(exc: BaseException) -> str:
     an ``AWS_PROFILE`` no file has, a config file that cannot be read."""
     if isinstance(exc, ProfileNotFound):
         profile = exc.kwargs.get("profile", "")
+        variable = next((name for name in PROFILE_VARIABLES if os.environ.get(name) == profile), PROFILE_VARIABLES[0])
         return (
-            f"credentials: profile {profile!r} not found; set AWS_PROFILE to a profile of ~/.aws/config (or "
+            f"credentials: profile {profile!r} not found; set {variable} to a profile of ~/.aws/config (or "
             "~/.aws/credentials), or unset it"
         )
     return f"AWS configuration: {exc}; fix the file (AWS_CONFIG_FILE, else ~/.aws/config) or its variables"

@@ -187,3 +187,14 @@ async def test_a_sagemaker_endpoint_that_is_not_sagemaker_stops_start_up(tmp_pat
         "(HTTP 404, no AWS error in the answer), which CALLBACK_WORKER_VERIFY_TOKENS=true needs; "
         "check AWS_ENDPOINT_URL_SAGEMAKER"
     ]
+
+
+def test_a_profile_from_aws_default_profile_is_named_by_that_variable(tmp_path: Path) -> None:
+    env = worker_env(tmp_path, queue_url="http://127.0.0.1:9/q")
+    env.update(AWS_DEFAULT_PROFILE="nosuch", AWS_CONFIG_FILE=str(tmp_path / "config"))
+    env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"))
+    env.pop("AWS_PROFILE", None)
+    assert only_line(run_cli(env, "run")) == (
+        "callback-worker: credentials: profile 'nosuch' not found; set AWS_DEFAULT_PROFILE to a profile of "
+        "~/.aws/config (or ~/.aws/credentials), or unset it"
+    )

@@ -83,6 +83,19 @@ async def test_every_check_is_one_line_and_a_broken_plugin_hides_no_other(
     assert any(line.startswith("ok    queue: redrive policy: after 5 receives to ") for line in findings)
 
 
+async def test_a_plugin_outside_the_allowlist_is_neither_loaded_nor_listed(
+    tmp_path: Path, sqs_client: Any, moto_server: str, threaded_emulator: ThreadedEmulatorServer
+) -> None:
+    """As ``run``: a handler the allowlist leaves out is never imported, so a broken one outside it is no problem."""
+    make_plugin(tmp_path, "acme-broken", {"broken": "Handler"}, BROKEN, version="0.3")
+    queue_url = redriven_queue(sqs_client, "doctor-allowlist")
+    env = env_for(tmp_path, queue_url, moto_server, threaded_emulator.endpoint_url, handlers="echo")
+    code, lines = await doctor(env)
+    assert code == 0, "\n".join(lines)
+    assert not [line for line in lines if "handler broken" in line]
+    assert any(line.startswith("ok    handler echo: ") for line in lines)
+
+
 async def test_denials_are_told_from_not_found(
     tmp_path: Path, sqs_client: Any, moto_server: str, threaded_emulator: ThreadedEmulatorServer
 ) -> None:
