@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 
 from callback_worker.emulator import ThreadedEmulatorServer
 from callback_worker.offline import CLOSED_ENDPOINT
 from tests.e2e.test_cli_run import run_cli, worker_env
 from tests.faultproxy import FaultProxy, Rule
+from tests.http_stub import answering
 
 DENY_ALL = 1_000_000
 
@@ -164,26 +164,13 @@ def test_a_profile_no_file_has_is_one_line_naming_the_fix(tmp_path: Path, comman
 
 async def test_a_sagemaker_endpoint_that_is_not_sagemaker_stops_start_up(tmp_path: Path, queue_url: str) -> None:
     """A web server's 404 page is not an outage: the endpoint variable points somewhere else than SageMaker."""
-
-    async def not_found(request: web.Request) -> web.Response:
-        return web.Response(status=404, text="<html>no such page</html>", content_type="text/html")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", not_found)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with answering(404, "<html>no such page</html>", "text/html") as url:
         env = worker_env(tmp_path, queue_url=queue_url)
-        env["AWS_ENDPOINT_URL_SAGEMAKER"] = f"http://127.0.0.1:{port}"
+        env["AWS_ENDPOINT_URL_SAGEMAKER"] = url
         code, _, stderr = await run_async(env)
-    finally:
-        await runner.cleanup()
     assert code == 2, stderr
     assert [line for line in stderr.strip().splitlines() if not line.startswith("{")] == [
-        f"callback-worker: SageMaker: http://127.0.0.1:{port} (AWS_ENDPOINT_URL_SAGEMAKER) is not a SageMaker endpoint "
+        f"callback-worker: SageMaker: {url} (AWS_ENDPOINT_URL_SAGEMAKER) is not a SageMaker endpoint "
         "(HTTP 404, no AWS error in the answer), which CALLBACK_WORKER_VERIFY_TOKENS=true needs; "
         "check AWS_ENDPOINT_URL_SAGEMAKER"
     ]

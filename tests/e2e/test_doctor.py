@@ -11,12 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aiohttp import web
-
 from callback_worker.emulator import ThreadedEmulatorServer
 from callback_worker.worker.preflight import NO_CREDENTIALS
 from tests.e2e.test_cli_run import BROKEN, worker_env
 from tests.faultproxy import FaultProxy, Rule
+from tests.http_stub import answering
 from tests.plugin_factory import make_plugin
 
 GREETER = "async def greet(context):\n    return {}\n"
@@ -144,23 +143,10 @@ async def test_an_sts_refusal_is_a_note_when_sqs_and_sagemaker_take_the_credenti
 ) -> None:
     """A local setup whose STS knows nothing of its credentials (real AWS STS with dummy ones, say): the worker never
     calls STS, so `run` would start, and doctor says so."""
-
-    async def refuse(_: web.Request) -> web.Response:
-        return web.Response(status=403, text=STS_REFUSAL, content_type="text/xml")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        port = runner.addresses[0][1]
+    async with answering(403, STS_REFUSAL, "text/xml") as url:
         env = env_for(tmp_path, redriven_queue(sqs_client, "doctor-sts"), moto_server, threaded_emulator.endpoint_url)
-        env["AWS_ENDPOINT_URL_STS"] = f"http://127.0.0.1:{port}"
+        env["AWS_ENDPOINT_URL_STS"] = url
         code, lines = await doctor(env)
-    finally:
-        await runner.cleanup()
     assert code == 0, "\n".join(lines)
     [identity] = [line for line in lines if line.startswith("note  identity: ")]
     assert identity.startswith("note  identity: STS refused (InvalidClientTokenId: The security token included")
