@@ -104,11 +104,12 @@ class CallbackMessage:
     def to_body(self, continuation: Continuation, keyring: Keyring | None = None) -> str:
         """The body of a re-queued copy of this message carrying ``continuation``, sealed under ``keyring``'s
         signing key when there is one. Raises TypeError / ValueError / RecursionError for a state that is not
-        plain JSON."""
+        plain JSON. A link handing on a decided answer carries no arguments: no handler reads them again, and the
+        answer must fit beside the rest of the message in the queue's MaximumMessageSize."""
         document: dict[str, Any] = {
             "token": self.token,
             "pipelineExecutionArn": self.pipeline_execution_arn,
-            "arguments": self.arguments,
+            "arguments": self.arguments if continuation.answer is None else {},
             "status": self.status.value,
             CONTINUATION_KEY: continuation.to_json(),
         }

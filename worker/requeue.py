@@ -46,7 +46,8 @@ class Requeuer:
             return f"the handler's Retry state cannot be re-queued, it is not plain JSON: {type(exc).__name__}: {exc}"
         size, limit = len(body.encode()), self.queue.max_message_bytes
         if size > limit:
-            return f"the handler's Retry state makes a {size}-byte message; the queue's MaximumMessageSize is {limit}"
+            what = "the handler's Retry state" if continuation.answer is None else "the decided answer"
+            return f"{what} makes a {size}-byte message; the queue's MaximumMessageSize is {limit}"
         wait = due_in(continuation, self.wall())
         delay = math.ceil(max(0.0, min(wait, MAX_DELAY_SECONDS)))
         try:

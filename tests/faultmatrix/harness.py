@@ -465,11 +465,13 @@ class World:
         """Put ``injector`` in front of the services (built with this world's clock and trace)."""
         self.injector = self.queue.injector = self.sagemaker.injector = injector
 
-    def start_steps(self, kinds: Sequence[Kind] = KINDS) -> None:
-        """One callback step of each kind, each in an execution of its own (with ``fillers`` steps listed first)."""
+    def start_steps(self, kinds: Sequence[Kind] = KINDS, padding: int = 0) -> None:
+        """One callback step of each kind, each in an execution of its own (with ``fillers`` steps listed first);
+        ``padding`` characters of arguments besides the handler's name make its message that much larger."""
         for kind in kinds:
             arn = self.sagemaker.start_execution()
-            token = self.sagemaker.start_step(arn, {"handler": kind})
+            arguments = {"handler": kind, "pad": "p" * padding} if padding else {"handler": kind}
+            token = self.sagemaker.start_step(arn, arguments)
             if self.fillers:
                 self.sagemaker.add_filler_steps(arn, self.fillers)
             self.kinds[token] = kind

@@ -57,6 +57,8 @@ GRACE = 5.0
 #: A fault that starts at the first call (t = 0) and ends 10 s after the drain cancels the deliveries left: within
 #: SHUTDOWN_SETTLE_LIMIT (15 s) of the cancellation.
 SETTLED_WITHIN = SHUTDOWN_AT + GRACE + SHUTDOWN_SETTLE_LIMIT - 5.0
+#: Bytes of a step's message left to its token, execution ARN and status when a phase fills the rest with arguments.
+PADDING_ROOM = 400
 SEND_OPERATIONS = frozenset({"SendPipelineExecutionStepSuccess", "SendPipelineExecutionStepFailure"})
 
 DELETE_GAVE_UP = "delete failed; the message will be delivered again"
@@ -94,6 +96,9 @@ class PhaseCase:
     errors: frozenset[str] = frozenset()
     """Error-level log lines the phase may log."""
     window: Window | None = None
+    max_message_bytes: int | None = None
+    """The queue's MaximumMessageSize, when the phase sets one; the steps' arguments then fill all but
+    PADDING_ROOM bytes of it."""
     in_phase: Callable[[World], list[str]] = field(default=lambda _: [])
     """Checks that the deliveries were in the phase at the shutdown (problems, if not)."""
 
@@ -166,6 +171,15 @@ PHASES: tuple[PhaseCase, ...] = (
     ),
     PhaseCase("running", ("slow", "success"), grace=30.0, slow_work=20.0, in_phase=_running),
     PhaseCase("report waiting", ("success", "retry", "fail"), SEND_OPERATIONS, in_phase=_report_waiting),
+    # The steps' messages nearly fill the queue's MaximumMessageSize: the link that hands a decided answer on must
+    # still fit (it carries the answer, not the arguments no handler reads again).
+    PhaseCase(
+        "report waiting, messages near the queue's size limit",
+        ("success", "retry", "fail"),
+        SEND_OPERATIONS,
+        max_message_bytes=4096,
+        in_phase=_report_waiting,
+    ),
     # SendMessage refused from the Retry on (t = 0) until 10 s after the drain cancels the delivery (t = 10): inside
     # SHUTDOWN_SETTLE_LIMIT, so the re-queue must be finished and the handler not run again (README: "the send and
     # the delete are finished even when a shutdown comes meanwhile (for up to 15 s)").
@@ -239,7 +253,11 @@ async def scenario(world: World, phase: PhaseCase) -> None:
         world.retry_delay = phase.retry_delay
     if phase.slow_work is not None:
         world.slow_work = phase.slow_work
-    world.start_steps(phase.kinds)
+    padding = 0
+    if phase.max_message_bytes is not None:
+        world.queue.max_message_bytes = phase.max_message_bytes
+        padding = phase.max_message_bytes - PADDING_ROOM
+    world.start_steps(phase.kinds, padding)
     first = world.new_replica()
     await world.drive(first, stop_after=SHUTDOWN_AT)
     await world.shut_down(first, phase.grace)
