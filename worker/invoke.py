@@ -4,6 +4,7 @@ them when the worker stops. What a handler returns becomes an outcome in :mod:`w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -25,9 +26,14 @@ def is_async(function: object) -> bool:
     return inspect.iscoroutinefunction(call)
 
 
-#: Threads for sync stop hooks, apart from the handlers' pool: a hook must never wait behind the very handler it
-#: has to stop (with every handler thread busy, it would never run).
+#: Threads for sync stop hooks beyond one per handler thread, in a pool apart from the handlers': a hook must never
+#: wait behind the very handler it has to stop (with every handler thread busy, it would never run), nor behind
+#: the other hooks of a mass stop (every delivery in flight may be running one).
 STOP_HOOK_THREADS = 4
+
+
+class StopHookTimeout(TimeoutError):
+    """A stop hook that did not finish within its time, or found no free thread within it."""
 
 
 class Invoker:
@@ -50,17 +56,48 @@ class Invoker:
         result: Any = await (call(context) if known else self._run_sync(call, context))
         return result  # type: ignore[no-any-return]
 
-    async def stop(self, handler: Handler, context: CallbackContext) -> bool:
-        """Run ``handler.on_stop(context)`` if the handler has one. Returns whether it did."""
+    async def stop(self, handler: Handler, context: CallbackContext, limit: float) -> bool:
+        """Run ``handler.on_stop(context)`` if the handler has one, for at most ``limit`` seconds from its start
+        (:class:`StopHookTimeout` after that). Returns whether it did. A sync hook waits for a free thread only
+        when earlier hooks overran their time and still hold theirs, and at most ``limit`` seconds too."""
         if not isinstance(handler, StopHook):
             return False
         if is_async(handler.on_stop):
-            await _await(cast(Awaitable[None], handler.on_stop(context)))
-            return True
-        if self._stop_executor is None:
-            self._stop_executor = ThreadPoolExecutor(max_workers=STOP_HOOK_THREADS, thread_name_prefix="stop-hook")
-        await self._in_thread(self._stop_executor, handler.on_stop, context)
+            await _within(limit, cast(Awaitable[None], handler.on_stop(context)))
+        else:
+            await self._stop_in_thread(handler.on_stop, context, limit)
         return True
+
+    async def _stop_in_thread(
+        self, hook: Callable[[CallbackContext], Any], context: CallbackContext, limit: float
+    ) -> None:
+        if self._stop_executor is None:
+            self._stop_executor = ThreadPoolExecutor(
+                max_workers=self._threads + STOP_HOOK_THREADS, thread_name_prefix="stop-hook"
+            )
+        loop = asyncio.get_running_loop()
+        started = asyncio.Event()
+
+        def run(context: CallbackContext) -> Any:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits for the hook
+                loop.call_soon_threadsafe(started.set)
+            return hook(context)
+
+        call = functools.partial(contextvars.copy_context().run, run, context)
+        running = loop.run_in_executor(self._stop_executor, call)
+        running.add_done_callback(lambda _: started.set())  # also ends the wait when the pool cancels the hook
+        try:
+            await _within(limit, started.wait())
+        except StopHookTimeout:
+            running.cancel()
+            raise StopHookTimeout(
+                f"no stop-hook thread came free within {limit:g} s (earlier hooks overran their time)"
+            ) from None
+        if running.cancelled():
+            raise RuntimeError("the stop hook never started: the worker stopped its threads first")
+        result = await _within(limit, running)
+        if inspect.isawaitable(result):  # a sync ``on_stop`` that returned an awaitable
+            await _within(limit, result)
 
     def shutdown(self) -> None:
         """Stop accepting sync work; threads still running are not waited for."""
@@ -86,6 +123,19 @@ class Invoker:
 
 async def _await(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+async def _within(limit: float, awaitable: Awaitable[Any]) -> Any:
+    """``awaitable``'s result, or :class:`StopHookTimeout` once ``limit`` seconds have passed (a TimeoutError the
+    awaitable raises itself stays what it is)."""
+    scope = asyncio.timeout(limit)
+    try:
+        async with scope:
+            return await awaitable
+    except TimeoutError:
+        if scope.expired():
+            raise StopHookTimeout(f"the stop hook did not finish within {limit:g} s") from None
+        raise
 
 
 async def close_handlers(handlers: Iterable[object]) -> None:

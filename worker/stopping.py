@@ -18,7 +18,7 @@ from dataclasses import replace
 from callback_worker.worker.confirm import NO_STEP_INFO, Confirmer
 from callback_worker.worker.events import Events, Noted
 from callback_worker.worker.handler import CallbackContext, Handler
-from callback_worker.worker.invoke import Invoker
+from callback_worker.worker.invoke import Invoker, StopHookTimeout
 from callback_worker.worker.lifecycle import Delivery, Phase, StopCause, context_for
 from callback_worker.worker.logs import get_logger
 from callback_worker.worker.message import CallbackMessage
@@ -117,10 +117,11 @@ class Stopper:
 
     async def _hook(self, handler: Handler, context: CallbackContext) -> None:
         try:
-            async with asyncio.timeout(self.hook_timeout):
-                if await self.invoker.stop(handler, context):
-                    log.info("stop hook ran")
+            if await self.invoker.stop(handler, context, limit=self.hook_timeout):
+                log.info("stop hook ran")
         except asyncio.CancelledError:
             raise
+        except StopHookTimeout as exc:
+            log.error("stop hook timed out; answering the step anyway", error=str(exc))  # noqa: TRY400 - no traceback to show
         except Exception:
             log.exception("stop hook failed; answering the step anyway")

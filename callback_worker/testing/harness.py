@@ -108,10 +108,10 @@ class _Recorder(Invoker):
         self.calls.append(context)
         return await super().call(handler, context)
 
-    async def stop(self, handler: Handler, context: CallbackContext) -> bool:
+    async def stop(self, handler: Handler, context: CallbackContext, limit: float) -> bool:
         if isinstance(handler, StopHook):
             self.stops.append(context)
-        return await super().stop(handler, context)
+        return await super().stop(handler, context, limit)
 
 
 class _Queue(MemoryQueue):

@@ -1,0 +1,120 @@
+"""Stop hooks' time: a hook gets its whole timeout to run, however many hooks a mass stop starts at once.
+
+Before: sync hooks shared four threads, and the 60 s timeout started when a hook was queued, not when it ran; a
+stop of more steps than four, each hook taking a while (cancelling a job and waiting for it), ran the fifth hook
+for what was left of its time after the first four, and the ninth not at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from callback_worker.testing.context import make_context
+from callback_worker.worker.handler import CallbackContext
+from callback_worker.worker.invoke import STOP_HOOK_THREADS, Invoker, StopHookTimeout
+
+#: Seconds each hook works, and the timeout: one hook's work fits in it, two hooks' one after the other do not.
+WORK = 1.0
+TIMEOUT = 1.6
+
+
+class SlowStop:
+    """A sync handler whose stop hook works ``WORK`` seconds (or until ``release`` is set, when given)."""
+
+    def __init__(self, release: threading.Event | None = None) -> None:
+        self.release = release
+        self.finished: list[str] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, context: CallbackContext) -> dict[str, str]:
+        return {}
+
+    def on_stop(self, context: CallbackContext) -> None:
+        if self.release is None:
+            time.sleep(WORK)
+        else:
+            self.release.wait(30)
+        with self.lock:
+            self.finished.append(context.token)
+
+
+def contexts(count: int) -> list[CallbackContext]:
+    return [make_context(token=f"T{index:09d}") for index in range(count)]
+
+
+async def stop_all(invoker: Invoker, handler: SlowStop, count: int) -> list[BaseException | bool]:
+    calls = [invoker.stop(handler, context, TIMEOUT) for context in contexts(count)]
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_mass_stop_gives_every_sync_hook_its_whole_time() -> None:
+    threads = 2
+    invoker = Invoker(threads=threads)
+    handler = SlowStop()
+    count = threads + STOP_HOOK_THREADS + 1  # one more hook than there are deliveries' threads to run them
+    try:
+        results = await stop_all(invoker, handler, count)
+    finally:
+        invoker.shutdown()
+    assert results == [True] * count
+    assert len(handler.finished) == count
+
+
+async def test_a_hook_that_overruns_its_time_times_out() -> None:
+    invoker = Invoker(threads=1)
+    release = threading.Event()
+    handler = SlowStop(release)
+    try:
+        with pytest.raises(StopHookTimeout, match=r"did not finish within 1\.6 s"):
+            await invoker.stop(handler, make_context(), TIMEOUT)
+    finally:
+        release.set()
+        invoker.shutdown()
+
+
+async def test_a_hook_finding_every_thread_held_by_overrunning_hooks_gives_up_within_its_time() -> None:
+    """Hooks that never return hold their threads; the next one waits for a thread at most its timeout, so the
+    step is still answered (the stopper answers it after the hook fails)."""
+    invoker = Invoker(threads=1)
+    release = threading.Event()
+    wedged = SlowStop(release)
+    pool = 1 + STOP_HOOK_THREADS
+    try:
+        held = [asyncio.ensure_future(invoker.stop(wedged, context, 3600)) for context in contexts(pool)]
+        await asyncio.sleep(0.2)  # every thread now runs a wedged hook
+        with pytest.raises(StopHookTimeout, match="no stop-hook thread came free"):
+            await invoker.stop(SlowStop(), make_context(), TIMEOUT)
+    finally:
+        release.set()
+        await asyncio.gather(*held, return_exceptions=True)
+        invoker.shutdown()
+    assert len(wedged.finished) == pool
+
+
+async def test_an_async_hook_runs_on_the_loop_within_its_time() -> None:
+    ran: list[str] = []
+
+    class AsyncStop:
+        async def __call__(self, context: CallbackContext) -> dict[str, str]:
+            return {}
+
+        async def on_stop(self, context: CallbackContext) -> None:
+            await asyncio.sleep(3600 if context.token.endswith("slow") else 0)
+            ran.append(context.token)
+
+    invoker = Invoker(threads=1)
+    handler = AsyncStop()
+    assert await invoker.stop(handler, make_context(token="Tquick"), TIMEOUT) is True
+    with pytest.raises(StopHookTimeout):
+        await invoker.stop(handler, make_context(token="Tslow"), 0.05)
+    assert ran == ["Tquick"]
+
+
+async def test_a_handler_without_a_hook_runs_nothing() -> None:
+    plain: Callable[[CallbackContext], dict[str, str]] = lambda context: {}  # noqa: E731 - a handler is a callable
+    assert await Invoker(threads=1).stop(plain, make_context(), TIMEOUT) is False
