@@ -25,14 +25,13 @@ from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import UnknownSetting, known_names, open_namespaces, unknown_settings
 from callback_worker.worker.clients import client_config, region_from_environment, sagemaker_config, user_agent
-from callback_worker.worker.errors import ConfigurationError
 from callback_worker.worker.preflight import (
     CALL_TIMEOUT,
     NO_CREDENTIALS,
     Endpoint,
     Finding,
     Level,
-    config_problem,
+    config_finding,
     credentials_problem,
     endpoint_of,
     queue_problem,
@@ -88,8 +87,8 @@ async def aws_findings(settings: Settings | None) -> list[Finding]:
             return await _with_clients(session, settings, sqs, sagemaker, sts)
     except NoRegionError:
         return [Finding(Level.FAIL, "region", "none set; set AWS_REGION (or AWS_DEFAULT_REGION)")]
-    except CONFIG_ERRORS as exc:  # no call can be made: one line, as `run` says it
-        raise ConfigurationError(config_problem(exc)) from None
+    except CONFIG_ERRORS as exc:  # no client can be made, so no call: the line `run` stops with, then the rest
+        return [config_finding(exc)]
 
 
 @asynccontextmanager

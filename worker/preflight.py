@@ -192,8 +192,7 @@ def credentials_problem(exc: BaseException) -> Finding | None:
     if isinstance(exc, NoCredentialsError):
         return NO_CREDENTIALS
     if isinstance(exc, CONFIG_ERRORS):
-        subject, _, text = config_problem(exc).partition(": ")
-        return Finding(Level.FAIL, subject, text)
+        return config_finding(exc)
     if fault is StartupFault.NO_CREDENTIALS:
         return Finding(Level.FAIL, "credentials", f"cannot be read: {exc}; fix the credentials chain's settings")
     if fault is StartupFault.CREDENTIALS_REFUSED:
@@ -204,6 +203,12 @@ def credentials_problem(exc: BaseException) -> Finding | None:
             "secret)",
         )
     return None
+
+
+def config_finding(exc: BaseException) -> Finding:
+    """:func:`config_problem` as a FAIL finding."""
+    subject, _, text = config_problem(exc).partition(": ")
+    return Finding(Level.FAIL, subject, text)
 
 
 def config_problem(exc: BaseException) -> str:

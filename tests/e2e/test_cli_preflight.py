@@ -149,17 +149,38 @@ async def run_async(env: dict[str, str]) -> tuple[int, str, str]:
     return int(process.returncode or 0), stdout.decode(), stderr.decode()
 
 
-@pytest.mark.parametrize(
-    "command", [["run"], ["doctor"], ["pending"], ["send-test-message", "--queue-url", "http://127.0.0.1:9/q"]]
+PROFILE_NOT_FOUND = (
+    "credentials: profile 'nosuch' not found; set AWS_PROFILE to a profile of ~/.aws/config (or ~/.aws/credentials), "
+    "or unset it"
 )
-def test_a_profile_no_file_has_is_one_line_naming_the_fix(tmp_path: Path, command: list[str]) -> None:
+
+
+def profile_env(tmp_path: Path) -> dict[str, str]:
     env = worker_env(tmp_path, queue_url="http://127.0.0.1:9/q")
     env.update(AWS_PROFILE="nosuch", AWS_CONFIG_FILE=str(tmp_path / "config"))
     env.update(AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "credentials"))
-    assert only_line(run_cli(env, *command)) == (
-        "callback-worker: credentials: profile 'nosuch' not found; set AWS_PROFILE to a profile of ~/.aws/config "
-        "(or ~/.aws/credentials), or unset it"
+    return env
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["pending"], ["send-test-message", "--queue-url", "http://127.0.0.1:9/q"]]
+)
+def test_a_profile_no_file_has_is_one_line_naming_the_fix(tmp_path: Path, command: list[str]) -> None:
+    assert only_line(run_cli(profile_env(tmp_path), *command)) == f"callback-worker: {PROFILE_NOT_FOUND}"
+
+
+def test_doctor_names_a_profile_no_file_has_and_still_checks_the_rest(tmp_path: Path) -> None:
+    """No client can be made, so no AWS check runs; the handlers and the settings are still checked and listed."""
+    env = profile_env(tmp_path) | {"CALLBACK_WORKER_HANDLER": "nosuch-handler"}
+    result = run_cli(env, "doctor")
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert f"FAIL  {PROFILE_NOT_FOUND}" in lines
+    assert any(line.startswith("ok    handler echo: ") for line in lines), lines
+    assert any(
+        line.startswith("FAIL  settings: CALLBACK_WORKER_HANDLER names handler 'nosuch-handler'") for line in lines
     )
+    assert lines[-1] == "2 problem(s) `run` would stop on; 0 warning(s)"
 
 
 async def test_a_sagemaker_endpoint_that_is_not_sagemaker_stops_start_up(tmp_path: Path, queue_url: str) -> None:
