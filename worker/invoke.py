@@ -93,6 +93,9 @@ class Invoker:
             raise StopHookTimeout(
                 f"no stop-hook thread came free within {limit:g} s (earlier hooks overran their time)"
             ) from None
+        except BaseException:  # the delivery let go (a shutdown): a hook still queued must not start later
+            running.cancel()
+            raise
         if running.cancelled():
             raise RuntimeError("the stop hook never started: the worker stopped its threads first")
         result = await _within(limit, running)

@@ -101,15 +101,14 @@ class CallbackMessage:
     """Why the body's continuation field was set aside (it could not be authenticated): the message is then a
     fresh delivery of its token. None when it had none, or it was accepted."""
 
-    def to_body(self, continuation: Continuation, keyring: Keyring | None = None) -> str:
+    def to_body(self, continuation: Continuation, keyring: Keyring | None = None, *, arguments: bool = True) -> str:
         """The body of a re-queued copy of this message carrying ``continuation``, sealed under ``keyring``'s
-        signing key when there is one. Raises TypeError / ValueError / RecursionError for a state that is not
-        plain JSON. A link handing on a decided answer carries no arguments: no handler reads them again, and the
-        answer must fit beside the rest of the message in the queue's MaximumMessageSize."""
+        signing key when there is one; without the step's arguments when ``arguments`` is false. Raises TypeError /
+        ValueError / RecursionError for a state that is not plain JSON."""
         document: dict[str, Any] = {
             "token": self.token,
             "pipelineExecutionArn": self.pipeline_execution_arn,
-            "arguments": self.arguments if continuation.answer is None else {},
+            "arguments": self.arguments if arguments else {},
             "status": self.status.value,
             CONTINUATION_KEY: continuation.to_json(),
         }

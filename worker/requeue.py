@@ -45,6 +45,11 @@ class Requeuer:
         except (TypeError, ValueError, RecursionError) as exc:
             return f"the handler's Retry state cannot be re-queued, it is not plain JSON: {type(exc).__name__}: {exc}"
         size, limit = len(body.encode()), self.queue.max_message_bytes
+        if size > limit and continuation.answer is not None and self.keyring.shared:
+            # A decided answer needs no arguments (no handler runs again), but a link another process cannot
+            # authenticate is a fresh delivery, which needs them: they are left out only under a shared key.
+            body = message.to_body(continuation, self.keyring, arguments=False)
+            size = len(body.encode())
         if size > limit:
             what = "the handler's Retry state" if continuation.answer is None else "the decided answer"
             return f"{what} makes a {size}-byte message; the queue's MaximumMessageSize is {limit}"

@@ -50,10 +50,12 @@ def key_id(secret: bytes) -> str:
 class Keyring:
     """The shared keys: the first signs, all verify."""
 
-    def __init__(self, secrets: Sequence[bytes]) -> None:
+    def __init__(self, secrets: Sequence[bytes], *, shared: bool = True) -> None:
         if not secrets:
             raise ValueError("a keyring needs at least one key")
         self.keys = tuple(SigningKey(key_id(secret), secret) for secret in secrets)
+        self.shared = shared
+        """Whether other processes hold these keys (configured ones), or they are this process's alone."""
         self._by_id = {key.id: key for key in reversed(self.keys)}  # the first of two keys with one id wins
 
     @property
@@ -132,7 +134,7 @@ def load_keyring(path: str | None, value: str | None) -> Keyring | None:
 def process_keyring() -> Keyring:
     """A key of this process alone, for a worker configured with none: it authenticates the links this process
     wrote, and no other (another replica's, an earlier process's), which are then fresh deliveries of their tokens."""
-    return Keyring([secrets.token_bytes(MIN_KEY_BYTES)])
+    return Keyring([secrets.token_bytes(MIN_KEY_BYTES)], shared=False)
 
 
 def keyring_for(settings: Settings) -> Keyring | None:

@@ -43,7 +43,7 @@ from callback_worker.worker.report import Reporter
 from callback_worker.worker.retrying import BackoffPolicy
 from callback_worker.worker.router import Router
 from callback_worker.worker.sagemaker_calls import SageMakerCalls
-from callback_worker.worker.signing import Keyring
+from callback_worker.worker.signing import Keyring, process_keyring
 from callback_worker.worker.step_context import StepResolver
 from tests.fakes import TEST_SIGNING_KEY, CallbackStep, FakeSageMaker, MemoryQueue, StoredMessage, Ticks
 from tests.virtual_time import VirtualTimeLoop
@@ -436,6 +436,9 @@ class World:
         """What the ``retry`` handler asks for."""
         self.slow_work = SLOW_WORK
         """How long the ``slow`` handler works."""
+        self.shared_key = True
+        """Whether the replicas share a signing key (as deploy/ ships it), or each has a key of its own (no key
+        configured)."""
         self.trace = Trace(self.now)
         self.injector = Injector(frozenset(), _no_fault, self.now, self.trace)
         self.queue = FaultyQueue(self.wall, self.injector, self.trace)
@@ -493,7 +496,7 @@ class World:
             steps=StepResolver(client, describe=self.describe, gate=gate),
             verify=True,
             clocks=Clocks(monotonic=self.now, wall=self.wall),
-            keyring=Keyring([TEST_SIGNING_KEY]),  # every replica shares the key, as deploy/ ships it
+            keyring=Keyring([TEST_SIGNING_KEY]) if self.shared_key else process_keyring(),
         )
         replica = Replica(name, dispatcher, leases, invoker)
         self.replicas.append(replica)

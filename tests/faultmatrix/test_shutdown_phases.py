@@ -62,6 +62,7 @@ PADDING_ROOM = 400
 SEND_OPERATIONS = frozenset({"SendPipelineExecutionStepSuccess", "SendPipelineExecutionStepFailure"})
 
 DELETE_GAVE_UP = "delete failed; the message will be delivered again"
+HAND_ON_FAILED = "could not hand the answer on; the message will be delivered again"
 REQUEUE_GAVE_UP = "re-queue still failing and the lease is ending; the message will be delivered again"
 
 
@@ -96,6 +97,10 @@ class PhaseCase:
     errors: frozenset[str] = frozenset()
     """Error-level log lines the phase may log."""
     window: Window | None = None
+    shared_key: bool = True
+    """False: each replica seals with a key of its own (none configured), so the new replica takes every link the
+    old one sent for a fresh delivery, and every handler may run once more from the start (README: "a handed-on
+    answer decided again"; 'What is not guaranteed' 6)."""
     max_message_bytes: int | None = None
     """The queue's MaximumMessageSize, when the phase sets one; the steps' arguments then fill all but
     PADDING_ROOM bytes of it."""
@@ -139,6 +144,12 @@ def _report_waiting(world: World) -> list[str]:
     return problems
 
 
+def _decided_again(world: World) -> list[str]:
+    """No shared key: every step's answer is decided again on w2, by its handler run from the start."""
+    again = {call.token for call in _on(world, "w2") if call.state is None and call.completed}
+    return [f"step {short(token)} was not decided again on w2" for token in sorted(set(world.kinds) - again)]
+
+
 def _requeue(world: World) -> list[str]:
     first = [call for call in _on(world, "w1") if call.kind == "retry" and call.state is None]
     if not first or first[0].end != "returned Retry":
@@ -179,6 +190,24 @@ PHASES: tuple[PhaseCase, ...] = (
         SEND_OPERATIONS,
         max_message_bytes=4096,
         in_phase=_report_waiting,
+    ),
+    # No shared key: the links w1 hands on are fresh deliveries to w2, which decides every answer again, with the
+    # arguments the step was started with (a link that would not fit with them is not sent: the message comes back).
+    PhaseCase(
+        "report waiting, no shared key",
+        ("success", "retry", "fail"),
+        SEND_OPERATIONS,
+        shared_key=False,
+        in_phase=_decided_again,
+    ),
+    PhaseCase(
+        "report waiting, no shared key, messages near the queue's size limit",
+        ("success", "retry", "fail"),
+        SEND_OPERATIONS,
+        shared_key=False,
+        max_message_bytes=4096,
+        errors=frozenset({HAND_ON_FAILED}),
+        in_phase=_decided_again,
     ),
     # SendMessage refused from the Retry on (t = 0) until 10 s after the drain cancels the delivery (t = 10): inside
     # SHUTDOWN_SETTLE_LIMIT, so the re-queue must be finished and the handler not run again (README: "the send and
@@ -253,6 +282,7 @@ async def scenario(world: World, phase: PhaseCase) -> None:
         world.retry_delay = phase.retry_delay
     if phase.slow_work is not None:
         world.slow_work = phase.slow_work
+    world.shared_key = phase.shared_key
     padding = 0
     if phase.max_message_bytes is not None:
         world.queue.max_message_bytes = phase.max_message_bytes
@@ -279,7 +309,8 @@ def check(world: World, phase: PhaseCase, logs: Sequence[Mapping[str, Any]]) -> 
         for state in states_of(kind):
             done = [call for call in calls if call.state == state and call.completed]
             window = phase.window
-            allowed = 2 if window is not None and (window.kind, window.state) == (kind, state) else 1
+            windowed = not phase.shared_key or (window is not None and (window.kind, window.state) == (kind, state))
+            allowed = 2 if windowed else 1
             if len(done) != allowed:
                 runs = ", ".join(f"{c.replica} at {c.started:.1f}s ({c.end})" for c in done)
                 problems.append(

@@ -21,7 +21,6 @@ from callback_worker.worker.message import (
     sealed_payload,
 )
 from callback_worker.worker.message import parse_message as parse
-from callback_worker.worker.outcome import Failure
 from callback_worker.worker.signing import Keyring
 
 #: This file tests what a genuine continuation may hold: every continuation field is sealed as the worker seals its
@@ -254,16 +253,6 @@ def test_parsed_without_a_keyring_no_continuation_is_taken() -> None:
     message = parse(text)
     assert message.continuation == Continuation()
     assert message.distrusted == "its continuation cannot be authenticated without a key"
-
-
-def test_a_link_handing_on_an_answer_carries_the_answer_and_no_arguments() -> None:
-    message = parse(body(arguments={"handler": "h", "pad": "p" * 5_000}))
-    link = Continuation(link=1, answer=Failure("reason c"))
-    handed_on = parse(message.to_body(link, KEYRING), KEYRING)
-    assert handed_on.continuation.answer == Failure("reason c")
-    assert handed_on.arguments == {}
-    assert (handed_on.token, handed_on.pipeline_execution_arn) == (message.token, message.pipeline_execution_arn)
-    assert len(message.to_body(link, KEYRING)) < 1_000  # the arguments' 5,000 characters stay behind
 
 
 @pytest.mark.parametrize("not_before", ["1e400", "9" * 400, "NaN", "Infinity", "-Infinity"])

@@ -96,6 +96,28 @@ async def test_a_hook_finding_every_thread_held_by_overrunning_hooks_gives_up_wi
     assert len(wedged.finished) == pool
 
 
+async def test_a_hook_whose_delivery_lets_go_while_it_waits_for_a_thread_never_starts() -> None:
+    """A shutdown cancels the delivery while its hook waits for a thread: the message goes back to the queue and
+    another replica stops the step; the hook must not start here later, when a thread comes free."""
+    invoker = Invoker(threads=1)
+    release = threading.Event()
+    wedged, late = SlowStop(release), SlowStop()
+    held = [asyncio.ensure_future(invoker.stop(wedged, context, 3600)) for context in contexts(1 + STOP_HOOK_THREADS)]
+    try:
+        await asyncio.sleep(0.2)  # every thread now runs a wedged hook
+        waiting = asyncio.ensure_future(invoker.stop(late, make_context(token="Tlate"), TIMEOUT))
+        await asyncio.sleep(0.1)
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+    finally:
+        release.set()
+        await asyncio.gather(*held, return_exceptions=True)
+    await asyncio.sleep(WORK + 0.5)  # time for the late hook, had it been left queued, to start and finish
+    invoker.shutdown()
+    assert len(wedged.finished) == 1 + STOP_HOOK_THREADS
+    assert late.finished == []
+
+
 async def test_an_async_hook_runs_on_the_loop_within_its_time() -> None:
     ran: list[str] = []
 
