@@ -25,6 +25,7 @@ from callback_worker.config.errors import SettingsError
 from callback_worker.config.settings import Settings, env_name, load_settings
 from callback_worker.config.unknown import UnknownSetting, known_names, open_namespaces, unknown_settings
 from callback_worker.worker.clients import client_config, region_from_environment, sagemaker_config, user_agent
+from callback_worker.worker.errors import ConfigurationError
 from callback_worker.worker.preflight import (
     CALL_TIMEOUT,
     NO_CREDENTIALS,
@@ -41,6 +42,7 @@ from callback_worker.worker.preflight import (
 from callback_worker.worker.probes import Probe, executions_resource, lookup_probe, probe_arn, run_probe
 from callback_worker.worker.queue_advice import queue_findings
 from callback_worker.worker.registry import load_each, registrations
+from callback_worker.worker.signing import FILE_SETTING, keyring_for
 from callback_worker.worker.taxonomy import CONFIG_ERRORS, StartupFault, startup_fault
 
 #: A made-up callback token (SageMaker's are ten random letters and digits): the report probes answer it.
@@ -76,7 +78,25 @@ def read_settings() -> tuple[Settings | None, list[Finding]]:
     except SettingsError as exc:
         return None, [Finding(Level.FAIL, "settings", str(exc))]
     lookups = "on" if settings.verify_tokens else "off"
-    return settings, [Finding(Level.OK, "settings", f"read; queue {settings.queue_url}, token verification {lookups}")]
+    read = Finding(Level.OK, "settings", f"read; queue {settings.queue_url}, token verification {lookups}")
+    return settings, [read, signing_finding(settings)]
+
+
+def signing_finding(settings: Settings) -> Finding:
+    """The signing keys: read as ``run`` reads them, or why not; a warning when none is set."""
+    try:
+        keyring = keyring_for(settings)
+    except ConfigurationError as exc:
+        return Finding(Level.FAIL, "signing key", str(exc))
+    if keyring is None:
+        return Finding(
+            Level.WARN,
+            "signing key",
+            "none set: each process seals its continuations with a key of its own, so a Retry's wake-up another "
+            f"replica or a restarted worker receives runs from the start; set {FILE_SETTING} (one key a line: "
+            "openssl rand -base64 32) whenever more than one replica runs or restarts happen while steps wait",
+        )
+    return Finding(Level.OK, "signing key", f"{len(keyring.keys)} key(s) read; key {keyring.signer.id} signs")
 
 
 async def aws_findings(settings: Settings | None) -> list[Finding]:

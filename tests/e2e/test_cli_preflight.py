@@ -177,10 +177,28 @@ def test_doctor_names_a_profile_no_file_has_and_still_checks_the_rest(tmp_path: 
     lines = result.stdout.splitlines()
     assert f"FAIL  {PROFILE_NOT_FOUND}" in lines
     assert any(line.startswith("ok    handler echo: ") for line in lines), lines
+    assert any(line.startswith("warn  signing key: none set: each process seals") for line in lines), lines
     assert any(
         line.startswith("FAIL  settings: CALLBACK_WORKER_HANDLER names handler 'nosuch-handler'") for line in lines
     )
-    assert lines[-1] == "2 problem(s) `run` would stop on; 0 warning(s)"
+    assert lines[-1] == "2 problem(s) `run` would stop on; 1 warning(s)"
+
+
+@pytest.mark.parametrize(
+    ("settings", "line"),
+    [
+        (
+            {"CALLBACK_WORKER_SIGNING_KEY": "short"},
+            "FAIL  signing key: invalid setting CALLBACK_WORKER_SIGNING_KEY: the key on line 1 is 5 bytes; at least 32 "
+            "are needed (make one with: openssl rand -base64 32)",
+        ),
+        ({"CALLBACK_WORKER_SIGNING_KEY": "k" * 32 + "\n" + "j" * 32}, "ok    signing key: 2 key(s) read; key "),
+    ],
+    ids=["short key", "two keys"],
+)
+def test_doctor_reads_the_signing_keys_as_run_does(tmp_path: Path, settings: dict[str, str], line: str) -> None:
+    result = run_cli(profile_env(tmp_path) | settings, "doctor")
+    assert any(found.startswith(line) for found in result.stdout.splitlines()), result.stdout
 
 
 async def test_a_sagemaker_endpoint_that_is_not_sagemaker_stops_start_up(tmp_path: Path, queue_url: str) -> None:

@@ -55,7 +55,11 @@ async def test_every_check_is_one_line_and_a_broken_plugin_hides_no_other(
     make_plugin(tmp_path, "acme-broken", {"broken": "Handler"}, BROKEN, version="0.3")
     make_plugin(tmp_path, "acme-greeter", {"greet": "greet"}, GREETER)
     queue_url = redriven_queue(sqs_client, "doctor-healthy")
-    env = env_for(tmp_path, queue_url, moto_server, threaded_emulator.endpoint_url, concurency="3")
+    keys = tmp_path / "signing-keys"
+    keys.write_text("# the replicas' shared keys\n" + "k" * 32 + "\n")
+    env = env_for(
+        tmp_path, queue_url, moto_server, threaded_emulator.endpoint_url, concurency="3", signing_key_file=str(keys)
+    )
     code, lines = await doctor(env)
     assert code == 1  # the broken plugin would stop `run`
     assert lines[-1] == "1 problem(s) `run` would stop on; 1 warning(s)"
@@ -80,6 +84,7 @@ async def test_every_check_is_one_line_and_a_broken_plugin_hides_no_other(
     assert broken.endswith("failed to load: RuntimeError: the plugin cannot start")
     assert any(line.startswith("ok    handler echo: ") for line in findings)
     assert any(line.startswith("ok    queue: redrive policy: after 5 receives to ") for line in findings)
+    assert any(line.startswith("ok    signing key: 1 key(s) read; key ") for line in findings)
 
 
 async def test_a_plugin_outside_the_allowlist_is_neither_loaded_nor_listed(
@@ -127,8 +132,9 @@ async def test_without_credentials_doctor_says_so_once_and_makes_no_call_that_ne
     code, lines = await doctor(env)
     assert code == 1
     assert [line for line in lines if "credentials:" in line] == [NO_CREDENTIALS.line()]
-    assert not any(line.startswith(("ok    queue", "ok    SageMaker: List", "warn")) for line in lines), lines
-    assert lines[-1] == "1 problem(s) `run` would stop on; 0 warning(s)"
+    made_calls = ("ok    queue", "ok    SageMaker: List", "warn  queue", "warn  SageMaker")
+    assert not any(line.startswith(made_calls) for line in lines), lines
+    assert lines[-1] == "1 problem(s) `run` would stop on; 1 warning(s)"  # the signing key, none set
 
 
 STS_REFUSAL = (
