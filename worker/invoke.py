@@ -38,7 +38,7 @@ class StopHookTimeout(TimeoutError):
 
 class Invoker:
     """Runs handlers and stop hooks; sync handlers go to a thread pool sized for the worker's concurrency, sync stop
-    hooks to a small pool of their own."""
+    hooks to a pool of their own, as large plus :data:`STOP_HOOK_THREADS`."""
 
     def __init__(self, threads: int) -> None:
         self._threads = threads
