@@ -83,20 +83,20 @@ class Invoker:
                 loop.call_soon_threadsafe(started.set)
             return hook(context)
 
-        call = functools.partial(contextvars.copy_context().run, run, context)
-        running = loop.run_in_executor(self._stop_executor, call)
+        queued = self._stop_executor.submit(functools.partial(contextvars.copy_context().run, run, context))
+        running = asyncio.wrap_future(queued)
         running.add_done_callback(lambda _: started.set())  # also ends the wait when the pool cancels the hook
         try:
             await _within(limit, started.wait())
         except StopHookTimeout:
-            running.cancel()
-            raise StopHookTimeout(
-                f"no stop-hook thread came free within {limit:g} s (earlier hooks overran their time)"
-            ) from None
+            if queued.cancel():  # False: a thread took the hook up just now, and its time starts there
+                raise StopHookTimeout(
+                    f"no stop-hook thread came free within {limit:g} s (earlier hooks overran their time)"
+                ) from None
         except BaseException:  # the delivery let go (a shutdown): a hook still queued must not start later
-            running.cancel()
+            queued.cancel()
             raise
-        if running.cancelled():
+        if queued.cancelled():
             raise RuntimeError("the stop hook never started: the worker stopped its threads first")
         result = await _within(limit, running)
         if inspect.isawaitable(result):  # a sync ``on_stop`` that returned an awaitable

@@ -69,7 +69,9 @@ async def test_a_stop_arriving_during_the_step_look_up_keeps_the_handler_from_st
 async def test_a_continuation_of_a_stopped_step_woken_by_a_new_replica_stops_with_its_state(
     sagemaker: Any, sqs: Any, make_queue: QueueFactory
 ) -> None:
-    chain = Chain(links=1_000, delay=1.5)  # re-queues itself for ever
+    # Re-queues itself for ever, each link due 4 s after the last: the link waiting at the stop is due after the
+    # first replica has shut down, so that the next replica (and not the first) wakes it.
+    chain = Chain(links=1_000, delay=4.0)
     queue_url, _ = await make_queue()
     settings = worker_settings(queue_url, handler="chain", visibility_timeout=3)
     async with running_worker(settings, {"chain": chain}):
@@ -78,9 +80,9 @@ async def test_a_continuation_of_a_stopped_step_woken_by_a_new_replica_stops_wit
         await sagemaker.stop_pipeline_execution(PipelineExecutionArn=arn, ClientRequestToken="s" * 32)
         assert await wait_for_status(sagemaker, arn, within=30) == "Stopped"
         calls_at_stop = len(chain.calls)
-        # This replica's own hook may already have seen the state (when it had just re-queued the link); the
-        # claim below is about the next replica's, so count the hooks run so far.
-        stops_here = len(chain.stops)
+    # The first replica's own hook may already have seen the state (when it had just re-queued the link); the claim
+    # below is about the next replica's, so count the hooks run so far, once the first replica has stopped.
+    stops_here = len(chain.stops)
     # The continuation is still in the queue; a replica with no memory of the stop wakes it.
     async with running_worker(settings, {"chain": chain}):
         await until(lambda: len(chain.stops) > stops_here, within=30)
