@@ -252,8 +252,9 @@ PHASES: tuple[PhaseCase, ...] = (
 def without_a_shared_key(phase: PhaseCase) -> PhaseCase:
     """``phase`` with a key per replica (none configured). Each link w1 sent is a fresh delivery to w2, so a handler
     may run once more from the start (README, 'What is not guaranteed' 6), besides the phase's own window; every
-    step must still be answered once, as its handler decided, with nothing left in the queue. Where w1 hands answers on, w2 decides each again, with the
-    arguments the step was started with (a link that would not fit with them is not sent: the message comes back)."""
+    step must still be answered once, as its handler decided, with nothing left in the queue. Where w1 hands
+    answers on, w2 decides each again, with the arguments the step was started with (a link that would not fit with
+    them is not sent: the message comes back)."""
     hands_on = phase.in_phase is _report_waiting
     errors = phase.errors | ({HAND_ON_FAILED} if hands_on and phase.max_message_bytes else set())
     return replace(
