@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +16,15 @@ async def start_one(sagemaker: Any, queue_url: str) -> str:
     """Create a one-step callback pipeline on ``queue_url`` and start it; returns the execution ARN."""
     pipeline = await create_pipeline(sagemaker, one_step_definition(queue_url))
     return str((await sagemaker.start_pipeline_execution(PipelineName=pipeline))["PipelineExecutionArn"])
+
+
+async def captured_body(sagemaker: Any, sqs: Any, capture_url: str) -> str:
+    """Start a one-step callback pipeline on ``capture_url``, a queue no worker reads, and return the Executing
+    message SageMaker sent there (a real token, for the test to send on as it likes)."""
+    await start_one(sagemaker, capture_url)
+    body = (await sqs.receive_message(QueueUrl=capture_url, WaitTimeSeconds=10))["Messages"][0]["Body"]
+    assert json.loads(body)["status"] == "Executing"
+    return str(body)
 
 
 @dataclass

@@ -8,7 +8,6 @@ look-up stays inconclusive past the grace), the copy's message was deleted anywa
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -16,9 +15,9 @@ import pytest
 from callback_worker.worker.confirm import VERIFY_GRACE, Confirmer
 from callback_worker.worker.handler import CallbackContext
 from tests.faultproxy import FaultProxy, Rule
-from tests.faults.support import until
+from tests.faults.support import captured_body, until
 from tests.integration.conftest import QueueFactory
-from tests.worker_harness import create_pipeline, one_step_definition, queue_depth, running_worker, worker_settings
+from tests.worker_harness import queue_depth, running_worker, worker_settings
 
 
 async def test_a_copy_following_a_twin_that_keeps_its_message_keeps_its_own(
@@ -34,10 +33,7 @@ async def test_a_copy_following_a_twin_that_keeps_its_message_keeps_its_own(
 
     capture_url, _ = await make_queue()
     queue_url, _ = await make_queue()
-    pipeline = await create_pipeline(sagemaker, one_step_definition(capture_url))
-    await sagemaker.start_pipeline_execution(PipelineName=pipeline)
-    body = (await sqs.receive_message(QueueUrl=capture_url, WaitTimeSeconds=10))["Messages"][0]["Body"]
-    assert json.loads(body)["status"] == "Executing"
+    body = await captured_body(sagemaker, sqs, capture_url)
     sagemaker_faults.add(Rule("ListPipelineExecutionSteps", "error", code="AccessDeniedException", times=10_000))
     monkeypatch.setattr(Confirmer, "age", lambda self, delivery: VERIFY_GRACE)  # as if sent long ago
     for _ in range(2):  # SQS delivered the step's message twice

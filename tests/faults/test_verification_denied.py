@@ -8,7 +8,6 @@ advice.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ import structlog
 from callback_worker.worker.confirm import VERIFY_GRACE, Confirmer
 from callback_worker.worker.handler import CallbackContext
 from tests.faultproxy import FaultProxy, Rule
-from tests.faults.support import until
+from tests.faults.support import captured_body, until
 from tests.integration.conftest import QueueFactory
-from tests.worker_harness import create_pipeline, one_step_definition, queue_depth, running_worker, worker_settings
+from tests.worker_harness import queue_depth, running_worker, worker_settings
 
 DENIED = (
     "cannot verify the token: SageMaker denied ListPipelineExecutionSteps (AccessDeniedException); grant the worker's "
@@ -51,10 +50,7 @@ async def test_a_refused_listing_names_the_permission_and_runs_nothing(
 
     capture_url, _ = await make_queue()
     queue_url, _ = await make_queue()
-    pipeline = await create_pipeline(sagemaker, one_step_definition(capture_url))
-    await sagemaker.start_pipeline_execution(PipelineName=pipeline)
-    body = (await sqs.receive_message(QueueUrl=capture_url, WaitTimeSeconds=10))["Messages"][0]["Body"]
-    assert json.loads(body)["status"] == "Executing"
+    body = await captured_body(sagemaker, sqs, capture_url)
     sagemaker_faults.add(Rule("ListPipelineExecutionSteps", "error", code=code, times=10_000))
     monkeypatch.setattr(Confirmer, "age", lambda self, delivery: VERIFY_GRACE)  # past the grace at once
     await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
